@@ -1,0 +1,464 @@
+"""The GRU as time stepping: cells, one step and its VJP side by side, serial forward and BPTT.
+
+Conventions follow PyTorch ``nn.GRU`` (gate order r, z, n)::
+
+    r  = σ(W_ir x + b_ir + W_hr h + b_hr)
+    z  = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+
+and the update is a step of size ``dt`` of the ODE  dh/dt = (1 - z) ⊙ (n - h):
+
+    classic  (explicit Euler)   h⁺ = h + dt (1 - z) ⊙ (n - h)          (dt = 1: exactly nn.GRU)
+    implicit (Moon & Cyr)       h⁺ = (h + dt (1 - z) ⊙ n) / (1 + dt (1 - z))
+
+Stacked layers: the time-stepping state is every layer's hidden state, shape (L, B, H). One step
+advances layer 0 with the input x_t, then layer k with layer k-1's *new* state.
+
+Everything here is plain NumPy and works on arrays with any leading batch dimensions
+(``(..., H)``), which is what lets the MGRIT solver advance all intervals in one call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CELLS = ("classic", "implicit")
+
+
+# ----------------------------------------------------------------------------------------------
+# parameters
+# ----------------------------------------------------------------------------------------------
+def init_gru(input_size, hidden_size, num_layers=1, seed=0, dtype=np.float64):
+    """Random GRU parameters with PyTorch ``nn.GRU`` names, shapes and initialisation.
+
+    Parameters
+    ----------
+    input_size : int
+        Features per time step, I.
+    hidden_size : int
+        Hidden units per layer, H.
+    num_layers : int, optional
+        Stacked layers, L >= 1.
+    seed : int, optional
+        Seed of the NumPy generator; the same seed gives the same parameters.
+    dtype : numpy dtype, optional
+        ``np.float64`` (checks) or ``np.float32`` (speed).
+
+    Returns
+    -------
+    dict of str -> ndarray
+        ``weight_ih_l{k}`` (3H, I_k), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
+        ``bias_hh_l{k}`` (3H,), with I_0 = I and I_k = H for k > 0, drawn from
+        U(-1/sqrt(H), 1/sqrt(H)) like PyTorch. ``torch_gru.load_state_dict({k: torch.from_numpy(v)})``
+        accepts it unchanged.
+    """
+    input_size = _positive_int(input_size, "input_size")
+    hidden_size = _positive_int(hidden_size, "hidden_size")
+    num_layers = _positive_int(num_layers, "num_layers")
+    dtype = _float_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(hidden_size)
+    params = {}
+    for k in range(num_layers):
+        fan_in = input_size if k == 0 else hidden_size
+        shapes = {f"weight_ih_l{k}": (3 * hidden_size, fan_in),
+                  f"weight_hh_l{k}": (3 * hidden_size, hidden_size),
+                  f"bias_ih_l{k}": (3 * hidden_size,),
+                  f"bias_hh_l{k}": (3 * hidden_size,)}
+        for name, shape in shapes.items():
+            params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return params
+
+
+def gru_dims(params):
+    """Check a GRU parameter dict and return ``(num_layers, input_size, hidden_size, dtype)``.
+
+    Raises ``ValueError`` naming the offending entry for missing or extra names, wrong shapes,
+    mixed or non-float dtypes, and NaN or Inf values.
+    """
+    if not isinstance(params, dict) or "weight_hh_l0" not in params:
+        raise ValueError("params must be a dict with nn.GRU names (weight_ih_l0, weight_hh_l0, ...)")
+    num_layers = 0
+    while f"weight_hh_l{num_layers}" in params:
+        num_layers += 1
+    W_hh0 = np.asarray(params["weight_hh_l0"])
+    if W_hh0.ndim != 2 or W_hh0.shape[0] != 3 * W_hh0.shape[1]:
+        raise ValueError(f"params['weight_hh_l0'] must have shape (3H, H), got {W_hh0.shape}")
+    H = W_hh0.shape[1]
+    I = np.asarray(params.get("weight_ih_l0", np.empty((0, 0)))).shape[-1]
+    dtype = W_hh0.dtype
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"params must be float32 or float64, got {dtype}")
+    expected = set()
+    for k in range(num_layers):
+        want = {f"weight_ih_l{k}": (3 * H, I if k == 0 else H), f"weight_hh_l{k}": (3 * H, H),
+                f"bias_ih_l{k}": (3 * H,), f"bias_hh_l{k}": (3 * H,)}
+        for name, shape in want.items():
+            expected.add(name)
+            if name not in params:
+                raise ValueError(f"params is missing {name!r}")
+            v = params[name]
+            if not isinstance(v, np.ndarray) or v.shape != shape:
+                raise ValueError(f"params[{name!r}] must be an array of shape {shape}, "
+                                 f"got {getattr(v, 'shape', type(v).__name__)}")
+            if v.dtype != dtype:
+                raise ValueError(f"params[{name!r}] has dtype {v.dtype}, the others {dtype}: "
+                                 "all parameters must share one dtype")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"params[{name!r}] contains NaN or Inf")
+    extra = set(params) - expected
+    if extra:
+        raise ValueError(f"params has unexpected entries {sorted(extra)}")
+    return num_layers, I, H, dtype
+
+
+def layer_params(params, k):
+    """The four arrays of layer k: ``(W_ih, b_ih, W_hh, b_hh)``."""
+    return (params[f"weight_ih_l{k}"], params[f"bias_ih_l{k}"],
+            params[f"weight_hh_l{k}"], params[f"bias_hh_l{k}"])
+
+
+# ----------------------------------------------------------------------------------------------
+# one layer, one step: forward and its vector-Jacobian product side by side
+# ----------------------------------------------------------------------------------------------
+def sigmoid(a, out=None):
+    """σ(a) = (1 + tanh(a/2)) / 2: no overflow for large |a|, one transcendental call."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
+    """One step of one GRU layer.
+
+    Parameters
+    ----------
+    gx : ndarray (..., 3H)
+        Input projection ``W_ih x + b_ih`` (precomputed for all t at once by the caller).
+    h : ndarray (..., H)
+        Old hidden state.
+    W_hh, b_hh : ndarray (3H, H), (3H,)
+    cell : {"classic", "implicit"}
+    dt : float or ndarray broadcastable to (..., 1)
+    out : dict, optional
+        Arrays ``r, z, n, ghn, h_new`` of shape (..., H) to write into (no allocation).
+
+    Returns
+    -------
+    h_new : ndarray (..., H)
+    cache : dict
+        ``r, z, n, ghn`` (ghn = W_hn h + b_hn) and ``h``, ``h_new``: what `cell_backward` needs.
+    """
+    H = h.shape[-1]
+    o = out if out is not None else {}
+    gh = h @ W_hh.T                                          # (..., 3H): all three hidden gates
+    gh += b_hh
+    r = sigmoid(np.add(gx[..., :H], gh[..., :H], out=o.get("r")), out=o.get("r"))
+    z = sigmoid(np.add(gx[..., H:2 * H], gh[..., H:2 * H], out=o.get("z")), out=o.get("z"))
+    ghn = o.get("ghn")
+    if ghn is None:
+        ghn = gh[..., 2 * H:].copy()
+    else:
+        ghn[...] = gh[..., 2 * H:]
+    n = np.multiply(r, ghn, out=o.get("n"))                  # r ⊙ (W_hn h + b_hn) ...
+    n += gx[..., 2 * H:]                                     # ... + W_in x + b_in
+    np.tanh(n, out=n)
+    s = dt * (1.0 - z)                                       # s = dt (1 - z): the step's weight
+    if cell == "classic":
+        h_new = np.subtract(n, h, out=o.get("h_new"))        # h⁺ = h + s (n - h)
+        h_new *= s
+        h_new += h
+    elif cell == "implicit":
+        h_new = np.multiply(s, n, out=o.get("h_new"))        # h⁺ = (h + s n) / (1 + s)
+        h_new += h
+        h_new /= 1.0 + s
+    else:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    return h_new, {"r": r, "z": z, "n": n, "ghn": ghn, "h": h, "h_new": h_new}
+
+
+def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0):
+    """Vector-Jacobian product of `cell_forward`.
+
+    Given the cotangent ``dh_new`` on h⁺, return the cotangents on the old state ``h``, on the
+    input projection ``gx`` and on the hidden projection ``gh = W_hh h + b_hh``. Parameter
+    gradients follow from the last two by one matmul over all steps:
+    ``dW_ih += dgxᵀ x``, ``db_ih += Σ dgx``, ``dW_hh += dghᵀ h``, ``db_hh += Σ dgh``.
+
+    Derivation (s = dt (1 - z), ∂s/∂z = -dt):
+
+    - classic  h⁺ = h + s (n - h):   ∂h⁺/∂n = s,   ∂h⁺/∂z = -dt (n - h),   ∂h⁺/∂h|direct = 1 - s
+    - implicit h⁺ = (h + s n)/(1+s): ∂h⁺/∂n = s/(1+s),   ∂h⁺/∂h|direct = 1/(1+s),
+      ∂h⁺/∂s = (n - h⁺)/(1+s)  so  ∂h⁺/∂z = -dt (n - h⁺)/(1+s)
+    - n = tanh(a_n), a_n = gx_n + r ⊙ ghn:  da_n = dn (1 - n²), dr = da_n ⊙ ghn, dghn = da_n ⊙ r
+    - r = σ(a_r), z = σ(a_z):  da_r = dr r (1 - r),  da_z = dz z (1 - z)
+    - a_r, a_z, a_n are linear in gx and in gh, so dgx = (da_r, da_z, da_n),
+      dgh = (da_r, da_z, dghn) and dh = dh|direct + dgh W_hh.
+    """
+    r, z, n, ghn, h, h_new = (cache[k] for k in ("r", "z", "n", "ghn", "h", "h_new"))
+    s = dt * (1.0 - z)
+    if cell == "classic":
+        dn = dh_new * s
+        dz = dh_new * (-dt) * (n - h)
+        dh = dh_new * (1.0 - s)
+    elif cell == "implicit":
+        inv = 1.0 / (1.0 + s)
+        dn = dh_new * s * inv
+        dz = dh_new * (-dt) * (n - h_new) * inv
+        dh = dh_new * inv
+    else:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    da_n = dn * (1.0 - n * n)
+    da_r = da_n * ghn * r * (1.0 - r)
+    da_z = dz * z * (1.0 - z)
+    dgx = np.concatenate([da_r, da_z, da_n], axis=-1)
+    dgh = np.concatenate([da_r, da_z, da_n * r], axis=-1)
+    dh += dgh @ W_hh                                         # through W_hr h, W_hz h, W_hn h
+    return dh, dgx, dgh
+
+
+# ----------------------------------------------------------------------------------------------
+# all layers, one step (the time stepper Φ) and its VJP
+# ----------------------------------------------------------------------------------------------
+def step_forward(params, gx0, h, cell="classic", dt=1.0, h_new=None, gates=None):
+    """One time step Φ of the stacked GRU.
+
+    Parameters
+    ----------
+    gx0 : ndarray (..., 3H)
+        Layer 0's input projection ``W_ih_l0 x_t + b_ih_l0``.
+    h : ndarray (L, ..., H)
+        All layers' old states (layer axis first).
+    h_new : ndarray (L, ..., H), optional
+        Where to write the new states (allocated if not given).
+    gates : dict of ndarray (L, ..., H), optional
+        Where to write ``r, z, n, ghn`` of every layer (for a later backward pass).
+
+    Returns
+    -------
+    h_new : ndarray (L, ..., H)
+    caches : list of dict, one per layer, for `step_backward`
+    """
+    L = h.shape[0]
+    h_new = np.empty_like(h) if h_new is None else h_new
+    caches = []
+    gx = gx0
+    for k in range(L):
+        W_ih, b_ih, W_hh, b_hh = layer_params(params, k)
+        if k > 0:
+            gx = h_new[k - 1] @ W_ih.T                       # layer k's input is layer k-1's h⁺
+            gx += b_ih
+        out = {"h_new": h_new[k]}
+        if gates is not None:
+            out.update((g, gates[g][k]) for g in ("r", "z", "n", "ghn"))
+        caches.append(cell_forward(gx, h[k], W_hh, b_hh, cell, dt, out=out)[1])
+    return h_new, caches
+
+
+def step_backward(params, caches, dh_new, cell="classic", dt=1.0):
+    """VJP of `step_forward`: cotangent on the new states (L, ..., H) -> old states.
+
+    Returns
+    -------
+    dh : ndarray (L, ..., H)
+        Cotangent on the old states.
+    dgx : list of ndarray (..., 3H)
+        Per layer, the cotangent on its input projection (layer 0's gives dx = dgx W_ih_l0).
+    dgh : list of ndarray (..., 3H)
+        Per layer, the cotangent on its hidden projection.
+    """
+    L = len(caches)
+    dh = np.empty_like(dh_new)
+    dgx, dgh = [None] * L, [None] * L
+    carry = None                                             # cotangent from layer k+1's input
+    for k in reversed(range(L)):
+        W_ih, _, W_hh, _ = layer_params(params, k)
+        d = dh_new[k] if carry is None else dh_new[k] + carry
+        dh[k], dgx[k], dgh[k] = cell_backward(d, caches[k], W_hh, cell, dt)
+        if k > 0:
+            carry = dgx[k] @ W_ih                            # layer k's input = layer k-1's h⁺
+    return dh, dgx, dgh
+
+
+# ----------------------------------------------------------------------------------------------
+# whole sequences: serial forward and backpropagation through time (the reference)
+# ----------------------------------------------------------------------------------------------
+def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
+    """Serial forward pass of the stacked GRU over a whole sequence (the reference).
+
+    Parameters
+    ----------
+    params : dict
+        From `init_gru` (or a PyTorch ``nn.GRU`` state_dict converted to NumPy).
+    x : ndarray (T, B, I)
+        Inputs, time first. Converted to the parameters' dtype.
+    h0 : ndarray (L, B, H), optional
+        Initial states; zeros by default.
+    cell : {"classic", "implicit"}
+    dt : float > 0
+        Step size of the ODE view; ``cell="classic", dt=1`` is ``nn.GRU``.
+
+    Returns
+    -------
+    y : ndarray (T, B, H)
+        Top layer's state after each step.
+    h_T : ndarray (L, B, H)
+        All layers' final states.
+    cache : dict
+        States and gate values of every step, for `gru_backward`.
+    """
+    L, I, H, dtype = gru_dims(params)
+    x, h0 = check_sequence(x, h0, L, I, H, dtype)
+    cell, dt = check_cell(cell, dt)
+    T, B, _ = x.shape
+    W_ih0, b_ih0 = params["weight_ih_l0"], params["bias_ih_l0"]
+    gx0 = (x.reshape(T * B, I) @ W_ih0.T + b_ih0).reshape(T, B, 3 * H)  # one matmul for all t
+    hs = np.empty((T + 1, L, B, H), dtype)                   # u_0 .. u_T
+    hs[0] = h0
+    gates = {g: np.empty((T, L, B, H), dtype) for g in ("r", "z", "n", "ghn")}
+    for t in range(T):
+        step_forward(params, gx0[t], hs[t], cell, dt, h_new=hs[t + 1],
+                     gates={g: gates[g][t] for g in gates})
+    cache = {"x": x, "hs": hs, "gates": gates, "cell": cell, "dt": dt}
+    return hs[1:, L - 1].copy(), hs[T].copy(), cache
+
+
+def caches_at(hs, gates, t):
+    """Rebuild the per-layer caches of step(s) t from stored states and gate values.
+
+    ``hs`` (T+1, L, ..., H) and ``gates[g]`` (T, L, ..., H); ``t`` an int or an index array.
+    """
+    L = hs.shape[1]
+    caches = []
+    for k in range(L):
+        c = {g: gates[g][t, k] for g in ("r", "z", "n", "ghn")}
+        c["h"] = hs[t, k]
+        c["h_new"] = hs[np.asarray(t) + 1, k]
+        caches.append(c)
+    return caches
+
+
+def param_grads(params, inputs, states, dgx, dgh):
+    """Sum the parameter gradients over all steps in one matmul per tensor.
+
+    ``inputs[k]`` is layer k's input at each step (x for k = 0, layer k-1's new state above),
+    ``states[k]`` layer k's old state, ``dgx[k]``/``dgh[k]`` from `step_backward`; all with the
+    same leading dimensions (e.g. (T, B)).
+    """
+    grads = {}
+    for k in range(len(dgx)):
+        gx = dgx[k].reshape(-1, dgx[k].shape[-1])
+        gh = dgh[k].reshape(-1, dgh[k].shape[-1])
+        grads[f"weight_ih_l{k}"] = gx.T @ inputs[k].reshape(gx.shape[0], -1)
+        grads[f"weight_hh_l{k}"] = gh.T @ states[k].reshape(gh.shape[0], -1)
+        grads[f"bias_ih_l{k}"] = gx.sum(axis=0)
+        grads[f"bias_hh_l{k}"] = gh.sum(axis=0)
+    return grads
+
+
+def gru_backward(params, cache, dy=None, dh_T=None):
+    """Backpropagation through time for `gru_forward` (the serial reference gradients).
+
+    Parameters
+    ----------
+    params : dict
+    cache : dict
+        Third output of `gru_forward`.
+    dy : ndarray (T, B, H), optional
+        Cotangent on the outputs y.
+    dh_T : ndarray (L, B, H), optional
+        Cotangent on the final states.
+
+    Returns
+    -------
+    grads : dict
+        Same keys and shapes as ``params``.
+    dx : ndarray (T, B, I)
+    dh0 : ndarray (L, B, H)
+    """
+    L, I, H, dtype = gru_dims(params)
+    hs, gates, x, cell, dt = cache["hs"], cache["gates"], cache["x"], cache["cell"], cache["dt"]
+    T, B = x.shape[:2]
+    dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
+    dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
+    dgx = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
+    dgh = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
+    lam = dh_T.copy() if dh_T is not None else np.zeros((L, B, H), dtype)   # λ_T = ∂L/∂u_T
+    for t in reversed(range(T)):
+        if dy is not None:
+            lam[L - 1] += dy[t]                              # y_t is u_{t+1}'s top layer
+        lam, gx_t, gh_t = step_backward(params, caches_at(hs, gates, t), lam, cell, dt)
+        for k in range(L):
+            dgx[k][t], dgh[k][t] = gx_t[k], gh_t[k]
+    inputs = [x] + [hs[1:, k - 1] for k in range(1, L)]
+    grads = param_grads(params, inputs, [hs[:-1, k] for k in range(L)], dgx, dgh)
+    dx = (dgx[0].reshape(T * B, 3 * H) @ params["weight_ih_l0"]).reshape(T, B, I)
+    return grads, dx, lam
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks shared by the public entry points
+# ----------------------------------------------------------------------------------------------
+def check_cell(cell, dt):
+    """Validate ``cell`` and ``dt``; return them (dt as float)."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    try:
+        dt = float(dt)
+    except (TypeError, ValueError):
+        raise ValueError(f"dt must be a positive number, got {dt!r}") from None
+    if not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a positive finite number, got {dt}")
+    return cell, dt
+
+
+def check_sequence(x, h0, L, I, H, dtype):
+    """Validate x (T, B, I) and h0 (L, B, H); return them as arrays of ``dtype``."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"x must be numeric, got dtype {x.dtype}")
+    T, B, I_x = x.shape
+    if T < 1 or B < 1:
+        raise ValueError(f"x must have at least one time step and one sequence, got shape {x.shape}")
+    if I_x != I:
+        raise ValueError(f"x has {I_x} features per step but the GRU's input_size is {I}")
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or Inf")
+    if h0 is None:
+        return x, np.zeros((L, B, H), dtype)
+    h0 = np.asarray(h0)
+    if h0.shape != (L, B, H):
+        raise ValueError(f"h0 must have shape (L, B, H) = {(L, B, H)}, got {h0.shape}")
+    h0 = np.array(h0, dtype=dtype)
+    if not np.all(np.isfinite(h0)):
+        raise ValueError("h0 contains NaN or Inf")
+    return x, h0
+
+
+def _check_cotangent(d, shape, dtype, name):
+    if d is None:
+        return None
+    d = np.asarray(d)
+    if d.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
+    d = np.asarray(d, dtype=dtype)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return d
+
+
+def _positive_int(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
