@@ -1,0 +1,121 @@
+"""The ``mgrit-gru`` command line: parsing and dispatch only.
+
+Every subcommand is one ``_add_<name>(subparsers)`` function below that declares its flags and
+sets ``handler`` to a small function; the work lives in the package's modules, imported lazily so
+that ``mgrit-gru --help`` stays fast. To add a subcommand, write ``_add_<name>`` and append it to
+`SUBCOMMANDS`.
+
+Handlers return the process exit code. A ``ValueError`` from the library (bad input) is printed as
+``mgrit-gru: error: ...`` with exit code 2, like an argparse error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _add_gradcheck(subparsers):
+    p = subparsers.add_parser(
+        "gradcheck", help="check the GRU's hand-written gradients against finite differences",
+        description="Gradient-check gru_forward/gru_backward for every parameter, x and h0 in "
+                    "float64 and print a table; exit 1 if any relative error exceeds --tol.")
+    p.add_argument("--cell", choices=("classic", "implicit"), default="classic")
+    p.add_argument("--layers", type=int, default=1, help="stacked layers L (default 1)")
+    p.add_argument("--dt", type=float, default=1.0, help="ODE step size (default 1)")
+    p.add_argument("--seq-len", type=int, default=5, help="time steps T (default 5)")
+    p.add_argument("--batch", type=int, default=2, help="batch size B (default 2)")
+    p.add_argument("--input", type=int, default=3, help="input size I (default 3)")
+    p.add_argument("--hidden", type=int, default=4, help="hidden size H (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tol", type=float, default=1e-6, help="max relative error (default 1e-6)")
+    p.add_argument("--directions", type=int, default=None,
+                   help="check N random directions per tensor instead of every entry")
+
+    def handler(args):
+        from .gradcheck import check_gru_gradients
+        res = check_gru_gradients(cell=args.cell, num_layers=args.layers, dt=args.dt,
+                                  seq_len=args.seq_len, batch=args.batch,
+                                  input_size=args.input, hidden_size=args.hidden,
+                                  seed=args.seed, tol=args.tol, n_directions=args.directions)
+        print(f"gradcheck: cell={args.cell} layers={args.layers} dt={args.dt} "
+              f"T={args.seq_len} B={args.batch} I={args.input} H={args.hidden} (float64)")
+        print(res.table())
+        return 0 if res.ok else 1
+
+    p.set_defaults(handler=handler)
+
+
+def _add_bench(subparsers):
+    from .bench import BENCHMARKS
+    p = subparsers.add_parser(
+        "bench", help="timing benchmarks, one JSON line per measurement",
+        description="Run a benchmark and print JSON lines. For one-core numbers start with "
+                    "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 in the environment.")
+    p.add_argument("--what", choices=sorted(BENCHMARKS), default="gru")
+    # shared flags: None means "the benchmark's default"
+    p.add_argument("--hidden", type=int, help="hidden size H (gru default 256)")
+    p.add_argument("--batch", type=int, help="batch size B (gru default 32)")
+    p.add_argument("--seq-len", type=int, help="time steps T (gru default 1024)")
+    p.add_argument("--input", type=int, dest="input_size", help="input size I (default H)")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--cell", choices=("classic", "implicit"))
+    p.add_argument("--dt", type=float)
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--repeat", type=int, help="timed runs; the median is reported")
+    p.add_argument("--seed", type=int)
+
+    def handler(args):
+        from .bench import run_benchmark
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "what")}
+        for record in run_benchmark(args.what, **options):
+            print(json.dumps(record), flush=True)
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+SUBCOMMANDS = [_add_gradcheck, _add_bench]
+"""The ``_add_<name>`` functions that build the subcommands, in ``--help`` order."""
+
+
+def build_parser():
+    """The ``mgrit-gru`` argument parser with every subcommand in `SUBCOMMANDS`."""
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="mgrit-gru",
+        description="Parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, 2022).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``mgrit-gru``; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when a check fails, 2 on a usage or input error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except ValueError as e:                                  # bad input named by the library
+        print(f"mgrit-gru: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
