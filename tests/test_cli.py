@@ -1,0 +1,59 @@
+"""The mgrit-gru command line, in-process through main() and once as the installed script."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mgrit_gru.cli import main
+
+
+def test_gradcheck_passes_on_the_correct_model(capsys):
+    assert main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "x", "h0", "PASS"):
+        assert name in out
+
+
+def test_gradcheck_implicit_two_layers_large_dt(capsys):
+    assert main(["gradcheck", "--cell", "implicit", "--layers", "2", "--dt", "4",
+                 "--seq-len", "6", "--directions", "4"]) == 0
+    assert "weight_hh_l1" in capsys.readouterr().out
+
+
+def test_gradcheck_fails_when_tolerance_is_impossible(capsys):
+    assert main(["gradcheck", "--tol", "0"]) == 1                # finite differences are never exact
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert main(["gradcheck", "--layers", "0"]) == 2
+    assert "num_layers" in capsys.readouterr().err
+    assert main(["gradcheck", "--dt", "-1"]) == 2
+    assert "dt" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                      # argparse rejects unknown cells
+        main(["gradcheck", "--cell", "lstm"])
+    assert e.value.code == 2
+    assert main([]) == 2                                       # no subcommand: help, exit 2
+
+
+def test_bench_prints_json_lines(capsys):
+    assert main(["bench", "--what", "gru", "--hidden", "8", "--batch", "2", "--seq-len", "4",
+                 "--repeat", "1", "--dtype", "float64"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rec = json.loads(lines[0])
+    assert (rec["bench"], rec["hidden"], rec["batch"], rec["seq_len"], rec["dtype"]) == \
+        ("gru", 8, 2, 4, "float64")
+    assert rec["forward_backward_s"] > 0
+    assert rec["forward_backward_us_per_step"] == pytest.approx(1e6 * rec["forward_backward_s"] / 4)
+
+
+def test_installed_script_help():
+    exe = Path(sys.executable).parent / "mgrit-gru"            # the venv's console script
+    exe = str(exe) if exe.exists() else shutil.which("mgrit-gru")
+    assert exe, "mgrit-gru is not installed (pip install .)"
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "gradcheck" in proc.stdout and "bench" in proc.stdout

@@ -1,0 +1,107 @@
+"""The classifier head: loss against log-softmax written out here, gradients, bad labels."""
+import numpy as np
+import pytest
+
+from mgrit_gru import (gradcheck, gru_backward, gru_forward, head_backward, head_forward,
+                       init_gru, init_head)
+
+B, H, C = 4, 5, 3
+
+
+def _data(seed=0):
+    head = init_head(H, C, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    return head, rng.standard_normal((B, H)), rng.integers(0, C, B)
+
+
+def test_loss_is_mean_cross_entropy():
+    head, h, y = _data()
+    loss, logits, _ = head_forward(head, h, y)
+    z = h @ head["weight_out"].T + head["bias_out"]
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(logits, z, rtol=0, atol=1e-14)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(B), y])), rel=1e-13)
+
+
+def test_loss_is_finite_for_huge_logits():
+    head, h, y = _data()
+    loss, _, _ = head_forward(head, 1e4 * h, y)               # log-sum-exp must not overflow
+    assert np.isfinite(loss)
+
+
+def test_head_gradients_match_finite_differences():
+    head, h, y = _data(seed=2)
+    inputs = dict(head, h_top=h)
+
+    def loss_fn(p):
+        return head_forward({k: p[k] for k in head}, p["h_top"], y)[0]
+
+    def grad_fn(p):
+        hd = {k: p[k] for k in head}
+        grads, dh = head_backward(hd, head_forward(hd, p["h_top"], y)[2])
+        return dict(grads, h_top=dh)
+
+    res = gradcheck(loss_fn, grad_fn, inputs, tol=1e-6)
+    assert set(res.errors) == {"weight_out", "bias_out", "h_top"}
+    assert res.ok, "\n" + res.table()
+
+
+@pytest.mark.parametrize("cell,dt", [("classic", 1.0), ("implicit", 3.0)])
+def test_gru_plus_head_gradients(cell, dt):
+    """The training loss: GRU -> final top state -> head; every gradient by the chain rule."""
+    L, T, I = 2, 4, 3
+    params, head = init_gru(I, H, L, seed=3), init_head(H, C, seed=4)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((T, B, I)), rng.integers(0, C, B)
+
+    def split(p):
+        return {k: p[k] for k in params}, {k: p[k] for k in head}
+
+    def loss_fn(p):
+        prm, hd = split(p)
+        _, h_T, _ = gru_forward(prm, p["x"], cell=cell, dt=dt)
+        return head_forward(hd, h_T[-1], y)[0]
+
+    def grad_fn(p):
+        prm, hd = split(p)
+        _, h_T, cache = gru_forward(prm, p["x"], cell=cell, dt=dt)
+        g_head, dh_top = head_backward(hd, head_forward(hd, h_T[-1], y)[2])
+        dh_T = np.zeros_like(h_T)
+        dh_T[-1] = dh_top                                      # only the top layer feeds the head
+        g_gru, dx, _ = gru_backward(prm, cache, dh_T=dh_T)
+        return dict(g_gru, **g_head, x=dx)
+
+    res = gradcheck(loss_fn, grad_fn, dict(params, **head, x=x), tol=1e-6)
+    assert res.ok, "\n" + res.table()
+
+
+@pytest.mark.parametrize("labels,match", [
+    (np.array([0, 1, 2, 3]), r"labels must lie in \[0, 3\)"),
+    (np.array([0, -1, 2, 1]), r"labels must lie in \[0, 3\)"),
+    (np.array([0.0, 1.0, 2.0, 1.0]), "labels must be integers"),
+    (np.array([0, 1, 2]), "labels must be integers of shape"),
+    (np.array([[0, 1, 2, 1]]), "labels must be integers of shape"),
+])
+def test_bad_labels(labels, match):
+    head, h, _ = _data()
+    with pytest.raises(ValueError, match=match):
+        head_forward(head, h, labels)
+
+
+def test_bad_h_top_and_sizes():
+    head, h, y = _data()
+    with pytest.raises(ValueError, match="h_top must have shape"):
+        head_forward(head, h[:, :-1], y)
+    with pytest.raises(ValueError, match="h_top must have shape"):
+        head_forward(head, h[0], y)
+    with pytest.raises(ValueError, match="num_classes"):
+        init_head(H, 0)
+    with pytest.raises(ValueError, match="hidden_size"):
+        init_head(-1, C)
+
+
+def test_init_head_shapes_and_seed():
+    a, b = init_head(H, C, seed=1), init_head(H, C, seed=1)
+    assert a["weight_out"].shape == (C, H) and a["bias_out"].shape == (C,)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.abs(a["weight_out"]).max() <= 1 / np.sqrt(H)
