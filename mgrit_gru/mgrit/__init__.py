@@ -1,0 +1,14 @@
+"""A generic MGRIT solver: it knows time stepping, not GRUs.
+
+- `problem`: the batched problem interface and linear test problems
+- `hierarchy`: levels, C/F points, which rank owns which points
+- `cycle`: relaxation, FAS restriction, coarse solve, correction, V/F-cycles
+- `comm`: boundary exchange and reductions over MPI (and a serial stand-in)
+"""
+from .comm import MPIComm, SerialComm, as_comm
+from .cycle import MGRIT, MGRITDivergedError, MGRITInfo
+from .hierarchy import Hierarchy, Level
+from .problem import Dahlquist, LinearRNN, NumpyVectors, Problem
+
+__all__ = ["MGRIT", "MGRITInfo", "MGRITDivergedError", "Hierarchy", "Level", "Problem",
+           "NumpyVectors", "Dahlquist", "LinearRNN", "SerialComm", "MPIComm", "as_comm"]

@@ -1,0 +1,455 @@
+"""The MGRIT cycle: relaxation, FAS restriction, coarse solve, correction, iteration.
+
+Read next to Falgout et al., SISC 2014, and DESIGN.md section 3. On level l, with FAS forcing g
+(zero on the fine grid), the equations are  u_i = Φ_l(u_{i-1}) + g_i  for i = 1..N_l.
+
+- F-relaxation: every F-point from its predecessor, sweeping each C-interval left to right; all
+  intervals at once, so a sweep is cf - 1 batched calls of the problem's `step`.
+- C-relaxation: every C-point from its preceding F-point (one batched call).
+- FAS restriction (injection): v_j = u_{j cf} and
+      g^c_j = Φ_l(u_{j cf - 1}) + g_{j cf} - Φ_c(v_{j-1})
+  i.e. what the fine grid gives at the C-point minus what one coarse step predicts.
+- Coarsest level: sequential stepping. Correction: u_{j cf} <- v_j, then F-relaxation
+  (interpolation = injection + F-relaxation).
+
+Every rank owns the points lo..hi of each level (see `hierarchy`) and stores them with one ghost
+slot in front for point lo - 1, the left neighbour's last point. The only messages are that ghost
+state (one per sweep, sent as soon as the neighbour's last point is final) and one reduction of
+the residual norm per iteration, so the answer does not depend on the number of ranks.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .comm import as_comm
+from .hierarchy import Hierarchy
+
+RELAXATIONS = ("F", "FCF")
+
+
+class MGRITDivergedError(FloatingPointError):
+    """The residual became NaN or Inf."""
+
+
+@dataclass
+class MGRITInfo:
+    """What a solve did.
+
+    ``residual_history[k]`` is the fine-grid residual norm ||r|| after k + 1 cycles (measured,
+    as XBraid does, after the relaxation that opens the next cycle; the last entry is the returned
+    solution's own residual). ``initial_residual`` is that of the relaxed initial guess (None with
+    ``skip``: the first cycle does no fine-grid work). ``conv_factors[k]`` = r_k / r_{k-1}.
+    """
+
+    residual_history: list = field(default_factory=list)
+    initial_residual: float | None = None
+    conv_factors: list = field(default_factory=list)
+    iterations: int = 0
+    converged: bool = False
+    diverged: bool = False
+    cycle_times: list = field(default_factory=list)
+    level_times: list = field(default_factory=list)
+    phase_times: dict = field(default_factory=dict)
+    comm_time: float = 0.0
+    wall_time: float = 0.0
+    iterates: list = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def final_residual(self):
+        return self.residual_history[-1] if self.residual_history else None
+
+
+def _per_level(value, n_levels, name, allowed=None):
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_levels
+    if len(values) != n_levels:
+        raise ValueError(f"{name} has {len(values)} entries, expected one per level ({n_levels})")
+    if allowed is not None:
+        for v in values:
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
+    return values
+
+
+class MGRIT:
+    """Multigrid reduction in time for a batched one-step `Problem`.
+
+    Parameters
+    ----------
+    problem : Problem
+    levels : int
+        Number of levels (1 = sequential stepping).
+    cf : int or list of int
+        Coarsening factor(s), >= 2.
+    relax : {"F", "FCF"} or list of them, one per level
+    c_weight : float
+        Weight ω of C-relaxation: u_C <- (1 - ω) u_C + ω Φ(u_{C-1}).
+    cycle : {"V", "F"}
+    max_iter : int
+        Most cycles.
+    tol : float
+        Stop when ||r|| <= tol (``tol_type="absolute"``) or <= tol * first measured ||r||.
+    norm : {"2", "max"}
+        Norm over time of the C-point residuals.
+    skip : bool
+        XBraid's skip: no fine-grid work on the first down-cycle.
+    min_coarse : int
+        Fewest intervals allowed on the coarsest level.
+    comm : None or mpi4py communicator
+    verbose : bool
+        Print XBraid-style iteration lines (rank 0).
+    record_iterates : bool
+        Keep a copy of this rank's fine iterate after every cycle (for diagnostics).
+    divergence_factor : float
+        Stop and report divergence when ||r|| exceeds this times the first measured ||r||.
+    """
+
+    def __init__(self, problem, levels=3, cf=4, relax="FCF", c_weight=1.0, cycle="V",
+                 max_iter=10, tol=1e-9, tol_type="absolute", norm="2", skip=True, min_coarse=1,
+                 comm=None, verbose=False, record_iterates=False, divergence_factor=1e8):
+        self.problem = problem
+        self.comm = as_comm(comm)
+        self.hier = Hierarchy(problem.n_steps, cf, levels, min_coarse, self.comm.rank,
+                              self.comm.size)
+        self.levels = self.hier.levels
+        self.relax = _per_level(relax, len(self.levels), "relax", RELAXATIONS)
+        if cycle not in ("V", "F"):
+            raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+        if tol_type not in ("absolute", "relative"):
+            raise ValueError(f"tol_type must be 'absolute' or 'relative', got {tol_type!r}")
+        if norm not in ("2", "max", 2):
+            raise ValueError(f"norm must be '2' or 'max', got {norm!r}")
+        if not (0.0 < float(c_weight) <= 2.0):
+            raise ValueError(f"c_weight must lie in (0, 2], got {c_weight!r}")
+        self.cycle, self.max_iter, self.tol, self.tol_type = cycle, int(max_iter), float(tol), tol_type
+        self.norm, self.skip, self.c_weight = str(norm), bool(skip), float(c_weight)
+        self.verbose, self.record_iterates = verbose, record_iterates
+        self.divergence_factor = float(divergence_factor)
+        self.vec = problem.vec
+        self.U = [None] * len(self.levels)                   # per level: ghost + owned points
+        self.G = [None] * len(self.levels)                   # per level: FAS forcing (l > 0)
+        self._timers = {}
+
+    # ------------------------------------------------------------------------------------------
+    # index helpers: level-l point i lives in slot i - lo + 1 (slot 0 is the ghost point lo - 1)
+    # ------------------------------------------------------------------------------------------
+    def _points(self, l, offset, start=None):
+        """Owned points i >= max(lo, 1) with i % cf == offset, as (first, count)."""
+        lv = self.levels[l]
+        lo = max(lv.lo, 1) if start is None else start
+        first = lo + (offset - lo) % lv.cf
+        count = 0 if first > lv.hi else (lv.hi - first) // lv.cf + 1
+        return first, count
+
+    @staticmethod
+    def _rows(A, slot, count, step):
+        """View of ``count`` rows of A from ``slot`` every ``step``."""
+        return A[slot: slot + step * (count - 1) + 1: step]
+
+    def _step(self, l, first, count, step_pts, out_slot_first=None, out=None, g=True, store=False):
+        """Φ_l from the points first-1, first-1+step_pts, ... into out (default: in place)."""
+        lv, U = self.levels[l], self.U[l]
+        s = first - lv.lo + 1                                # slot of the first target point
+        src = self._rows(U, s - 1, count, step_pts)
+        dst = self._rows(U, s, count, step_pts) if out is None else out
+        G = self.G[l]
+        gv = self._rows(G, s, count, step_pts) if (g and G is not None) else None
+        t = range((first - 1) * lv.stride, (first - 1 + step_pts * (count - 1)) * lv.stride + 1,
+                  step_pts * lv.stride)
+        self.problem.step(l, src, t, lv.stride, dst, gv, store)
+        return dst
+
+    def _timed(self, l, phase):
+        solver = self
+
+        class _T:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                key = (l, phase)
+                solver._timers[key] = solver._timers.get(key, 0.0) + time.perf_counter() - self.t0
+        return _T()
+
+    # ------------------------------------------------------------------------------------------
+    # setup
+    # ------------------------------------------------------------------------------------------
+    def _alloc(self, l):
+        lv = self.levels[l]
+        if self.U[l] is None and not lv.empty:
+            self.U[l] = self.vec.zeros(lv.count + 1)
+            if l > 0:
+                self.G[l] = self.vec.zeros(lv.count + 1)
+
+    def _init_fine(self, u_init=None):
+        lv = self.levels[0]
+        self._alloc(0)
+        U = self.U[0]
+        lo = max(lv.lo - 1, 0)
+        if u_init is not None:                               # caller's guess for points lo-1..hi
+            self.vec.from_host(U[(1 if lv.lo == 0 else 0):], u_init[lo: lv.hi + 1])
+        else:
+            self.vec.from_host(U[(1 if lv.lo == 0 else 0):],
+                               self.problem.initial_guess(0, range(lo, lv.hi + 1)))
+        if lv.lo == 0:
+            self.vec.from_host(U[1], self.problem.initial())
+
+    # ------------------------------------------------------------------------------------------
+    # the building blocks
+    # ------------------------------------------------------------------------------------------
+    def f_relax(self, l, store=False):
+        """F-relaxation on level l; afterwards the ghost slot holds the left neighbour's u[lo-1]."""
+        lv, comm = self.levels[l], self.comm
+        if lv.empty:
+            return
+        with self._timed(l, "relax"):
+            for k in range(lv.cf):                           # stage k: F-points at offset k
+                if k > 0:
+                    if lv.lo % lv.cf == k and lv.left is not None:
+                        comm.recv(self.U[l][0], lv.left, l)  # our first point needs theirs
+                    first, count = self._points(l, k)
+                    if count:
+                        self._step(l, first, count, lv.cf, store=store)
+                if lv.hi % lv.cf == k and lv.right is not None:
+                    comm.isend(self.U[l][-1], lv.right, l)   # our last point is final now
+            if lv.lo % lv.cf == 0 and lv.lo > 0 and lv.left is not None:
+                comm.recv(self.U[l][0], lv.left, l)          # the F-point before our C-point
+            comm.waitall()
+
+    def phi_at_c(self, l, store=False):
+        """Φ_l(u_{i-1}) + g_i at this rank's C-points i >= 1: ``(first, count, values)``."""
+        lv = self.levels[l]
+        first, count = self._points(l, 0)
+        if count == 0:
+            return first, 0, None
+        with self._timed(l, "residual"):
+            out = self.vec.zeros(count)
+            self._step(l, first, count, lv.cf, out=out, store=store)
+        return first, count, out
+
+    def c_relax(self, l):
+        lv = self.levels[l]
+        if lv.empty:
+            return
+        first, count, phi = self.phi_at_c(l)
+        if count == 0:
+            return
+        s = first - lv.lo + 1
+        C = self._rows(self.U[l], s, count, lv.cf)
+        if self.c_weight == 1.0:
+            self.vec.assign(C, phi)
+        else:                                                # u_C <- (1 - ω) u_C + ω Φ(u_{C-1})
+            self.vec.fas(C, C * (1.0 - self.c_weight), None, -self.c_weight * phi)
+
+    def relax_level(self, l):
+        self.f_relax(l)
+        if self.relax[l] == "FCF":
+            self.c_relax(l)
+            self.f_relax(l)
+
+    def residual_norm(self, phi_c):
+        """Norm over time of r_i = Φ(u_{i-1}) - u_i at the fine C-points (after relaxation)."""
+        lv = self.levels[0]
+        first, count, phi = phi_c
+        local = 0.0
+        if count:
+            C = self._rows(self.U[0], first - lv.lo + 1, count, lv.cf)
+            r = self.vec.zeros(count)
+            self.vec.sub(r, phi, C)
+            local = self.vec.max_abs(r) if self.norm == "max" else self.vec.sq_norm(r)
+        if self.norm == "max":
+            return self.comm.allreduce_max(local)
+        return math.sqrt(self.comm.allreduce_sum(local))
+
+    def restrict(self, l, phi_c=None):
+        """Level l -> l+1: inject the C-points; FAS forcing from ``phi_c`` (None: skip, g = 0)."""
+        lv, lc, comm = self.levels[l], self.levels[l + 1], self.comm
+        self._alloc(l + 1)
+        if lc.empty:
+            return
+        with self._timed(l + 1, "restrict"):
+            V, U = self.U[l + 1], self.U[l]
+            s = lc.lo * lv.cf - lv.lo + 1                    # slot of level-l point lo_c * cf
+            self.vec.assign(V[1:], self._rows(U, s, lc.count, lv.cf))
+            if phi_c is None:                                # skip: plain coarse problem
+                self.vec.assign(self.G[l + 1], self.vec.zeros(lc.count + 1))
+                return
+            if lc.right is not None:
+                comm.isend(V[-1], lc.right, 100 + l + 1)
+            if lc.left is not None:
+                comm.recv(V[0], lc.left, 100 + l + 1)
+            comm.waitall()
+            first, count = max(lc.lo, 1), lc.hi - max(lc.lo, 1) + 1
+            if count > 0:
+                phi_coarse = self.vec.zeros(count)
+                self._step(l + 1, first, count, 1, out=phi_coarse, g=False)
+                # g_j = Φ_l(u_{j cf - 1}) + g_{j cf} - Φ_c(v_{j-1}); phi_c already holds the first two
+                self.vec.fas(self.G[l + 1][first - lc.lo + 1:], phi_c[2], None, phi_coarse)
+
+    def correct(self, l):
+        """u_{j cf} <- v_j on level l (C-points), from level l+1."""
+        lv, lc = self.levels[l], self.levels[l + 1]
+        if lc.empty:
+            return
+        with self._timed(l, "correct"):
+            s = lc.lo * lv.cf - lv.lo + 1
+            self.vec.assign(self._rows(self.U[l], s, lc.count, lv.cf), self.U[l + 1][1:])
+
+    def coarsest_solve(self, l, store=False):
+        """Sequential stepping on level l, pipelined from rank to rank."""
+        lv, comm = self.levels[l], self.comm
+        self._alloc(l)
+        if lv.empty:
+            return
+        with self._timed(l, "coarsest"):
+            if lv.left is not None:
+                comm.recv(self.U[l][0], lv.left, 200 + l)    # wait for the left part to finish
+            for i in range(max(lv.lo, 1), lv.hi + 1):
+                self._step(l, i, 1, 1, store=store)
+            if lv.right is not None:
+                comm.isend(self.U[l][-1], lv.right, 200 + l)
+            comm.waitall()
+
+    # ------------------------------------------------------------------------------------------
+    # cycles
+    # ------------------------------------------------------------------------------------------
+    def _coarse_cycle(self, l, kind, skip_down):
+        """Approximately solve level l's FAS problem (l >= 1), leaving its points corrected."""
+        if l == len(self.levels) - 1:
+            self.coarsest_solve(l)
+            return
+        if skip_down:
+            self.restrict(l, None)
+        else:
+            self.relax_level(l)
+            self.restrict(l, self.phi_at_c(l))
+        self._solve_below(l + 1, kind, skip_down)
+        self.correct(l)
+        self.f_relax(l)                                      # interpolate: spread the correction
+
+    def _solve_below(self, l, kind, skip_down):
+        """The coarse solve for level l-1: one cycle on level l (F-cycle: an F- then a V-cycle)."""
+        self._coarse_cycle(l, kind, skip_down)
+        if kind == "F" and l < len(self.levels) - 1:
+            self._coarse_cycle(l, "V", False)
+
+    def solve(self, u_init=None):
+        """Run MGRIT cycles until ``tol`` or ``max_iter``.
+
+        Parameters
+        ----------
+        u_init : array (N+1, *shape), optional
+            Initial guess at every fine point (point 0 is replaced by the problem's u_0).
+
+        Returns
+        -------
+        u : array (hi - lo + 1, *shape)
+            This rank's fine points lo..hi (`local_range`); `gather` collects all of them.
+        info : MGRITInfo
+        """
+        info = MGRITInfo(options=dict(levels=len(self.levels), cf=self.hier.cfs, relax=self.relax,
+                                      cycle=self.cycle, max_iter=self.max_iter, tol=self.tol,
+                                      tol_type=self.tol_type, norm=self.norm, skip=self.skip,
+                                      ranks=self.comm.size))
+        self._timers = {}
+        comm_t0 = self.comm.comm_time
+        t_start = time.perf_counter()
+        self._init_fine(u_init)
+        self.info = info
+        if len(self.levels) == 1:                            # one level: sequential stepping
+            self.coarsest_solve(0, store=True)
+            info.residual_history.append(self.residual_norm((1, 0, None)))
+            info.iterations, info.converged = 1, True
+            info.cycle_times.append(time.perf_counter() - t_start)
+            return self._finish(info, t_start, comm_t0)
+        first_norm = None
+        finished = False
+        for k in range(self.max_iter):
+            t_cycle = time.perf_counter()
+            if k == 0 and self.skip:
+                self.restrict(0, None)
+                self._solve_below(1, self.cycle, True)
+            else:
+                self.f_relax(0)
+                if self.record_iterates and k > 0:
+                    info.iterates.append(self.vec.to_host(self.U[0][1:]).copy())
+                if self.relax[0] == "FCF":
+                    self.c_relax(0)
+                    self.f_relax(0)
+                phi_c = self.phi_at_c(0)
+                r = self.residual_norm(phi_c)
+                first_norm = self._record(info, k, r, first_norm, t_cycle)
+                if self._stop(info, r, first_norm):
+                    finished = True
+                    break
+                self.restrict(0, phi_c)
+                self._solve_below(1, self.cycle, False)
+            self.correct(0)
+            info.iterations = k + 1
+            info.cycle_times.append(time.perf_counter() - t_cycle)
+        if not finished:                                     # final F-relaxation, keep the gates
+            t_cycle = time.perf_counter()
+            self.f_relax(0, store=True)
+            if self.record_iterates:
+                info.iterates.append(self.vec.to_host(self.U[0][1:]).copy())
+            phi_c = self.phi_at_c(0, store=True)
+            r = self.residual_norm(phi_c)
+            first_norm = self._record(info, info.iterations, r, first_norm, t_cycle)
+            self._stop(info, r, first_norm)
+        else:                                                # the relaxed iterate is the answer:
+            self.f_relax(0, store=True)                      # one more sweep stores its gates
+            self.phi_at_c(0, store=True)
+        return self._finish(info, t_start, comm_t0)
+
+    def _record(self, info, k, r, first_norm, t_cycle):
+        if not math.isfinite(r):
+            raise MGRITDivergedError(
+                f"MGRIT residual became {r} at cycle {k}: the iteration diverged or the states "
+                "overflowed (check the inputs, dt and the coarse propagator)")
+        if k == 0:
+            info.initial_residual = r
+        else:
+            prev = info.residual_history[-1] if info.residual_history else info.initial_residual
+            info.residual_history.append(r)
+            info.conv_factors.append(r / prev if prev else float("nan"))
+        if self.verbose and self.comm.rank == 0:
+            cf = f"{info.conv_factors[-1]:.2e}" if (k > 0 and info.conv_factors) else "   --   "
+            print(f"  iter {k:3d}   ||r|| = {r:.6e}   conv factor = {cf}   "
+                  f"time = {time.perf_counter() - t_cycle:.3f} s", flush=True)
+        return r if first_norm is None else first_norm
+
+    def _stop(self, info, r, first_norm):
+        target = self.tol if self.tol_type == "absolute" else self.tol * (first_norm or 0.0)
+        if r <= target:
+            info.converged = True
+            return True
+        if first_norm and r > self.divergence_factor * first_norm:
+            info.diverged = True
+            warnings.warn(f"MGRIT diverged: ||r|| = {r:.3e} grew past {self.divergence_factor:g} "
+                          f"times its first value {first_norm:.3e}", RuntimeWarning, stacklevel=3)
+            return True
+        return False
+
+    def _finish(self, info, t_start, comm_t0):
+        info.wall_time = time.perf_counter() - t_start
+        info.comm_time = self.comm.comm_time - comm_t0
+        info.level_times = [sum(v for (l, _), v in self._timers.items() if l == lev)
+                            for lev in range(len(self.levels))]
+        for (l, phase), v in self._timers.items():
+            info.phase_times[phase] = info.phase_times.get(phase, 0.0) + v
+        lv = self.levels[0]
+        return self.vec.to_host(self.U[0][1:]) if not lv.empty else None, info
+
+    @property
+    def local_range(self):
+        """This rank's fine points (lo, hi), inclusive."""
+        return self.levels[0].lo, self.levels[0].hi

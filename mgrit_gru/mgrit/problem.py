@@ -1,0 +1,193 @@
+"""The problem interface the MGRIT solver talks to, and linear test problems.
+
+A problem is a one-step time stepper u_{i+1} = Φ_l(u_i) on every level l, *batched*: one call
+advances a batch of states that start at a batch of fine time indices, so one F-relaxation sweep of
+all intervals is one call. The solver knows nothing else about the problem: it only calls
+
+    step(level, u, t, span, out, g=None, store=False)   out = Φ_level(u) (+ g)
+    initial()                                            u_0, shape ``shape``
+    initial_guess(level, t)                              states at fine indices t (n, *shape)
+
+and the vector operations of `NumpyVectors` (``zeros``, ``assign``, ``sub``, ``fas``,
+``sq_norm``, ``max_abs``), which a GPU problem replaces with device versions.
+
+Here too: `Dahlquist` (u' = λ u, diagonal λ, any coarse propagator) and `LinearRNN`
+(u⁺ = A u + B x_t), used by the tests to check the theory of DESIGN.md section 5.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class NumpyVectors:
+    """Vector operations on host arrays of shape (n, *shape); a point is one row."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def zeros(self, n):
+        return np.zeros((n,) + self.shape, self.dtype)
+
+    def assign(self, dst, src):
+        dst[...] = src
+
+    def sub(self, out, a, b):
+        np.subtract(a, b, out=out)
+
+    def fas(self, out, a, b, c):
+        """out = a + b - c (the tau correction; b may be None)."""
+        np.subtract(a, c, out=out)
+        if b is not None:
+            out += b
+
+    def sq_norm(self, a):
+        """Σ a², accumulated in float64."""
+        return float(np.sum(np.square(a, dtype=np.float64)))
+
+    def max_abs(self, a):
+        return float(np.max(np.abs(a))) if a.size else 0.0
+
+    def to_host(self, a):
+        return np.ascontiguousarray(a)
+
+    def from_host(self, dst, a):
+        dst[...] = a
+
+
+class Problem:
+    """Base class: override `step` (and `initial`; `initial_guess` defaults to u_0 everywhere)."""
+
+    def __init__(self, shape, dtype, n_steps):
+        self.shape, self.dtype, self.n_steps = tuple(shape), np.dtype(dtype), int(n_steps)
+        self.vec = NumpyVectors(self.shape, self.dtype)
+
+    def initial(self):
+        raise NotImplementedError
+
+    def initial_guess(self, level, t):
+        """States at the fine indices ``t`` to start from (default: u_0 everywhere)."""
+        u0 = self.initial()
+        return np.broadcast_to(u0, (len(t),) + self.shape).copy()
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        """Write ``Φ_level(u) (+ g)`` into ``out``.
+
+        Parameters
+        ----------
+        level : int
+            0 = fine step; l > 0 = the coarse step over ``span`` fine steps.
+        u : array (n, *shape)
+            States at the fine time indices ``t``.
+        t : range
+            Fine index of each start point (length n).
+        span : int
+            Fine steps covered by one step on this level (1 on level 0).
+        out : array (n, *shape)
+            Written in full (may alias nothing in ``u``).
+        g : array (n, *shape) or None
+            FAS forcing added to the step.
+        store : bool
+            Fine level only: keep what a later linearisation needs (the GRU's gates).
+        """
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------
+# linear test problems
+# ----------------------------------------------------------------------------------------------
+class Dahlquist(Problem):
+    """Diagonal linear test problem u_{i+1} = λ ⊙ u_i (+ g), one eigenvalue per component.
+
+    Parameters
+    ----------
+    lam : array (m,)
+        Fine-step eigenvalues λ (complex allowed), e.g. exp(z dt) for u' = z u.
+    n_steps : int
+    u0 : array (m,), optional (ones)
+    coarse : {"ideal", "euler", "power"} or callable
+        The coarse eigenvalue μ(λ, span): "ideal" μ = λ^span (one-iteration convergence),
+        "euler" μ = 1 / (1 - span (λ - 1)) (backward Euler with the fine step's rate, the
+        usual non-ideal choice), or a callable ``mu(lam, span)``.
+    """
+
+    def __init__(self, lam, n_steps, u0=None, coarse="euler"):
+        lam = np.atleast_1d(np.asarray(lam))
+        dtype = np.complex128 if np.iscomplexobj(lam) else np.float64
+        super().__init__(lam.shape, dtype, n_steps)
+        self.lam = lam.astype(dtype)
+        self.u0 = np.ones(lam.shape, dtype) if u0 is None else np.asarray(u0, dtype)
+        self.coarse = coarse
+
+    def mu(self, span):
+        """The coarse-step eigenvalues for a step over ``span`` fine steps."""
+        if callable(self.coarse):
+            return np.asarray(self.coarse(self.lam, span), self.dtype)
+        if self.coarse == "ideal":
+            return self.lam ** span
+        if self.coarse == "euler":
+            return 1.0 / (1.0 - span * (self.lam - 1.0))
+        if self.coarse == "power":
+            return self.lam ** span
+        raise ValueError(f"coarse must be 'ideal', 'euler' or a callable, got {self.coarse!r}")
+
+    def initial(self):
+        return self.u0.copy()
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        factor = self.lam if level == 0 else self.mu(span)
+        np.multiply(u, factor, out=out)
+        if g is not None:
+            out += g
+
+    def exact(self):
+        """Sequential solution u_0..u_N, shape (N+1, m)."""
+        return self.u0 * self.lam ** np.arange(self.n_steps + 1)[:, None]
+
+
+class LinearRNN(Problem):
+    """Linear RNN u_{i+1} = A u_i + b_i with a time-dependent input b_i (shape (N, m)).
+
+    Coarse step over ``span`` fine steps: ``"ideal"`` = A^span u + Σ_k A^(span-1-k) b_{t+k}
+    (exactly ``span`` fine steps: two-level MGRIT converges in one iteration) or ``"euler"``:
+    backward Euler of u' = (A - I) u + b with step span and the injected input b_t.
+    """
+
+    def __init__(self, A, b, u0=None, coarse="euler"):
+        A, b = np.asarray(A, float), np.asarray(b, float)
+        m = A.shape[0]
+        if A.shape != (m, m) or b.ndim != 2 or b.shape[1] != m:
+            raise ValueError(f"A must be (m, m) and b (N, m); got {A.shape} and {b.shape}")
+        super().__init__((m,), np.float64, b.shape[0])
+        self.A, self.b, self.coarse = A, b, coarse
+        self.u0 = np.zeros(m) if u0 is None else np.asarray(u0, float)
+        self._inv = {}
+
+    def initial(self):
+        return self.u0.copy()
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        t = np.asarray(t)
+        if level == 0:
+            out[...] = u @ self.A.T + self.b[t]
+        elif self.coarse == "ideal":
+            v = u.copy()
+            for k in range(span):                            # exactly span fine steps
+                tk = np.minimum(t + k, self.n_steps - 1)
+                v = v @ self.A.T + self.b[tk]
+            out[...] = v
+        elif self.coarse == "euler":
+            if span not in self._inv:                        # (I - span (A - I))^-1, cached
+                m = self.A.shape[0]
+                self._inv[span] = np.linalg.inv(np.eye(m) - span * (self.A - np.eye(m)))
+            out[...] = (u + span * self.b[t]) @ self._inv[span].T
+        else:
+            raise ValueError(f"coarse must be 'ideal' or 'euler', got {self.coarse!r}")
+        if g is not None:
+            out += g
+
+    def exact(self):
+        u = np.empty((self.n_steps + 1,) + self.shape)
+        u[0] = self.u0
+        for i in range(self.n_steps):
+            u[i + 1] = self.A @ u[i] + self.b[i]
+        return u

@@ -1,0 +1,108 @@
+"""The GRU forward pass as an MGRIT problem.
+
+Fine level: the chosen cell (classic or implicit) with the user's dt (1 = nn.GRU). Level l: the
+implicit cell with dt multiplied by the step's span (cf^l), which stays a contraction for large
+steps. The layer-0 input of a coarse step is the fine input projection at the interval start
+("inject", as in the paper) or its average over the interval ("average"); both are read from the
+precomputed table gx0 = W_ih_l0 x_t + b_ih_l0, never recomputed.
+
+States are stored point-first, (n, L, B, H); the GRU functions want the layer axis first, so the
+problem hands them transposed views (no copies).
+
+Under MPI a problem holds only the rows of x its rank needs: the steps into its own points plus a
+short halo on the left (coarse steps that start left of its first point), ``t_offset`` rows in.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .gru import gru_dims, step_forward
+from .mgrit.problem import Problem
+
+COARSE_INPUTS = ("inject", "average")
+
+
+def _layer_first(a):
+    """(n, L, B, H) -> (L, n, B, H) view."""
+    return a.transpose(1, 0, 2, 3)
+
+
+class GRUForwardProblem(Problem):
+    """u_{i+1} = Φ(u_i, x_i) for the stacked GRU; state shape (L, B, H).
+
+    Parameters
+    ----------
+    params : dict
+        GRU parameters (`init_gru` names).
+    x : ndarray (T_local, B, I)
+        Inputs for fine steps ``t_offset .. t_offset + T_local - 1``.
+    h0 : ndarray (L, B, H)
+    n_steps : int
+        Total fine steps T of the whole sequence.
+    cell : {"classic", "implicit"}
+        Fine-level cell (coarse levels always use "implicit").
+    dt : float
+        Fine step size.
+    coarse_input : {"inject", "average"}
+    t_offset : int
+        Fine step index of ``x[0]``.
+    store_from : int
+        First fine step whose gates `store` keeps (this rank's first own step).
+    """
+
+    def __init__(self, params, x, h0, n_steps, cell="classic", dt=1.0, coarse_input="inject",
+                 t_offset=0, store_from=None):
+        L, I, H, dtype = gru_dims(params)
+        B = x.shape[1]
+        super().__init__((L, B, H), dtype, n_steps)
+        if coarse_input not in COARSE_INPUTS:
+            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
+        self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
+        self.h0, self.t_offset = h0, int(t_offset)
+        W_ih0, b_ih0 = params["weight_ih_l0"], params["bias_ih_l0"]
+        T_loc = x.shape[0]
+        self.x = x
+        self.gx0 = (x.reshape(T_loc * B, I) @ W_ih0.T + b_ih0).reshape(T_loc, B, 3 * H)
+        self._cumsum = None                                  # for interval averages, lazily
+        self._avg = {}
+        self.store_from = self.t_offset if store_from is None else int(store_from)
+        n_store = self.t_offset + T_loc - self.store_from
+        self.gates = {g: np.empty((n_store, L, B, H), dtype) for g in ("r", "z", "n", "ghn")}
+
+    def initial(self):
+        return self.h0.copy()
+
+    def _rows(self, table, t, offset):
+        """Rows of ``table`` for the fine indices in range ``t`` (a view)."""
+        a = t.start - offset
+        if a < 0 or (len(t) and t[-1] - offset >= table.shape[0]):
+            raise IndexError(f"fine steps {t.start}..{t[-1] if len(t) else t.start} are outside "
+                             f"this rank's input rows {offset}..{offset + table.shape[0] - 1}")
+        return table[a: a + t.step * (len(t) - 1) + 1: t.step]
+
+    def coarse_gx0(self, t, span):
+        """Layer-0 input projection of coarse steps starting at fine indices t over ``span``."""
+        if self.coarse_input == "inject":
+            return self._rows(self.gx0, t, self.t_offset)
+        if span not in self._avg:                            # average over [t, t + span)
+            if self._cumsum is None:
+                self._cumsum = np.concatenate([np.zeros_like(self.gx0[:1]),
+                                               np.cumsum(self.gx0, axis=0, dtype=np.float64)])
+            cs = self._cumsum
+            avg = (cs[span:] - cs[:-span]) / span            # row a = mean of gx0[a : a + span]
+            self._avg[span] = avg.astype(self.dtype)
+        return self._rows(self._avg[span], t, self.t_offset)
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        if level == 0:
+            gx, cell, dt = self._rows(self.gx0, t, self.t_offset), self.cell, self.dt
+        else:
+            gx, cell, dt = self.coarse_gx0(t, span), "implicit", self.dt * span
+        gates = None
+        if store and level == 0:
+            gates = {k: _layer_first(self._rows(v, t, self.store_from))
+                     for k, v in self.gates.items()}
+        step_forward(self.params, gx, _layer_first(u), cell, dt, h_new=_layer_first(out),
+                     gates=gates)
+        if g is not None:
+            out += g
