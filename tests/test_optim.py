@@ -1,0 +1,217 @@
+"""Optimisers against hand-computed updates, and exact resume from a state_dict."""
+import math
+
+import numpy as np
+import pytest
+
+from mgrit_gru.optim import SGD, Adam, clip_grad_norm
+
+
+def one(v, dtype=np.float64):
+    """A one-parameter dict {"w": array([v])}."""
+    return {"w": np.array([v], dtype=dtype)}
+
+
+def run(opt, grads_seq):
+    """Apply a sequence of scalar gradients to parameter "w"; return its value after each."""
+    out = []
+    for g in grads_seq:
+        opt.step({"w": np.array([g])})
+        out.append(float(opt.params["w"][0]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD
+# ----------------------------------------------------------------------------------------------
+def test_sgd_plain_steps():
+    # p ← p − lr g:  1 − 0.1·1 = 0.9,  0.9 − 0.1·2 = 0.7,  0.7 − 0.1·3 = 0.4
+    assert run(SGD(one(1.0), lr=0.1), [1, 2, 3]) == pytest.approx([0.9, 0.7, 0.4], abs=1e-15)
+
+
+def test_sgd_momentum_steps():
+    # b1 = 1, p1 = 0.9;  b2 = 0.9·1 + 2 = 2.9, p2 = 0.61;  b3 = 0.9·2.9 + 3 = 5.61, p3 = 0.049
+    got = run(SGD(one(1.0), lr=0.1, momentum=0.9), [1, 2, 3])
+    assert got == pytest.approx([0.9, 0.61, 0.049], abs=1e-14)
+
+
+def test_sgd_nesterov_steps():
+    # b1 = 1, g' = 1 + 0.9·1 = 1.9, p1 = 0.81;  b2 = 2.9, g' = 2 + 0.9·2.9 = 4.61, p2 = 0.349
+    got = run(SGD(one(1.0), lr=0.1, momentum=0.9, nesterov=True), [1, 2])
+    assert got == pytest.approx([0.81, 0.349], abs=1e-14)
+
+
+def test_sgd_weight_decay_is_l2_added_to_gradient():
+    # g' = 0.5 + 0.1·2 = 0.7, p1 = 1.93;  g' = 0.5 + 0.1·1.93 = 0.693, p2 = 1.8607
+    got = run(SGD(one(2.0), lr=0.1, weight_decay=0.1), [0.5, 0.5])
+    assert got == pytest.approx([1.93, 1.8607], abs=1e-14)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adam
+# ----------------------------------------------------------------------------------------------
+def adam_by_hand(p, gs, lr, b1, b2, eps, wd=0.0):
+    """Scalar Adam written out from Kingma & Ba / torch.optim.Adam's documentation."""
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(gs, start=1):
+        g = g + wd * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        p = p - lr * m_hat / (math.sqrt(v_hat) + eps)
+        out.append(p)
+    return out
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # m̂ = g and v̂ = g² after one step, so p1 = p0 − lr g / (|g| + eps)
+    got = run(Adam(one(1.0), lr=0.01), [-4.0])
+    assert got[0] == pytest.approx(1.0 + 0.01 * 4.0 / (4.0 + 1e-8), abs=1e-15)
+
+
+def test_adam_three_steps():
+    gs = [1.0, -2.0, 0.5]
+    got = run(Adam(one(1.0), lr=0.1, betas=(0.8, 0.9), eps=1e-6), gs)
+    assert got == pytest.approx(adam_by_hand(1.0, gs, 0.1, 0.8, 0.9, 1e-6), abs=1e-14)
+
+
+def test_adam_weight_decay_is_l2_not_decoupled():
+    gs = [1.0, -2.0, 0.5]
+    got = run(Adam(one(3.0), lr=0.1, weight_decay=0.5), gs)
+    assert got == pytest.approx(adam_by_hand(3.0, gs, 0.1, 0.9, 0.999, 1e-8, wd=0.5), abs=1e-14)
+    decoupled = 3.0 * (1 - 0.1 * 0.5)                        # AdamW's first step would shrink p
+    assert abs(got[0] - (decoupled - 0.1)) > 1e-3
+
+
+def test_adam_updates_every_array_elementwise():
+    params = {"a": np.array([[1.0, -1.0]]), "b": np.array([0.5])}
+    Adam(params, lr=0.1).step({"a": np.array([[2.0, -3.0]]), "b": np.array([0.0])})
+    assert params["a"] == pytest.approx(np.array([[0.9, -0.9]]), abs=1e-8)
+    assert params["b"][0] == 0.5                             # zero gradient: no move
+
+
+# ----------------------------------------------------------------------------------------------
+# dtypes, inputs left alone, bad input
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+                                  lambda p: Adam(p, lr=0.1, weight_decay=0.01)])
+def test_float32_params_stay_float32(make):
+    params = {"w": np.ones((3, 2), np.float32)}
+    ref = params["w"]
+    opt = make(params)
+    g = np.full((3, 2), 0.3, np.float64)                     # a float64 gradient is cast
+    g_before = g.copy()
+    for _ in range(2):
+        opt.step({"w": g})
+    assert params["w"] is ref and params["w"].dtype == np.float32   # updated in place
+    assert all(v.dtype == np.float32 for b in opt.state.values() for v in b.values())
+    np.testing.assert_array_equal(g, g_before)               # gradients untouched
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="lr"):
+        SGD(one(1.0), lr=-1)
+    with pytest.raises(ValueError, match="nesterov"):
+        SGD(one(1.0), lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        Adam(one(1.0), betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="params"):
+        Adam({"w": np.array([1, 2])})                        # integer parameters
+    with pytest.raises(ValueError, match="missing"):
+        Adam(one(1.0)).step({})
+    with pytest.raises(ValueError, match="shape"):
+        Adam(one(1.0)).step({"w": np.ones(2)})
+
+
+# ----------------------------------------------------------------------------------------------
+# clipping
+# ----------------------------------------------------------------------------------------------
+def test_clip_grad_norm_scales_jointly():
+    grads = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    total = clip_grad_norm(grads, 1.0)
+    assert total == 5.0                                      # norm before clipping
+    coef = 1.0 / (5.0 + 1e-6)
+    np.testing.assert_allclose(grads["a"], [3 * coef, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(grads["b"], [[4 * coef]], rtol=1e-15)
+
+
+def test_clip_grad_norm_leaves_small_gradients_alone():
+    grads = {"a": np.array([3.0, 0.0], np.float32), "b": np.array([4.0], np.float32)}
+    assert clip_grad_norm(grads, 10.0) == pytest.approx(5.0)
+    np.testing.assert_array_equal(grads["a"], [3.0, 0.0])
+    assert grads["a"].dtype == np.float32
+
+
+def test_clip_grad_norm_inf_and_bad_input():
+    grads = {"a": np.array([3.0, -7.0]), "b": np.array([4.0])}
+    assert clip_grad_norm(grads, 3.5, norm_type=math.inf) == 7.0
+    assert np.max(np.abs(grads["a"])) == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm(grads, 0.0)
+    with pytest.raises(ValueError, match="norm_type"):
+        clip_grad_norm(grads, 1.0, norm_type=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# state_dict: exact resume
+# ----------------------------------------------------------------------------------------------
+def grad_stream(seed, shape, n, dtype):
+    rng = np.random.default_rng(seed)
+    return [{"w": rng.standard_normal(shape).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.05, momentum=0.9, nesterov=True,
+                                                weight_decay=1e-3),
+                                  lambda p: Adam(p, lr=0.01, betas=(0.8, 0.95), weight_decay=1e-3)])
+def test_state_dict_resume_is_bit_identical(make, dtype, tmp_path):
+    start = {"w": np.linspace(-1, 1, 6).reshape(2, 3).astype(dtype), "b": np.ones(3, dtype)}
+    gs = grad_stream(0, (2, 3), 6, dtype)
+    # uninterrupted: 6 steps
+    p_full = {k: v.copy() for k, v in start.items()}
+    opt = make(p_full)
+    for g in gs:
+        opt.step(g)
+    # interrupted after 3 steps, saved to an .npz next to the parameters, resumed
+    p_a = {k: v.copy() for k, v in start.items()}
+    opt_a = make(p_a)
+    for g in gs[:3]:
+        opt_a.step(g)
+    np.savez(tmp_path / "ckpt.npz", **p_a, **opt_a.state_dict())
+    with np.load(tmp_path / "ckpt.npz") as f:
+        saved = dict(f)
+    p_b = {k: saved[k].copy() for k in start}
+    opt_b = make(p_b)
+    opt_b.lr = 123.0                                         # overwritten by load_state_dict
+    opt_b.load_state_dict(saved)
+    assert opt_b.step_count == 3 and opt_b.lr == opt_a.lr
+    for g in gs[3:]:
+        opt_b.step(g)
+    for k in start:
+        assert p_b[k].dtype == dtype
+        np.testing.assert_array_equal(p_b[k], p_full[k])    # bit-identical continuation
+
+
+def test_state_dict_keys_are_prefixed_and_flat():
+    opt = Adam(one(1.0))
+    opt.step({"w": np.array([1.0])})
+    sd = opt.state_dict()
+    assert set(sd) == {"optim.type", "optim.step", "optim.lr", "optim.betas", "optim.eps",
+                       "optim.weight_decay", "optim.exp_avg.w", "optim.exp_avg_sq.w"}
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in sd.values())
+
+
+def test_load_state_dict_errors():
+    adam, sgd = Adam(one(1.0)), SGD(one(1.0), lr=0.1, momentum=0.9)
+    adam.step({"w": np.array([1.0])})
+    sd = adam.state_dict()
+    with pytest.raises(ValueError, match="Adam"):
+        sgd.load_state_dict(sd)
+    with pytest.raises(ValueError, match="optim.lr"):
+        Adam(one(1.0)).load_state_dict({k: v for k, v in sd.items() if k != "optim.lr"})
+    with pytest.raises(ValueError, match="optim.exp_avg.w"):
+        Adam({"w": np.zeros(2)}).load_state_dict(sd)         # shape mismatch
+    with pytest.raises(ValueError, match="names no parameter"):
+        Adam({"v": np.zeros(1)}).load_state_dict(sd)
