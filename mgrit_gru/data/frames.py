@@ -1,0 +1,190 @@
+"""Real video data from folders of frame images, laid out like HMDB51 after frame extraction.
+
+Layout::
+
+    root/
+      <class name>/                 one folder per class; classes are numbered in sorted order
+        <video name>/               one folder per video
+          <frame files>             .png .jpg .jpeg .bmp .gif .tif .tiff, in natural name order
+                                    (frame2 before frame10), other files are ignored
+
+(With ffmpeg: ``ffmpeg -i video.avi root/<class>/<video>/%05d.png``.)
+
+Each frame is resized to ``size``, optionally made grayscale, scaled to [0, 1] and flattened;
+an optional fixed random projection (a seeded Gaussian matrix) reduces the features to
+``projection_dim``. Every video is resampled uniformly in time to exactly ``seq_len`` frames:
+output step t shows source frame ``floor((t + 0.5) · n_frames / seq_len)`` (nearest frame at
+the centre of each of seq_len equal time bins; shorter videos repeat frames, longer ones skip
+frames). Only the frames that are used are decoded.
+
+With ``cache_dir`` the result is stored as an ``.npz`` named by a hash of the folder listing (every
+frame file's path, size and modification time) and of the options, so a second call with the same
+data and options decodes nothing, and any change to the files or options decodes afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+from .files import atomic_savez
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+CACHE_VERSION = 1                                            # bump when the decoding changes
+
+
+def _natural_key(name):
+    """Sort key that orders embedded numbers numerically: 'f2.png' < 'f10.png'."""
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
+
+
+def _subdirs(folder):
+    """Visible subfolders of ``folder`` in natural order."""
+    return sorted((e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
+                  key=_natural_key)
+
+
+def _scan(root):
+    """Walk ``root``; return ``(class_names, videos)`` with videos a list of
+    ``(label, video_dir, [frame paths])``. Raises ValueError naming the empty folder."""
+    if not os.path.isdir(root):
+        raise ValueError(f"{root}: frame-folder root does not exist or is not a folder")
+    class_names = _subdirs(root)
+    if not class_names:
+        raise ValueError(f"{root}: no class folders (expected root/<class>/<video>/<frames>)")
+    videos = []
+    for label, cname in enumerate(class_names):
+        cdir = os.path.join(root, cname)
+        vnames = _subdirs(cdir)
+        if not vnames:
+            raise ValueError(f"{cdir}: class folder has no video folders")
+        for vname in vnames:
+            vdir = os.path.join(cdir, vname)
+            frames = sorted((e.name for e in os.scandir(vdir) if e.is_file()
+                             and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS),
+                            key=_natural_key)
+            if not frames:
+                raise ValueError(f"{vdir}: video folder has no frame images "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+            videos.append((label, vdir, [os.path.join(vdir, f) for f in frames]))
+    return class_names, videos
+
+
+def resample_indices(n_frames, seq_len):
+    """Source frame for each of ``seq_len`` output steps: ``floor((t + 0.5) n_frames / seq_len)``."""
+    t = np.arange(seq_len)
+    return np.minimum((t + 0.5) * n_frames / seq_len, n_frames - 1).astype(np.int64)
+
+
+def _decode_frame(path, size, grayscale):
+    """Decode one image file to a float32 array (h, w) or (h, w, 3) in [0, 1]."""
+    from PIL import Image                                    # Pillow: imported only when used
+
+    with Image.open(path) as im:
+        im = im.convert("L" if grayscale else "RGB")
+        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)   # PIL takes (w, h)
+        return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def _projection(F_in, projection_dim, seed):
+    """The fixed Gaussian projection (F_in, d), scaled by 1/√d so norms are kept on average."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((F_in, projection_dim)) / math.sqrt(projection_dim)).astype(np.float32)
+
+
+def _cache_key(root, videos, options):
+    """Hash of the listing (relative path, size, mtime of every frame) and the options."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"version": CACHE_VERSION, **options}, sort_keys=True).encode())
+    for label, _, frames in videos:
+        for p in frames:
+            st = os.stat(p)
+            h.update(f"{label}\0{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_dim=None, seed=0,
+                      cache_dir=None):
+    """Load videos stored as frame folders (``root/<class>/<video>/<frames>``) as (N, T, F).
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The data folder (see the module docstring for the layout).
+    seq_len : int
+        T: every video is resampled uniformly in time to this many frames.
+    size : (int, int), optional
+        (height, width) each frame is resized to (bilinear).
+    grayscale : bool, optional
+        Convert to one channel; otherwise RGB (3 channels, flattened as h, w, channel).
+    projection_dim : int, optional
+        If given, multiply each flattened frame by a fixed (F_raw, projection_dim) Gaussian matrix
+        drawn from ``seed`` and scaled by 1/√projection_dim; F becomes projection_dim.
+    seed : int, optional
+        Seed of the projection matrix (the same seed gives the same features across runs).
+    cache_dir : str or os.PathLike, optional
+        Folder for the decoded-array cache (created if needed; written atomically).
+
+    Returns
+    -------
+    x : ndarray (N, seq_len, F) float32
+        F = h·w (grayscale), 3·h·w (RGB) or projection_dim. Videos in class order, then natural
+        name order.
+    y : ndarray (N,) int64
+        Class index of each video.
+    class_names : list of str
+        Sorted class folder names; ``class_names[y[i]]`` is video i's class.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder or file: root missing, no class folders, a class folder without video
+        folders, a video folder without frame images, an unreadable or corrupt image, bad options.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    try:
+        size = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be two positive integers (height, width), got {size!r}")
+    if projection_dim is not None and (isinstance(projection_dim, bool) or
+                                       not isinstance(projection_dim, (int, np.integer))
+                                       or projection_dim < 1):
+        raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
+    class_names, videos = _scan(root)
+    options = {"seq_len": int(seq_len), "size": list(size), "grayscale": bool(grayscale),
+               "projection_dim": None if projection_dim is None else int(projection_dim),
+               "seed": int(seed)}
+    cache_path = None
+    if cache_dir is not None:
+        key = _cache_key(root, videos, options)
+        cache_path = os.path.join(os.fspath(cache_dir), f"frames-{key}.npz")
+        if os.path.isfile(cache_path):
+            with np.load(cache_path, allow_pickle=False) as f:
+                return f["x"], f["y"], [str(c) for c in f["class_names"]]
+
+    F_raw = size[0] * size[1] * (1 if grayscale else 3)
+    x = np.empty((len(videos), seq_len, F_raw), np.float32)
+    y = np.empty(len(videos), np.int64)
+    for i, (label, vdir, frames) in enumerate(videos):
+        idx = resample_indices(len(frames), seq_len)
+        decoded = {}
+        for j in np.unique(idx):                             # decode each used frame once
+            try:
+                decoded[j] = _decode_frame(frames[j], size, grayscale).reshape(-1)
+            except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt files
+                raise ValueError(f"{frames[j]}: cannot read image ({type(e).__name__}: {e})") from None
+        x[i] = np.stack([decoded[j] for j in idx])
+        y[i] = label
+    if projection_dim is not None:
+        x = x @ _projection(F_raw, int(projection_dim), seed)   # (N, T, F_raw) @ (F_raw, d)
+    if cache_path is not None:
+        atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
+    return x, y, class_names

@@ -1,0 +1,291 @@
+"""Data: synthetic tasks (determinism, and that the video task needs memory), batching, .npz
+validation, frame-folder loading with its cache."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mgrit_gru.data import (batches, load_frame_folder, load_npz, moving_objects, noisy_sum_sign,
+                            pulse_order, save_npz, train_test_split)
+from mgrit_gru.data import frames as frames_mod
+
+
+# ----------------------------------------------------------------------------------------------
+# moving_objects
+# ----------------------------------------------------------------------------------------------
+def test_moving_objects_shapes_dtypes_determinism():
+    x, y = moving_objects(8, 20, frame_size=12, num_classes=3, seed=5)
+    assert x.shape == (8, 20, 144) and x.dtype == np.float32
+    assert y.shape == (8,) and y.dtype == np.int64
+    assert sorted(np.bincount(y, minlength=3)) == [2, 3, 3]  # balanced classes
+    x2, y2 = moving_objects(8, 20, frame_size=12, num_classes=3, seed=5)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    x3, _ = moving_objects(8, 20, frame_size=12, num_classes=3, seed=6)
+    assert not np.array_equal(x, x3)
+    x64, y64 = moving_objects(8, 20, frame_size=12, num_classes=3, seed=5, dtype=np.float64)
+    assert x64.dtype == np.float64
+    np.testing.assert_array_equal(y64, y)
+
+
+def test_moving_objects_frames_are_a_blob_in_unit_range():
+    x, _ = moving_objects(4, 6, noise=0.0)
+    assert x.min() >= 0 and 0.9 < x.max() <= 1.0             # peak ~1, nothing negative
+    assert np.all(x.max(axis=2) > 0.5)                       # every frame shows the blob
+    long_x, _ = moving_objects(2, 4096)                      # long sequences are supported
+    assert long_x.shape == (2, 4096, 256)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"n": 0}, "n"), ({"seq_len": -1}, "seq_len"),
+                                          ({"num_classes": 1}, "num_classes"),
+                                          ({"noise": -0.1}, "noise"), ({"dtype": np.int32}, "dtype")])
+def test_moving_objects_bad_arguments(kwargs, name):
+    args = {"n": 4, "seq_len": 8, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        moving_objects(**args)
+
+
+def circular_position(x, S=16):
+    """Blob centre per frame on the torus, as angles (..., 2) = (column, row) phases."""
+    f = x.reshape(*x.shape[:-1], S, S).astype(np.float64)
+    w = np.exp(2j * np.pi * np.arange(S) / S)
+    return np.stack([np.angle(f.sum(-2) @ w), np.angle(f.sum(-1) @ w)], axis=-1)
+
+
+def displacement(x, start=0):
+    """Summed wrapped phase steps from frame ``start`` on: the net motion, (N, 2)."""
+    phi = circular_position(x[:, start:])
+    return np.angle(np.exp(1j * np.diff(phi, axis=1))).sum(axis=1)
+
+
+def probe_accuracy(features, y, C, n_train):
+    """Least-squares linear probe on one-hot labels: test accuracy."""
+    A = np.hstack([features, np.ones((len(y), 1))])
+    W = np.linalg.lstsq(A[:n_train], np.eye(C)[y[:n_train]], rcond=None)[0]
+    return np.mean((A[n_train:] @ W).argmax(1) == y[n_train:])
+
+
+def test_moving_objects_needs_the_whole_sequence():
+    """The class is readable from the motion over the whole sequence, not from the last frame
+    and not from the last two frames: an honest check that a model needs memory."""
+    x, y = moving_objects(600, 64, seed=1)
+    n_train = 400                                            # chance = 0.25
+    whole = probe_accuracy(displacement(x), y, 4, n_train)
+    last_frame = probe_accuracy(x[:, -1].astype(np.float64), y, 4, n_train)
+    last_pair = probe_accuracy(displacement(x, start=62), y, 4, n_train)
+    assert whole > 0.95
+    assert last_frame < 0.4
+    assert last_pair < 0.4                                   # neighbouring frames: jitter wins
+    # short videos: a blob started at a fixed place would give the class away here (~0.9)
+    x16, y16 = moving_objects(600, 16, seed=2)
+    assert probe_accuracy(x16[:, -1].astype(np.float64), y16, 4, n_train) < 0.4
+    assert probe_accuracy(displacement(x16), y16, 4, n_train) > 0.7
+
+
+# ----------------------------------------------------------------------------------------------
+# small tasks
+# ----------------------------------------------------------------------------------------------
+def test_pulse_order_labels():
+    x, y = pulse_order(200, 30, noise=0.0, seed=3)
+    assert x.shape == (200, 30, 2) and x.dtype == np.float32 and y.dtype == np.int64
+    t0, t1 = x[:, :, 0].argmax(1), x[:, :, 1].argmax(1)
+    assert np.all(x.sum(axis=1) == 1)                        # one unit pulse per channel
+    np.testing.assert_array_equal(y, (t0 < t1).astype(np.int64))
+    assert abs(y.mean() - 0.5) < 0.01                        # balanced
+    assert np.mean(np.minimum(t0, t1) < 15) > 0.5            # the first pulse is often early
+    np.testing.assert_array_equal(pulse_order(200, 30, seed=3)[0], pulse_order(200, 30, seed=3)[0])
+
+
+def test_noisy_sum_sign_labels():
+    x, y = noisy_sum_sign(50, 40, seed=2)
+    assert x.shape == (50, 40, 1)
+    np.testing.assert_array_equal(y, (x.sum(axis=(1, 2), dtype=np.float64) > 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# splitting and batching
+# ----------------------------------------------------------------------------------------------
+def test_train_test_split_partitions_deterministically():
+    x = np.arange(10, dtype=float).reshape(10, 1, 1)
+    y = np.arange(10)
+    xtr, ytr, xte, yte = train_test_split(x, y, 0.3, seed=4)
+    assert len(yte) == 3 and len(ytr) == 7
+    assert sorted(np.concatenate([ytr, yte])) == list(range(10))
+    np.testing.assert_array_equal(xte[:, 0, 0], yte)         # x and y stay paired
+    np.testing.assert_array_equal(train_test_split(x, y, 0.3, seed=4)[3], yte)
+    with pytest.raises(ValueError, match="test_fraction"):
+        train_test_split(x, y, 1.0)
+
+
+def test_batches_time_major_and_cover_everything():
+    x = np.arange(7 * 3 * 2, dtype=float).reshape(7, 3, 2)
+    y = np.arange(7)
+    got = list(batches(x, y, 3, shuffle=True, seed=0))
+    assert [b[0].shape for b in got] == [(3, 3, 2), (3, 3, 2), (3, 1, 2)]
+    assert sorted(np.concatenate([b[1] for b in got])) == list(range(7))
+    for xb, yb in got:                                       # (T, B, F) with the right sequences
+        np.testing.assert_array_equal(xb, x[yb].transpose(1, 0, 2))
+        assert xb.flags.c_contiguous
+    again = [b[1] for b in batches(x, y, 3, seed=0)]
+    assert all(np.array_equal(a, b[1]) for a, b in zip(again, got))
+    ordered = np.concatenate([b[1] for b in batches(x, y, 3, shuffle=False)])
+    np.testing.assert_array_equal(ordered, y)
+    assert len(list(batches(x, y, 3, shuffle=False, drop_last=True))) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# .npz files
+# ----------------------------------------------------------------------------------------------
+def test_save_load_npz_round_trip(tmp_path):
+    x, y = moving_objects(5, 7, frame_size=4, seed=0)
+    path = tmp_path / "sub" / "data.npz"
+    save_npz(path, x, y, class_names=np.array(["a", "b", "c", "d"]))
+    assert os.listdir(tmp_path / "sub") == ["data.npz"]      # no temporary file left behind
+    x2, y2 = load_npz(path)
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(y2, y)
+    x3, _ = load_npz(path, dtype=np.float64)
+    assert x3.dtype == np.float64
+
+
+def test_load_npz_accepts_one_feature_per_step(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 5)), y=np.array([0, 1, 1]))
+    x, y = load_npz(tmp_path / "d.npz")
+    assert x.shape == (3, 5, 1) and y.dtype == np.int64
+
+
+GOOD_X = np.zeros((3, 4, 2))
+GOOD_Y = np.array([0, 1, 2])
+
+
+def _nan_x():
+    x = GOOD_X.copy()
+    x[1, 2, 0] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("arrays, kwargs, message", [
+    ({"y": GOOD_Y}, {}, "missing array"),
+    ({"x": GOOD_X}, {}, "missing array"),
+    ({"x": np.zeros((3, 4, 2, 1)), "y": GOOD_Y}, {}, "shape \\(N, T, F\\)"),
+    ({"x": np.zeros(3), "y": GOOD_Y}, {}, "shape \\(N, T, F\\)"),
+    ({"x": GOOD_X, "y": GOOD_Y[:, None]}, {}, "'y' must have shape"),
+    ({"x": GOOD_X, "y": np.array([0, 1])}, {}, "N = 3 sequences but 'y' has 2"),
+    ({"x": _nan_x(), "y": GOOD_Y}, {}, "NaN or Inf .*sequence 1, step 2"),
+    ({"x": GOOD_X + np.inf, "y": GOOD_Y}, {}, "NaN or Inf"),
+    ({"x": GOOD_X, "y": np.array([0.0, 0.5, 1.0])}, {}, "integer class labels"),
+    ({"x": GOOD_X, "y": np.array(["a", "b", "c"])}, {}, "integer class labels"),
+    ({"x": GOOD_X, "y": np.array([0, -1, 2])}, {}, "negative"),
+    ({"x": GOOD_X, "y": GOOD_Y}, {"num_classes": 2}, "out of range"),
+    ({"x": np.zeros((0, 4, 2)), "y": np.zeros(0, int)}, {}, "empty"),
+    ({"x": np.zeros((3, 0, 2)), "y": GOOD_Y}, {}, "empty"),
+])
+def test_load_npz_errors_name_file_and_problem(tmp_path, arrays, kwargs, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=message) as err:
+        load_npz(path, **kwargs)
+    assert str(path) in str(err.value)
+
+
+def test_load_npz_missing_or_corrupt_file(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        load_npz(tmp_path / "nope.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip file")
+    with pytest.raises(ValueError, match="junk.npz"):
+        load_npz(junk)
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(ValueError, match="single.npy: is a single-array .npy"):
+        load_npz(single)
+
+
+# ----------------------------------------------------------------------------------------------
+# frame folders
+# ----------------------------------------------------------------------------------------------
+def write_video(folder, values, mode="L", names=None):
+    """Frames of constant intensity ``values[k]`` (0..255) as 8x6 PNGs."""
+    folder.mkdir(parents=True)
+    for k, v in enumerate(values):
+        name = names[k] if names else f"frame{k + 1}.png"    # frame1 .. frame10: natural order
+        Image.new(mode, (6, 8), v if mode == "L" else (v, 0, 255 - v)).save(folder / name)
+
+
+@pytest.fixture
+def video_root(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "run" / "v1", [10 * k for k in range(10)])     # 10 frames
+    write_video(root / "run" / "v2", [200, 210])                      # 2 frames
+    write_video(root / "jump" / "a", [50, 60, 70, 80])                # 4 frames
+    return root
+
+
+def test_frame_folder_shapes_labels_resampling(video_root):
+    x, y, names = load_frame_folder(video_root, seq_len=4, size=(4, 3))
+    assert names == ["jump", "run"]                          # sorted class folders
+    np.testing.assert_array_equal(y, [0, 1, 1])
+    assert x.shape == (3, 4, 12) and x.dtype == np.float32
+    level = x.mean(axis=2) * 255                             # constant frames: the intensity
+    np.testing.assert_allclose(level[0], [50, 60, 70, 80], atol=1e-3)       # same length
+    # 10 -> 4 frames: floor((t + 0.5) * 10 / 4) = 1, 3, 6, 8 (natural order: frame10 is last)
+    np.testing.assert_allclose(level[1], [10, 30, 60, 80], atol=1e-3)
+    np.testing.assert_allclose(level[2], [200, 200, 210, 210], atol=1e-3)  # 2 -> 4: repeated
+
+
+def test_frame_folder_rgb_and_projection(video_root):
+    x_rgb, _, _ = load_frame_folder(video_root, seq_len=3, size=(4, 3), grayscale=False)
+    assert x_rgb.shape == (3, 3, 36)
+    x_raw, _, _ = load_frame_folder(video_root, seq_len=3, size=(4, 3))
+    x_p, _, _ = load_frame_folder(video_root, seq_len=3, size=(4, 3), projection_dim=5, seed=7)
+    assert x_p.shape == (3, 3, 5)
+    P = frames_mod._projection(12, 5, 7)
+    np.testing.assert_allclose(x_p, x_raw @ P, rtol=1e-6)
+    x_p2, _, _ = load_frame_folder(video_root, seq_len=3, size=(4, 3), projection_dim=5, seed=7)
+    np.testing.assert_array_equal(x_p, x_p2)                 # fixed by the seed
+
+
+def test_frame_folder_cache_decodes_once(video_root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    x1, y1, n1 = load_frame_folder(video_root, seq_len=5, cache_dir=cache)
+    assert len(os.listdir(cache)) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a frame despite the cache")
+
+    monkeypatch.setattr(frames_mod, "_decode_frame", no_decoding)
+    x2, y2, n2 = load_frame_folder(video_root, seq_len=5, cache_dir=cache)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert n1 == n2
+    with pytest.raises(AssertionError, match="despite"):     # other options: a new entry
+        load_frame_folder(video_root, seq_len=6, cache_dir=cache)
+    frame = video_root / "jump" / "a" / "frame1.png"
+    st = frame.stat()
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # a changed file
+    with pytest.raises(AssertionError, match="despite"):
+        load_frame_folder(video_root, seq_len=5, cache_dir=cache)
+
+
+def test_frame_folder_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_frame_folder(tmp_path / "missing", 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no class folders"):
+        load_frame_folder(tmp_path / "empty", 4)
+    root = tmp_path / "r1"
+    (root / "cls").mkdir(parents=True)
+    with pytest.raises(ValueError, match="cls: class folder has no video folders"):
+        load_frame_folder(root, 4)
+    (root / "cls" / "vid").mkdir()
+    (root / "cls" / "vid" / "notes.txt").write_text("not a frame")
+    with pytest.raises(ValueError, match="vid: video folder has no frame images"):
+        load_frame_folder(root, 4)
+    root2 = tmp_path / "r2"
+    write_video(root2 / "cls" / "vid", [1, 2, 3])
+    (root2 / "cls" / "vid" / "frame2.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match="frame2.png: cannot read image"):
+        load_frame_folder(root2, 3)
+    with pytest.raises(ValueError, match="seq_len"):
+        load_frame_folder(root2, 0)
