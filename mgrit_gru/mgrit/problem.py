@@ -41,7 +41,9 @@ class NumpyVectors:
             out += b
 
     def sq_norm(self, a):
-        """Σ a², accumulated in float64."""
+        """Σ |a|², accumulated in float64 (complex states: squared moduli)."""
+        if np.iscomplexobj(a):
+            a = np.abs(a)                                    # np.square(complex) can't go to float64
         return float(np.sum(np.square(a, dtype=np.float64)))
 
     def max_abs(self, a):
