@@ -107,15 +107,18 @@ class MGRIT:
         Keep a copy of this rank's fine iterate after every cycle (for diagnostics).
     divergence_factor : float
         Stop and report divergence when ||r|| exceeds this times the first measured ||r||.
+    fine_ranges : list of (lo, hi), optional
+        Explicit fine points per rank (see `Hierarchy`).
     """
 
     def __init__(self, problem, levels=3, cf=4, relax="FCF", c_weight=1.0, cycle="V",
                  max_iter=10, tol=1e-9, tol_type="absolute", norm="2", skip=True, min_coarse=1,
-                 comm=None, verbose=False, record_iterates=False, divergence_factor=1e8):
+                 comm=None, verbose=False, record_iterates=False, divergence_factor=1e8,
+                 fine_ranges=None):
         self.problem = problem
         self.comm = as_comm(comm)
         self.hier = Hierarchy(problem.n_steps, cf, levels, min_coarse, self.comm.rank,
-                              self.comm.size)
+                              self.comm.size, fine_ranges)
         self.levels = self.hier.levels
         self.relax = _per_level(relax, len(self.levels), "relax", RELAXATIONS)
         if cycle not in ("V", "F"):

@@ -74,6 +74,9 @@ class Hierarchy:
         Fewest intervals allowed on the coarsest level.
     rank, size : int
         This rank and the number of ranks.
+    fine_ranges : list of (lo, hi), optional
+        Each rank's fine points instead of XBraid's rule: contiguous, covering 0..n_steps in rank
+        order (the adjoint solve mirrors the forward solve's ownership this way).
 
     Raises
     ------
@@ -82,7 +85,8 @@ class Hierarchy:
         fine C-intervals.
     """
 
-    def __init__(self, n_steps, cf=4, levels=3, min_coarse=1, rank=0, size=1):
+    def __init__(self, n_steps, cf=4, levels=3, min_coarse=1, rank=0, size=1,
+                 fine_ranges=None):
         n_steps = _check_int(n_steps, "n_steps (sequence length)", 1)
         levels = _check_int(levels, "levels", 1)
         min_coarse = _check_int(min_coarse, "min_coarse", 1)
@@ -106,17 +110,28 @@ class Hierarchy:
             strides.append(strides[-1] * c)
         self.n_steps, self.cfs, self.ns, self.strides = n_steps, cfs, ns, strides
         self.rank, self.size = int(rank), _check_int(size, "size", 1)
-        # fine ownership: blocks of whole C-intervals (one interval per point if one level)
-        cf0 = cfs[0] if cfs else 1
-        n_c = -(-n_steps // cf0)                             # ceil: the last may be partial
-        if self.size > n_c:
-            raise ValueError(f"{self.size} ranks but only {n_c} fine C-intervals "
-                             f"(T={n_steps}, cf={cf0}): use at most {n_c} ranks")
-        q, rem = divmod(n_c, self.size)
-        starts = [p * q + min(p, rem) for p in range(self.size + 1)]
-        self.fine_ranges = [(starts[p] * cf0, min(starts[p + 1] * cf0 - 1, n_steps))
-                            for p in range(self.size)]
-        self.fine_ranges[-1] = (self.fine_ranges[-1][0], n_steps)
+        if fine_ranges is not None:
+            self.fine_ranges = [(int(a), int(b)) for a, b in fine_ranges]
+            ok = (len(self.fine_ranges) == self.size and self.fine_ranges[0][0] == 0
+                  and self.fine_ranges[-1][1] == n_steps
+                  and all(a <= b for a, b in self.fine_ranges)
+                  and all(self.fine_ranges[p + 1][0] == self.fine_ranges[p][1] + 1
+                          for p in range(self.size - 1)))
+            if not ok:
+                raise ValueError(f"fine_ranges must be {self.size} non-empty contiguous ranges "
+                                 f"covering points 0..{n_steps}, got {fine_ranges}")
+        else:
+            # fine ownership: blocks of whole C-intervals (one interval per point if one level)
+            cf0 = cfs[0] if cfs else 1
+            n_c = -(-n_steps // cf0)                         # ceil: the last may be partial
+            if self.size > n_c:
+                raise ValueError(f"{self.size} ranks but only {n_c} fine C-intervals "
+                                 f"(T={n_steps}, cf={cf0}): use at most {n_c} ranks")
+            q, rem = divmod(n_c, self.size)
+            starts = [p * q + min(p, rem) for p in range(self.size + 1)]
+            self.fine_ranges = [(starts[p] * cf0, min(starts[p + 1] * cf0 - 1, n_steps))
+                                for p in range(self.size)]
+            self.fine_ranges[-1] = (self.fine_ranges[-1][0], n_steps)
         self.levels = [self._level(l) for l in range(levels)]
 
     def owned(self, level, rank):
