@@ -59,6 +59,7 @@ class MGRITInfo:
     wall_time: float = 0.0
     iterates: list = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    trace: list | None = None                                # (level, op) per building block
 
     @property
     def final_residual(self):
@@ -109,12 +110,15 @@ class MGRIT:
         Stop and report divergence when ||r|| exceeds this times the first measured ||r||.
     fine_ranges : list of (lo, hi), optional
         Explicit fine points per rank (see `Hierarchy`).
+    trace : bool
+        Record every building block as ``(level, op)`` in ``info.trace`` (op: "F", "C",
+        "residual", "restrict", "correct", "coarsest"), for `diagnostics.plot_cycle`.
     """
 
     def __init__(self, problem, levels=3, cf=4, relax="FCF", c_weight=1.0, cycle="V",
                  max_iter=10, tol=1e-9, tol_type="absolute", norm="2", skip=True, min_coarse=1,
                  comm=None, verbose=False, record_iterates=False, divergence_factor=1e8,
-                 fine_ranges=None):
+                 fine_ranges=None, trace=False):
         self.problem = problem
         self.comm = as_comm(comm)
         self.hier = Hierarchy(problem.n_steps, cf, levels, min_coarse, self.comm.rank,
@@ -141,6 +145,11 @@ class MGRIT:
         self.U = [None] * len(self.levels)                   # per level: ghost + owned points
         self.G = [None] * len(self.levels)                   # per level: FAS forcing (l > 0)
         self._timers = {}
+        self.trace = [] if trace else None
+
+    def _log(self, l, op):
+        if self.trace is not None:
+            self.trace.append((l, op))
 
     # ------------------------------------------------------------------------------------------
     # index helpers: level-l point i lives in slot i - lo + 1 (slot 0 is the ghost point lo - 1)
@@ -214,6 +223,7 @@ class MGRIT:
         lv, comm = self.levels[l], self.comm
         if lv.empty:
             return
+        self._log(l, "F")
         with self._timed(l, "relax"):
             for k in range(lv.cf):                           # stage k: F-points at offset k
                 if k > 0:
@@ -243,6 +253,7 @@ class MGRIT:
         lv = self.levels[l]
         if lv.empty:
             return
+        self._log(l, "C")
         first, count, phi = self.phi_at_c(l)
         if count == 0:
             return
@@ -262,6 +273,7 @@ class MGRIT:
     def residual_norm(self, phi_c):
         """Norm over time of r_i = Φ(u_{i-1}) - u_i at the fine C-points (after relaxation)."""
         lv = self.levels[0]
+        self._log(0, "residual")
         first, count, phi = phi_c
         local = 0.0
         if count:
@@ -277,6 +289,7 @@ class MGRIT:
         """Level l -> l+1: inject the C-points; FAS forcing from ``phi_c`` (None: skip, g = 0)."""
         lv, lc, comm = self.levels[l], self.levels[l + 1], self.comm
         self._alloc(l + 1)
+        self._log(l, "restrict")
         if lc.empty:
             return
         with self._timed(l + 1, "restrict"):
@@ -301,6 +314,7 @@ class MGRIT:
     def correct(self, l):
         """u_{j cf} <- v_j on level l (C-points), from level l+1."""
         lv, lc = self.levels[l], self.levels[l + 1]
+        self._log(l, "correct")
         if lc.empty:
             return
         with self._timed(l, "correct"):
@@ -311,6 +325,7 @@ class MGRIT:
         """Sequential stepping on level l, pipelined from rank to rank."""
         lv, comm = self.levels[l], self.comm
         self._alloc(l)
+        self._log(l, "coarsest")
         if lv.empty:
             return
         with self._timed(l, "coarsest"):
@@ -368,6 +383,8 @@ class MGRIT:
         t_start = time.perf_counter()
         self._init_fine(u_init)
         self.info = info
+        if self.trace is not None:                           # a fresh trace per solve
+            self.trace = info.trace = []
         if len(self.levels) == 1:                            # one level: sequential stepping
             self.coarsest_solve(0, store=True)
             info.residual_history.append(self.residual_norm((1, 0, None)))
