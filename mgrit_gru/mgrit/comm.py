@@ -3,11 +3,23 @@
 `SerialComm` is the one-rank stand-in (no MPI needed); `MPIComm` wraps an mpi4py communicator.
 The solver only ever needs: send one state to a neighbour (non-blocking), receive one state,
 sum / max over ranks, and bring the whole job down when one rank fails (`abort`).
+
+Deadlock-freedom: every message of the solver flows from a rank to its right neighbour on the same
+level, sends are non-blocking (`isend` copies the state first), and every rank runs the same
+sequence of phases, so a blocking `recv` only ever waits for a rank further left that is in the
+same or an earlier phase; rank 0 never waits. The one collective per iteration (the residual
+norm) is reached by every rank. What remains is a rank that *fails*: the others would wait for it
+forever. `MPIComm` therefore installs `abort_on_error` (an exception hook that prints the
+traceback with the rank and calls ``MPI_Abort``) when it wraps a communicator of more than one
+rank; call `abort_on_error` yourself at the top of a script to cover code before the solver, or run
+``mpiexec -n P python -m mpi4py script.py``, which does the same.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -42,11 +54,62 @@ class SerialComm:
         sys.exit(code)
 
 
+def abort_on_error(comm=None):
+    """Make an uncaught exception on this rank end the whole MPI job (``MPI_Abort``), not hang it.
+
+    Installs a `sys.excepthook` that prints ``[rank r/P] Traceback ...`` to stderr (whole lines,
+    flushed) and then calls ``comm.Abort(1)``: mpiexec / srun then kill every rank and exit
+    non-zero within a second or so, instead of the other ranks waiting forever in a receive from
+    the dead one. Idempotent; a no-op without mpi4py. `MPIComm` calls it for communicators of more
+    than one rank unless the environment sets ``MGRIT_GRU_NO_ABORT=1``.
+
+    Parameters
+    ----------
+    comm : mpi4py communicator, optional
+        The communicator to abort (default ``MPI.COMM_WORLD``).
+
+    Examples
+    --------
+    >>> from mgrit_gru.mgrit.comm import abort_on_error
+    >>> abort_on_error()        # first line of an MPI script  # doctest: +SKIP
+
+    Equivalent: ``mpiexec -n 4 python -m mpi4py script.py``.
+    """
+    if getattr(sys.excepthook, "_mgrit_gru_abort", False):
+        return
+    try:
+        from mpi4py import MPI
+    except ImportError:                                      # pragma: no cover - no MPI, no job
+        return
+    comm = MPI.COMM_WORLD if comm is None else comm
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if comm.Get_size() == 1:                             # alone: behave like plain Python
+            previous(exc_type, exc, tb)
+            return
+        try:
+            try:
+                sys.stdout.flush()
+            except Exception:                                # pragma: no cover
+                pass
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            sys.stderr.write(f"[rank {comm.Get_rank()}/{comm.Get_size()}] uncaught exception, "
+                             f"aborting the MPI job:\n{text}")
+            sys.stderr.flush()
+        finally:
+            comm.Abort(1)
+
+    hook._mgrit_gru_abort = True
+    sys.excepthook = hook
+
+
 class MPIComm:
     """An mpi4py communicator seen through the few calls the solver makes.
 
     Sends copy the state into a private buffer first (so the sender may overwrite its array at
-    once) and complete in `waitall`; every call's wall time is added to ``comm_time``.
+    once) and complete in `waitall`; every call's wall time is added to ``comm_time``. With more
+    than one rank it installs `abort_on_error`, so that an exception on one rank ends the job.
     """
 
     def __init__(self, comm):
@@ -55,6 +118,8 @@ class MPIComm:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._pending = []                                   # (request, buffer) kept alive
         self.comm_time = 0.0
+        if self.size > 1 and os.environ.get("MGRIT_GRU_NO_ABORT") != "1":
+            abort_on_error(comm)
 
     def isend(self, arr, dest, tag):
         t0 = time.perf_counter()
@@ -92,14 +157,20 @@ class MPIComm:
         return out
 
     def bcast(self, obj, root=0):
-        return self.comm.bcast(obj, root=root)
+        t0 = time.perf_counter()
+        out = self.comm.bcast(obj, root=root)
+        self.comm_time += time.perf_counter() - t0
+        return out
 
     def abort(self, code=1):
         self.comm.Abort(code)
 
 
 def as_comm(comm):
-    """``None`` or a one-rank communicator -> `SerialComm`; an mpi4py communicator -> `MPIComm`."""
+    """``None`` -> `SerialComm`; an mpi4py communicator (any size) -> `MPIComm`.
+
+    A one-rank `MPIComm` behaves exactly like the serial solver (its reductions are identities).
+    """
     if comm is None:
         return SerialComm()
     if isinstance(comm, (SerialComm, MPIComm)):
