@@ -1,0 +1,8 @@
+"""numba.cuda kernels and the device backend (`CudaGRU`) for GPU-resident time stepping.
+
+Importing this package needs numba; a GPU is needed only to launch kernels on real hardware
+(`cuda_available`), the simulator (NUMBA_ENABLE_CUDASIM=1) runs them on the CPU.
+"""
+from .backend import CudaGRU, cuda_available
+
+__all__ = ["CudaGRU", "cuda_available"]

@@ -1,0 +1,490 @@
+"""numba.cuda kernels for GRU time stepping on one GPU (float32 and float64).
+
+Every kernel is built by a factory specialised at compile time on the floating type (so that
+constants, shared and local arrays are float32 in a float32 kernel: a bare ``0.5`` literal would
+promote float32 arithmetic to float64) and, for the two step kernels, on the row-tile size ``BT``.
+`kernels(dtype, BT)` returns them as a namespace; `signatures(dtype)` gives the explicit argument
+types used to compile each one to PTX (tests/test_cuda_kernels.py compiles them all for sm_90).
+
+Shapes (all arrays may be strided views, e.g. every cf-th point of a per-level array; layout 'A'):
+
+    u, out, g       (n, L, B, H)    states at n intervals, L layers, B sequences, H hidden units
+    t, tg, td       (n,) int64      per interval: row of the input-projection table / of the gate
+                                    tables / of the dgx, dgh tables
+    gx              (T, B, 3H)      layer 0's input projection W_ih_l0 x_t + b_ih_l0 (gate order r,z,n)
+    r_tab .. ghn_tab (T, L, B, H)   gate values stored by the forward step for the backward step
+    dgx_tab, dgh_tab (T, L, B, 3H)  cotangents on the input and hidden projections
+    W_hhT, W_ihT    (L, H, 3H)      *transposed* weights for the forward matvecs (coalesced, below)
+    W_hh, W_ih      (L, 3H, H)      nn.GRU layout for the transposed matvecs of the VJP
+    b_hh, b_ih      (L, 3H)
+
+The step kernels (forward and VJP): one thread per hidden unit j (blockDim.x = H <= 1024), one
+thread block per tile of BT *rows*, a row being one (interval i, sequence b) pair, row = i*B + b.
+Tiling rows rather than sequences lets a block reuse every weight it reads for BT state vectors,
+for B = 1 (BT intervals per block) and B = 32 alike: the weights (3H x H, 768 KiB for float32 at
+H = 256) are the dominant memory traffic, read once per block from L2 and used BT times from
+registers. The matvec W_hh h needs every h[c] in every thread, so the tile's states are staged in
+shared memory (BT x H); all threads read the same h[c] at once (a broadcast, no bank conflict) and
+thread j reads weight W_hhT[k, c, j]: consecutive threads read consecutive addresses (coalesced).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+from numba import cuda, types
+
+MAX_H = 1024            # one thread per hidden unit: H is at most the block size limit
+TILE = 16               # side of the square output tiles of the matmul kernels
+RED = 256               # threads per block of the norm reductions (a power of two)
+
+_NB = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def _nb_type(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in _NB:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype, _NB[dtype]
+
+
+# ----------------------------------------------------------------------------------------------
+# the stacked GRU step Φ for a batch of states at a batch of time indices
+# ----------------------------------------------------------------------------------------------
+def _make_step(dtype, nb_t, BT):
+    ZERO, HALF, ONE = dtype.type(0.0), dtype.type(0.5), dtype.type(1.0)
+    BT3 = 3 * BT
+
+    @cuda.jit(device=True, inline="always")   # IR-inlined: compile_ptx then needs no device
+    def sigmoid(a):
+        return HALF * math.tanh(HALF * a) + HALF             # σ(a) without overflow, as gru.sigmoid
+
+    def gru_step(u, t, gx, W_hhT, b_hh, W_ihT, b_ih, dt, implicit, g, use_g, out,
+                 r_tab, z_tab, n_tab, ghn_tab, tg, store):
+        """out[i] = Φ(u[i]; gx[t[i]], dt) (+ g[i]); gates of step i stored at row tg[i] if store.
+
+        Safe in place (out is u): a block reads u[i, k] into shared memory before anyone writes
+        out[i, k], and no two blocks touch the same (i, b).
+        """
+        n_int, L, B, H = u.shape
+        rows = n_int * B
+        row0 = cuda.blockIdx.x * BT                          # first (interval, sequence) row of the tile
+        j = cuda.threadIdx.x                                 # hidden unit of this thread
+        active = j < H
+        sh = cuda.shared.array(0, nb_t)                      # dynamic: 2 * BT * H elements
+        h_s = sh[0:BT * H]                                   # old states of layer k, row q at q*H
+        x_s = sh[BT * H:2 * BT * H]                          # layer k's input = layer k-1's new state
+        acc_h = cuda.local.array(BT3, nb_t)                  # W_h{r,z,n} h per row (registers: BT constant)
+        acc_x = cuda.local.array(BT3, nb_t)                  # W_i{r,z,n} x per row (layers k > 0)
+        for k in range(L):
+            if active:
+                for q in range(BT):
+                    row = min(row0 + q, rows - 1)            # a partial last tile repeats its last row
+                    i = row // B
+                    h_s[q * H + j] = u[i, k, row - i * B, j]   # coalesced: j is the contiguous axis
+            cuda.syncthreads()                               # h_s (and x_s from layer k-1) complete
+            if active:
+                for q in range(BT3):
+                    acc_h[q] = ZERO
+                    acc_x[q] = ZERO
+                for c in range(H):
+                    w_r = W_hhT[k, c, j]                     # coalesced: consecutive j, consecutive address
+                    w_z = W_hhT[k, c, H + j]
+                    w_n = W_hhT[k, c, 2 * H + j]
+                    for q in range(BT):                      # each weight reused for BT rows
+                        h_c = h_s[q * H + c]                 # broadcast read of shared memory
+                        acc_h[3 * q] += w_r * h_c
+                        acc_h[3 * q + 1] += w_z * h_c
+                        acc_h[3 * q + 2] += w_n * h_c
+                if k > 0:
+                    for c in range(H):
+                        w_r = W_ihT[k, c, j]
+                        w_z = W_ihT[k, c, H + j]
+                        w_n = W_ihT[k, c, 2 * H + j]
+                        for q in range(BT):
+                            x_c = x_s[q * H + c]
+                            acc_x[3 * q] += w_r * x_c
+                            acc_x[3 * q + 1] += w_z * x_c
+                            acc_x[3 * q + 2] += w_n * x_c
+            cuda.syncthreads()                               # everyone done reading h_s, x_s
+            if active:
+                for q in range(BT):
+                    row = min(row0 + q, rows - 1)
+                    i = row // B
+                    b = row - i * B
+                    gh_r = acc_h[3 * q] + b_hh[k, j]
+                    gh_z = acc_h[3 * q + 1] + b_hh[k, H + j]
+                    ghn = acc_h[3 * q + 2] + b_hh[k, 2 * H + j]
+                    if k == 0:
+                        ti = t[i]
+                        gx_r = gx[ti, b, j]                  # precomputed W_ih_l0 x_t + b_ih_l0
+                        gx_z = gx[ti, b, H + j]
+                        gx_n = gx[ti, b, 2 * H + j]
+                    else:
+                        gx_r = acc_x[3 * q] + b_ih[k, j]
+                        gx_z = acc_x[3 * q + 1] + b_ih[k, H + j]
+                        gx_n = acc_x[3 * q + 2] + b_ih[k, 2 * H + j]
+                    r = sigmoid(gx_r + gh_r)
+                    z = sigmoid(gx_z + gh_z)
+                    n = math.tanh(gx_n + r * ghn)
+                    h = h_s[q * H + j]
+                    s = dt * (ONE - z)                       # the step's weight dt (1 - z)
+                    if implicit:
+                        h_new = (s * n + h) / (ONE + s)      # (h + s n) / (1 + s)
+                    else:
+                        h_new = (n - h) * s + h              # h + s (n - h)
+                    x_s[q * H + j] = h_new                   # next layer's input (Φ's own value, no g)
+                    if row0 + q < rows:                      # the repeated rows write nothing
+                        if use_g:
+                            out[i, k, b, j] = h_new + g[i, k, b, j]
+                        else:
+                            out[i, k, b, j] = h_new
+                        if store:
+                            tgi = tg[i]
+                            r_tab[tgi, k, b, j] = r
+                            z_tab[tgi, k, b, j] = z
+                            n_tab[tgi, k, b, j] = n
+                            ghn_tab[tgi, k, b, j] = ghn
+    return cuda.jit(gru_step), gru_step
+
+
+def _make_vjp(dtype, nb_t, BT):
+    ZERO, ONE = dtype.type(0.0), dtype.type(1.0)
+
+    def gru_vjp(u, lam, r_tab, z_tab, n_tab, ghn_tab, tg, W_hh, W_ih, dt, implicit, g, use_g,
+                out, dgx_tab, dgh_tab, td, store):
+        """out[i] = (∂Φ/∂u at u[i], gates at row tg[i])ᵀ lam[i] (+ g[i]); dgx, dgh stored at td[i].
+
+        Layers run last to first; layer k's cotangent gets the carry dgx_{k+1} W_ih_{k+1} from the
+        layer above (its input was layer k's new state). Thread j owns hidden unit j of the
+        cotangents: λ, the carry and dh|direct; the gate cotangents (3H per row) are staged in
+        shared memory because the transposed matvec dh[j] = Σ_m dgh[m] W_hh[m, j] needs them all.
+        Safe in place (out is lam): thread j reads lam[i, k, b, j] before it writes out[i, k, b, j].
+        """
+        n_int, L, B, H = u.shape
+        rows = n_int * B
+        row0 = cuda.blockIdx.x * BT
+        j = cuda.threadIdx.x
+        active = j < H
+        sh = cuda.shared.array(0, nb_t)                      # dynamic: 4 * BT * H elements
+        dgh_s = sh[0:3 * BT * H]                             # (da_r, da_z, da_n r) of row q at q*3H
+        dan_s = sh[3 * BT * H:4 * BT * H]                    # da_n (dgx = (da_r, da_z, da_n))
+        carry = cuda.local.array(BT, nb_t)                   # dgx_{k+1} W_ih_{k+1}, unit j, per row
+        dh_dir = cuda.local.array(BT, nb_t)                  # ∂h⁺/∂h|direct ⊙ d, unit j, per row
+        for q in range(BT):
+            carry[q] = ZERO
+        for kk in range(L):
+            k = L - 1 - kk
+            if active:
+                for q in range(BT):
+                    row = min(row0 + q, rows - 1)
+                    i = row // B
+                    b = row - i * B
+                    ti = tg[i]
+                    d = lam[i, k, b, j] + carry[q]
+                    r = r_tab[ti, k, b, j]
+                    z = z_tab[ti, k, b, j]
+                    n = n_tab[ti, k, b, j]
+                    ghn = ghn_tab[ti, k, b, j]
+                    h = u[i, k, b, j]
+                    s = dt * (ONE - z)
+                    if implicit:
+                        inv = ONE / (ONE + s)
+                        h_new = (s * n + h) / (ONE + s)      # the forward's h⁺, recomputed
+                        dn = d * s * inv
+                        dz = -dt * d * (n - h_new) * inv
+                        dh_dir[q] = d * inv
+                    else:
+                        dn = d * s
+                        dz = -dt * d * (n - h)
+                        dh_dir[q] = d * (ONE - s)
+                    da_n = dn * (ONE - n * n)
+                    da_r = da_n * ghn * r * (ONE - r)
+                    da_z = dz * z * (ONE - z)
+                    dgh_s[q * 3 * H + j] = da_r
+                    dgh_s[q * 3 * H + H + j] = da_z
+                    dgh_s[q * 3 * H + 2 * H + j] = da_n * r
+                    dan_s[q * H + j] = da_n
+                    if store and row0 + q < rows:
+                        tdi = td[i]
+                        dgx_tab[tdi, k, b, j] = da_r
+                        dgx_tab[tdi, k, b, H + j] = da_z
+                        dgx_tab[tdi, k, b, 2 * H + j] = da_n
+                        dgh_tab[tdi, k, b, j] = da_r
+                        dgh_tab[tdi, k, b, H + j] = da_z
+                        dgh_tab[tdi, k, b, 2 * H + j] = da_n * r
+            cuda.syncthreads()                               # all gate cotangents staged
+            if active:
+                for m in range(H):
+                    w_r = W_hh[k, m, j]                      # coalesced: row m, consecutive columns j
+                    w_z = W_hh[k, H + m, j]
+                    w_n = W_hh[k, 2 * H + m, j]
+                    for q in range(BT):                      # broadcast reads of shared memory
+                        dh_dir[q] += (dgh_s[q * 3 * H + m] * w_r + dgh_s[q * 3 * H + H + m] * w_z
+                                      + dgh_s[q * 3 * H + 2 * H + m] * w_n)
+                for q in range(BT):
+                    row = row0 + q
+                    if row < rows:
+                        i = row // B
+                        b = row - i * B
+                        if use_g:
+                            out[i, k, b, j] = dh_dir[q] + g[i, k, b, j]
+                        else:
+                            out[i, k, b, j] = dh_dir[q]
+                if k > 0:
+                    for q in range(BT):
+                        carry[q] = ZERO
+                    for m in range(H):
+                        w_r = W_ih[k, m, j]
+                        w_z = W_ih[k, H + m, j]
+                        w_n = W_ih[k, 2 * H + m, j]
+                        for q in range(BT):
+                            carry[q] += (dgh_s[q * 3 * H + m] * w_r + dgh_s[q * 3 * H + H + m] * w_z
+                                         + dan_s[q * H + m] * w_n)
+            cuda.syncthreads()                               # done with dgh_s before layer k-1 rewrites it
+    return cuda.jit(gru_vjp), gru_vjp
+
+
+# ----------------------------------------------------------------------------------------------
+# matmuls: input projection and the deterministic parameter-gradient reduction
+# ----------------------------------------------------------------------------------------------
+def _make_matmuls(dtype, nb_t):
+    ZERO = dtype.type(0.0)
+
+    def project(x, W_T, bias, out):
+        """out[t, b, :] = x[t, b, :] @ W_T + bias: (T, B, I) x (I, 3H) -> (T, B, 3H).
+
+        Block = TILE x TILE threads owning a TILE x TILE tile of out (rows m = t*B + b, columns p);
+        the matching tiles of x and W_T are staged in shared memory one TILE-wide slab of the
+        reduction axis at a time, each element loaded once and used TILE times. Loads and the
+        store are coalesced: threadIdx.x runs along the contiguous last axis.
+        """
+        T, B, I = x.shape
+        P = W_T.shape[1]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        m = cuda.blockIdx.y * TILE + ty                      # output row (t, b)
+        p = cuda.blockIdx.x * TILE + tx                      # output column
+        x_s = cuda.shared.array((TILE, TILE), nb_t)
+        w_s = cuda.shared.array((TILE, TILE), nb_t)
+        acc = ZERO
+        for c0 in range(0, I, TILE):
+            mt = min(m, T * B - 1)                           # out-of-range threads load a valid row
+            ti = mt // B
+            c = c0 + tx
+            x_s[ty, tx] = x[ti, mt - ti * B, c] if c < I else ZERO
+            cw = c0 + ty
+            w_s[ty, tx] = W_T[cw, p] if (cw < I and p < P) else ZERO
+            cuda.syncthreads()
+            for cc in range(TILE):
+                acc += x_s[ty, cc] * w_s[cc, tx]
+            cuda.syncthreads()
+        if m < T * B and p < P:
+            ti = m // B
+            out[ti, m - ti * B, p] = acc + bias[p]
+
+    def outer_partial(A, V, partial):
+        """partial[s] = Σ_{m in chunk s} A[m]ᵀ ⊗ V[m]: (T, B, P), (T, B, Q) -> (S, P, Q).
+
+        The reduction axis m = t*B + b (M = T*B rows) is cut into S equal chunks (blockIdx.z), each
+        reduced by one block in a fixed order; `reduce_chunks` then sums the S partials in order.
+        No atomics: the result is bit-for-bit reproducible. Thread (ty, tx) owns partial[s, p, q]
+        with p along ty and q along tx, so the store and the V loads are coalesced.
+        """
+        T, B, P = A.shape
+        Q = V.shape[2]
+        S = partial.shape[0]
+        M = T * B
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        s = cuda.blockIdx.z
+        p0 = cuda.blockIdx.y * TILE
+        q0 = cuda.blockIdx.x * TILE
+        chunk = (M + S - 1) // S
+        m_lo = s * chunk
+        m_hi = min(M, m_lo + chunk)
+        a_s = cuda.shared.array((TILE, TILE), nb_t)          # a_s[mm, pp] = A[m0 + mm, p0 + pp]
+        v_s = cuda.shared.array((TILE, TILE), nb_t)          # v_s[mm, qq] = V[m0 + mm, q0 + qq]
+        acc = ZERO
+        for m0 in range(m_lo, m_hi, TILE):
+            m = m0 + ty                                      # this thread loads row m of the slab
+            ok = m < m_hi
+            ti = min(m, M - 1) // B
+            bi = min(m, M - 1) - ti * B
+            a_s[ty, tx] = A[ti, bi, p0 + tx] if (ok and p0 + tx < P) else ZERO
+            v_s[ty, tx] = V[ti, bi, q0 + tx] if (ok and q0 + tx < Q) else ZERO
+            cuda.syncthreads()
+            for mm in range(TILE):
+                acc += a_s[mm, ty] * v_s[mm, tx]
+            cuda.syncthreads()
+        if p0 + ty < P and q0 + tx < Q:
+            partial[s, p0 + ty, q0 + tx] = acc
+
+    def colsum_partial(A, partial):
+        """partial[s, p] = Σ_{m in chunk s} A[m, p]: (T, B, P) -> (S, P); one thread per (s, p).
+
+        Threads run along p, the contiguous axis: each step of the loop is one coalesced row read.
+        """
+        T, B, P = A.shape
+        S = partial.shape[0]
+        M = T * B
+        p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        s = cuda.blockIdx.y
+        if p < P:
+            chunk = (M + S - 1) // S
+            acc = ZERO
+            for m in range(s * chunk, min(M, s * chunk + chunk)):
+                ti = m // B
+                acc += A[ti, m - ti * B, p]
+            partial[s, p] = acc
+
+    def reduce_chunks(partial, out, accumulate):
+        """out[e] (+)= Σ_s partial[s, e] in the order s = 0, 1, ..: (S, K) -> (K,); one thread per e."""
+        S, K = partial.shape
+        e = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if e < K:
+            acc = out[e] if accumulate else ZERO
+            for s in range(S):
+                acc += partial[s, e]
+            out[e] = acc
+
+    return {name: (cuda.jit(f), f) for name, f in
+            (("project", project), ("outer_partial", outer_partial),
+             ("colsum_partial", colsum_partial), ("reduce_chunks", reduce_chunks))}
+
+
+# ----------------------------------------------------------------------------------------------
+# residual and per-point norms (deterministic block reductions)
+# ----------------------------------------------------------------------------------------------
+def _make_norms(dtype, nb_t):
+    ZERO = dtype.type(0.0)
+
+    @cuda.jit(device=True, inline="always")   # IR-inlined: compile_ptx then needs no device
+    def block_reduce(sq_s, mx_s):
+        """Tree-reduce RED partial sums and maxima in shared memory into element 0 (fixed order)."""
+        tid = cuda.threadIdx.x
+        w = RED // 2
+        while w > 0:
+            if tid < w:
+                sq_s[tid] += sq_s[tid + w]
+                mx_s[tid] = max(mx_s[tid], mx_s[tid + w])
+            cuda.syncthreads()
+            w //= 2
+
+    def diff_norms(a, b, out, sq, mx):
+        """out[i] = a[i] - b[i]; sq[i] = ‖out[i]‖², mx[i] = max |out[i]|, over the (L, B, H) of point i.
+
+        One block of RED threads per point i; thread tid strides over the L*B*H elements with
+        consecutive threads on consecutive j (coalesced), keeps its own partial sum and maximum in
+        a fixed order, then the block tree-reduces them: reproducible, no atomics.
+        """
+        n_pt, L, B, H = a.shape
+        i = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        sq_s = cuda.shared.array(RED, nb_t)
+        mx_s = cuda.shared.array(RED, nb_t)
+        acc = ZERO
+        big = ZERO
+        for e in range(tid, L * B * H, RED):
+            k = e // (B * H)
+            rem = e - k * B * H
+            bb = rem // H
+            j = rem - bb * H
+            d = a[i, k, bb, j] - b[i, k, bb, j]
+            out[i, k, bb, j] = d
+            acc += d * d
+            big = max(big, abs(d))
+        sq_s[tid] = acc
+        mx_s[tid] = big
+        cuda.syncthreads()
+        block_reduce(sq_s, mx_s)
+        if tid == 0:
+            sq[i] = sq_s[0]
+            mx[i] = mx_s[0]
+
+    def norms(v, sq, mx):
+        """sq[i] = ‖v[i]‖², mx[i] = max |v[i]| over the (L, B, H) of point i (layout as diff_norms)."""
+        n_pt, L, B, H = v.shape
+        i = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        sq_s = cuda.shared.array(RED, nb_t)
+        mx_s = cuda.shared.array(RED, nb_t)
+        acc = ZERO
+        big = ZERO
+        for e in range(tid, L * B * H, RED):
+            k = e // (B * H)
+            rem = e - k * B * H
+            bb = rem // H
+            d = v[i, k, bb, rem - bb * H]
+            acc += d * d
+            big = max(big, abs(d))
+        sq_s[tid] = acc
+        mx_s[tid] = big
+        cuda.syncthreads()
+        block_reduce(sq_s, mx_s)
+        if tid == 0:
+            sq[i] = sq_s[0]
+            mx[i] = mx_s[0]
+
+    def total(sq, mx, out):
+        """out[0] = Σ_i sq[i], out[1] = max_i mx[i]: the time norm from per-point norms, one block."""
+        tid = cuda.threadIdx.x
+        sq_s = cuda.shared.array(RED, nb_t)
+        mx_s = cuda.shared.array(RED, nb_t)
+        acc = ZERO
+        big = ZERO
+        for i in range(tid, sq.shape[0], RED):
+            acc += sq[i]
+            big = max(big, mx[i])
+        sq_s[tid] = acc
+        mx_s[tid] = big
+        cuda.syncthreads()
+        block_reduce(sq_s, mx_s)
+        if tid == 0:
+            out[0] = sq_s[0]
+            out[1] = mx_s[0]
+
+    return {name: (cuda.jit(f), f) for name, f in
+            (("diff_norms", diff_norms), ("norms", norms), ("total", total))}
+
+
+# ----------------------------------------------------------------------------------------------
+# factories and the signatures for ahead-of-time (PTX) compilation
+# ----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def kernels(dtype, BT=1):
+    """All kernels for one floating type and step row tile BT; attributes are numba dispatchers,
+    ``py_funcs`` holds the undecorated Python functions (for `numba.cuda.compile_ptx`)."""
+    dtype, nb_t = _nb_type(dtype)
+    if not (isinstance(BT, int) and BT >= 1):
+        raise ValueError(f"BT must be a positive int, got {BT!r}")
+    table = {"gru_step": _make_step(dtype, nb_t, BT), "gru_vjp": _make_vjp(dtype, nb_t, BT)}
+    table.update(_make_matmuls(dtype, nb_t))
+    table.update(_make_norms(dtype, nb_t))
+    ns = SimpleNamespace(**{name: k for name, (k, _) in table.items()})
+    ns.py_funcs = {name: f for name, (_, f) in table.items()}
+    ns.dtype, ns.BT = dtype, BT
+    return ns
+
+
+def signatures(dtype):
+    """Argument types of every kernel for ``dtype`` (arrays of any layout), keyed by kernel name."""
+    _, f = _nb_type(dtype)
+    a1, a2, a3, a4 = f[:], f[:, :], f[:, :, :], f[:, :, :, :]
+    i1 = types.int64[:]
+    bo = types.boolean
+    return {
+        "gru_step": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
+                               a4, a4, a4, a4, i1, bo),
+        "gru_vjp": types.void(a4, a4, a4, a4, a4, a4, i1, a3, a3, f, bo, a4, bo,
+                              a4, a4, a4, i1, bo),
+        "project": types.void(a3, a2, a1, a3),
+        "outer_partial": types.void(a3, a3, a3),
+        "colsum_partial": types.void(a3, a2),
+        "reduce_chunks": types.void(a2, a1, bo),
+        "diff_norms": types.void(a4, a4, a4, a1, a1),
+        "norms": types.void(a4, a1, a1),
+        "total": types.void(a1, a1, a1),
+    }
