@@ -1,0 +1,279 @@
+"""Host side of the CUDA kernels: device copies of the weights and launches on device arrays.
+
+Every method takes and returns numba device arrays; nothing is copied to or from the host except
+by `to_device` / `to_host`. The solver keeps states, gate tables and cotangents on the device for
+the whole solve.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from ..gru import check_cell, gru_dims
+from .kernels import MAX_H, RED, TILE, kernels
+
+GATES = ("r", "z", "n", "ghn")
+SHARED_BYTES = 48 * 1024          # dynamic shared memory available without an opt-in
+
+
+def cuda_available():
+    """True when a real CUDA GPU is usable (False under the simulator, NUMBA_ENABLE_CUDASIM=1)."""
+    from numba.cuda import config
+    if config.ENABLE_CUDASIM:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:                                        # no driver, no device
+        return False
+
+
+def _threads(K):
+    """Threads per block of the 1-d kernels: K rounded up to a warp, at most RED."""
+    return min(RED, 32 * ((K + 31) // 32))
+
+
+def row_tile(H, itemsize, rows, max_bt=8):
+    """Rows (interval, sequence pairs) per block of the step kernels: as many as the shared memory
+    of the VJP (4 BT H elements) allows, at most max_bt, at most the number of rows."""
+    bt = max(1, min(max_bt, SHARED_BYTES // (4 * H * itemsize)))
+    return max(1, min(bt, rows))
+
+
+class CudaGRU:
+    """A stacked GRU's time step Φ and its VJP, batched over intervals, on one GPU.
+
+    Parameters
+    ----------
+    params : dict
+        nn.GRU-named parameters (`mgrit_gru.gru.init_gru`).
+    cell : {"classic", "implicit"}
+        The fine-grid cell; coarse steps always use the implicit cell.
+    dtype : float32 or float64, optional
+        Device precision; the parameters' dtype by default.
+    bt : int, optional
+        Rows per block of the step kernels (default: `row_tile`).
+    """
+
+    def __init__(self, params, cell="classic", dtype=None, bt=None):
+        L, I, H, pdtype = gru_dims(params)
+        self.cell, _ = check_cell(cell, 1.0)
+        self.dtype = np.dtype(pdtype if dtype is None else dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        if H > MAX_H:
+            raise ValueError(f"hidden_size {H} > {MAX_H}: the step kernels use one thread per unit")
+        self.L, self.I, self.H = L, I, H
+        self.bt = bt
+        f = self.dtype
+        W_hh = np.stack([params[f"weight_hh_l{k}"] for k in range(L)]).astype(f)
+        W_ih = np.zeros((L, 3 * H, H), f)                    # layer 0's slot unused (gx is precomputed)
+        for k in range(1, L):
+            W_ih[k] = params[f"weight_ih_l{k}"]
+        self.W_hh = cuda.to_device(W_hh)                             # (L, 3H, H) for the VJP
+        self.W_hhT = cuda.to_device(np.ascontiguousarray(W_hh.transpose(0, 2, 1)))  # (L, H, 3H)
+        self.W_ih = cuda.to_device(W_ih)
+        self.W_ihT = cuda.to_device(np.ascontiguousarray(W_ih.transpose(0, 2, 1)))
+        self.b_hh = cuda.to_device(np.stack([params[f"bias_hh_l{k}"] for k in range(L)]).astype(f))
+        self.b_ih = cuda.to_device(np.stack([params[f"bias_ih_l{k}"] for k in range(L)]).astype(f))
+        self.W_ih0T = cuda.to_device(np.ascontiguousarray(params["weight_ih_l0"].T, dtype=f))
+        self.b_ih0 = cuda.to_device(np.asarray(params["bias_ih_l0"], dtype=f))
+        self._d4 = cuda.to_device(np.zeros((1, 1, 1, 1), f))    # stand-in for an unused array
+        self._i1 = cuda.to_device(np.zeros(1, np.int64))
+        self._scratch = {}
+
+    # ------------------------------------------------------------------------------------------
+    # transfers and allocation
+    # ------------------------------------------------------------------------------------------
+    def to_device(self, a, dtype=None):
+        """Host array -> device array (in the backend's dtype unless ``dtype`` is given)."""
+        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype or self.dtype))
+
+    def to_host(self, d):
+        """Device array (any view) -> host array."""
+        return d.copy_to_host()
+
+    def empty(self, shape, dtype=None):
+        return cuda.device_array(shape, dtype=dtype or self.dtype)
+
+    def _k(self, rows=1):
+        bt = self.bt or row_tile(self.H, self.dtype.itemsize, rows)
+        return kernels(self.dtype, bt)
+
+    def _check(self, name, a, ndim):
+        if a.dtype != self.dtype or a.ndim != ndim:
+            raise ValueError(f"{name} must be a {ndim}-d {self.dtype} device array, "
+                             f"got {a.ndim}-d {a.dtype}")
+
+    # ------------------------------------------------------------------------------------------
+    # input projection
+    # ------------------------------------------------------------------------------------------
+    def project(self, x, out=None):
+        """gx0 = x @ W_ih_l0ᵀ + b_ih_l0: (T, B, I) -> (T, B, 3H), one launch."""
+        self._check("x", x, 3)
+        T, B, _ = x.shape
+        out = self.empty((T, B, 3 * self.H)) if out is None else out
+        grid = ((3 * self.H + TILE - 1) // TILE, (T * B + TILE - 1) // TILE)
+        self._k().project[grid, (TILE, TILE)](x, self.W_ih0T, self.b_ih0, out)
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # the step Φ and its VJP
+    # ------------------------------------------------------------------------------------------
+    def _cell(self, fine):
+        return self.cell == "implicit" if fine else True
+
+    def step(self, u, t, gx, dt, out, fine=True, g=None, gates=None, tg=None):
+        """out[i] = Φ(u[i]) (+ g[i]) with input projection gx[t[i]], one launch.
+
+        u, out, g : (n, L, B, H) device arrays (views allowed; out may be u itself).
+        t : (n,) int64 device array; gx : (T, B, 3H) (the projection or a coarse average table).
+        dt : step size (1 on the fine grid, cf**level on a coarse one).
+        fine : the fine cell (``self.cell``) if True, else the implicit cell.
+        gates : dict r, z, n, ghn of (T, L, B, H) device arrays: this step's gate values are
+            stored at rows tg[i] (tg defaults to t).
+        """
+        self._check("u", u, 4)
+        n, L, B, H = u.shape
+        if n == 0:
+            return out
+        ks = self._k(n * B)
+        store = gates is not None
+        tabs = [gates[k] for k in GATES] if store else [self._d4] * 4
+        tg = (t if tg is None else tg) if store else self._i1
+        grid = (n * B + ks.BT - 1) // ks.BT
+        shmem = 2 * ks.BT * H * self.dtype.itemsize
+        ks.gru_step[grid, H, 0, shmem](
+            u, t, gx, self.W_hhT, self.b_hh, self.W_ihT, self.b_ih, self.dtype.type(dt),
+            self._cell(fine), self._d4 if g is None else g, g is not None, out, *tabs, tg, store)
+        return out
+
+    def vjp(self, u, lam, t, dt, out, fine=True, gates=None, gx=None, g=None, dg=None, td=None):
+        """out[i] = (∂Φ/∂u[i])ᵀ lam[i] (+ g[i]): the adjoint step, one launch (fine) or two (coarse).
+
+        Fine (``fine=True``): linearised at the stored gate values ``gates[·][t[i]]`` (as written
+        by `step` with ``gates``) and the states u[i]. Coarse (``fine=False``): the implicit cell
+        linearised at the states u[i] with inputs gx[t[i]]: gates are recomputed by one `step`
+        launch into scratch tables, then the same VJP kernel runs on them.
+        dg : optional pair (dgx, dgh) of (T, L, B, 3H) device arrays: the gate cotangents of step i
+            are stored at rows td[i] (td defaults to t), for `param_grads`.
+        out may be lam itself.
+        """
+        self._check("u", u, 4)
+        n, L, B, H = u.shape
+        if n == 0:
+            return out
+        ks = self._k(n * B)
+        if fine:
+            if gates is None:
+                raise ValueError("the fine VJP needs the gate tables stored by step(..., gates=)")
+            tabs, tg = [gates[k] for k in GATES], t
+        else:
+            if gx is None:
+                raise ValueError("the coarse VJP recomputes the gates: pass gx")
+            scr = self._scratch_gates(n, L, B, H)
+            tg = scr["arange"]
+            self.step(u, t, gx, dt, scr["h_new"], fine=False, gates=scr, tg=tg)
+            tabs = [scr[k] for k in GATES]
+        store = dg is not None
+        dgs = list(dg) if store else [self._d4] * 2
+        td = (t if td is None else td) if store else self._i1
+        grid = (n * B + ks.BT - 1) // ks.BT
+        shmem = 4 * ks.BT * H * self.dtype.itemsize
+        ks.gru_vjp[grid, H, 0, shmem](
+            u, lam, *tabs, tg, self.W_hh, self.W_ih, self.dtype.type(dt), self._cell(fine),
+            self._d4 if g is None else g, g is not None, out, *dgs, td, store)
+        return out
+
+    def _scratch_gates(self, n, L, B, H):
+        key = (n, L, B, H)
+        if key not in self._scratch:
+            scr = {k: self.empty((n, L, B, H)) for k in GATES + ("h_new",)}
+            scr["arange"] = cuda.to_device(np.arange(n, dtype=np.int64))
+            self._scratch[key] = scr
+        return self._scratch[key]
+
+    # ------------------------------------------------------------------------------------------
+    # parameter gradients
+    # ------------------------------------------------------------------------------------------
+    def _chunks(self, M, chunks):
+        if chunks is None:
+            chunks = max(1, min(64, M // 1024))               # ~1024 rows of the sum per block
+        return max(1, min(int(chunks), M))
+
+    def outer_sum(self, A, V, out, accumulate=False, chunks=None):
+        """out (+)= Σ_{t,b} A[t,b]ᵀ ⊗ V[t,b]: (T, B, P), (T, B, Q) -> (P, Q), deterministic."""
+        T, B, P = A.shape
+        Q = V.shape[2]
+        S = self._chunks(T * B, chunks)
+        part = self.empty((S, P, Q))
+        grid = ((Q + TILE - 1) // TILE, (P + TILE - 1) // TILE, S)
+        ks = self._k()
+        ks.outer_partial[grid, (TILE, TILE)](A, V, part)
+        nt = _threads(P * Q)
+        ks.reduce_chunks[(P * Q + nt - 1) // nt, nt](part.reshape(S, P * Q), out.reshape(P * Q),
+                                                     accumulate)
+        return out
+
+    def col_sum(self, A, out, accumulate=False, chunks=None):
+        """out (+)= Σ_{t,b} A[t,b]: (T, B, P) -> (P,), deterministic."""
+        T, B, P = A.shape
+        S = self._chunks(T * B, chunks)
+        part = self.empty((S, P))
+        ks = self._k()
+        nt = _threads(P)
+        ks.colsum_partial[((P + nt - 1) // nt, S), nt](A, part)
+        ks.reduce_chunks[(P + nt - 1) // nt, nt](part, out, accumulate)
+        return out
+
+    def param_grads(self, x, u, dgx, dgh, grads=None, chunks=None):
+        """Parameter gradients Σ_t (∂Φ_t/∂θ)ᵀ λ_{t+1} from the stored gate cotangents.
+
+        x (T, B, I) inputs, u (T+1, L, B, H) the fine states u_0..u_T, dgx, dgh (T, L, B, 3H) from
+        `vjp(..., dg=)`. Returns a dict of device arrays with nn.GRU names; with ``grads`` given
+        (such a dict) the sums are added to it (accumulation over batches).
+        """
+        T = x.shape[0]
+        accumulate = grads is not None
+        if grads is None:
+            grads = {}
+            for k in range(self.L):
+                fan_in = self.I if k == 0 else self.H
+                grads[f"weight_ih_l{k}"] = self.empty((3 * self.H, fan_in))
+                grads[f"weight_hh_l{k}"] = self.empty((3 * self.H, self.H))
+                grads[f"bias_ih_l{k}"] = self.empty(3 * self.H)
+                grads[f"bias_hh_l{k}"] = self.empty(3 * self.H)
+        for k in range(self.L):
+            gx_k, gh_k = dgx[:T, k], dgh[:T, k]
+            inp = x if k == 0 else u[1:T + 1, k - 1]          # layer k's input: layer k-1's h⁺
+            self.outer_sum(gx_k, inp, grads[f"weight_ih_l{k}"], accumulate, chunks)
+            self.outer_sum(gh_k, u[0:T, k], grads[f"weight_hh_l{k}"], accumulate, chunks)
+            self.col_sum(gx_k, grads[f"bias_ih_l{k}"], accumulate, chunks)
+            self.col_sum(gh_k, grads[f"bias_hh_l{k}"], accumulate, chunks)
+        return grads
+
+    # ------------------------------------------------------------------------------------------
+    # residual and norms
+    # ------------------------------------------------------------------------------------------
+    def residual(self, a, b, out, sq=None, mx=None):
+        """out = a - b (e.g. a = Φ(u_{i-1}) + g, b = u_i at C-points) and per-point ‖out[i]‖², max|out[i]|."""
+        n = a.shape[0]
+        sq = self.empty(n) if sq is None else sq
+        mx = self.empty(n) if mx is None else mx
+        if n:
+            self._k().diff_norms[n, RED](a, b, out, sq, mx)
+        return out, sq, mx
+
+    def sq_norms(self, v, sq=None, mx=None):
+        """Per-point ‖v[i]‖² and max|v[i]| over (L, B, H): (n,), (n,) device arrays."""
+        n = v.shape[0]
+        sq = self.empty(n) if sq is None else sq
+        mx = self.empty(n) if mx is None else mx
+        if n:
+            self._k().norms[n, RED](v, sq, mx)
+        return sq, mx
+
+    def total(self, sq, mx, out=None):
+        """(Σ sq, max mx) as a (2,) device array: the time 2-norm² and max-norm, one block."""
+        out = self.empty(2) if out is None else out
+        self._k().total[1, RED](sq, mx, out)
+        return out
