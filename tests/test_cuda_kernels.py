@@ -1,0 +1,368 @@
+"""The CUDA kernels against the NumPy reference (mgrit_gru.gru).
+
+On CPU (CI) the kernels run under numba's CUDA simulator (tests/conftest.py sets
+NUMBA_ENABLE_CUDASIM=1), on tiny sizes because the simulator runs every thread as a Python thread.
+Every output is poisoned with NaN before the launch, so an element a kernel forgets to write fails.
+`test_ptx_sm90` compiles every kernel for sm_90 in a subprocess without the simulator, which
+catches the typing errors the simulator cannot see. Tests marked `real_gpu` need a real GPU.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mgrit_gru.cuda import CudaGRU, cuda_available
+from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
+
+n, L2, B, H, I, T = 3, 2, 2, 4, 3, 5                         # intervals, layers, batch, hidden, input, steps
+GATES = ("r", "z", "n", "ghn")
+DTYPES = (np.float64, np.float32)
+real_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU")
+
+
+def close(got, want, dtype):
+    """float64: 1e-10 absolute; float32: 1e-5 relative to the largest reference entry."""
+    assert got.shape == want.shape
+    assert np.all(np.isfinite(got)), "unwritten (NaN-poisoned) or non-finite output"
+    err = np.max(np.abs(got - want)) if got.size else 0.0
+    tol = 1e-10 if dtype == np.float64 else 1e-5 * max(1.0, np.max(np.abs(want)))
+    assert err <= tol, f"max error {err:.3g} > {tol:.3g}"
+
+
+def nan(shape, dtype):
+    return np.full(shape, np.nan, dtype)
+
+
+def setup(dtype, L, seed=0):
+    """Parameters, inputs x (T, B, I), states u (n, L, B, H), time indices t, the projection gx0."""
+    p = init_gru(I, H, L, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    u = rng.standard_normal((n, L, B, H)).astype(dtype)
+    t = np.array([4, 0, 2], np.int64)                        # unsorted, not contiguous
+    gx0 = (x @ p["weight_ih_l0"].T + p["bias_ih_l0"]).astype(dtype)
+    return p, x, u, t, gx0
+
+
+def ref_step(p, gx0, u, t, cell, dt):
+    """NumPy Φ on (n, L, B, H) states: the reference takes the layer axis first."""
+    h_new, caches = step_forward(p, gx0[t], u.transpose(1, 0, 2, 3), cell, dt)
+    return h_new.transpose(1, 0, 2, 3), caches
+
+
+def ref_vjp(p, caches, lam, cell, dt):
+    dh, dgx, dgh = step_backward(p, caches, lam.transpose(1, 0, 2, 3), cell, dt)
+    return dh.transpose(1, 0, 2, 3), np.stack(dgx, 1), np.stack(dgh, 1)   # (n, L, B, ·)
+
+
+# ----------------------------------------------------------------------------------------------
+# input projection
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_project(dtype):
+    p, x, _, _, gx0 = setup(dtype, 1)
+    be = CudaGRU(p)
+    out = be.to_device(nan((T, B, 3 * H), dtype))
+    be.project(be.to_device(x), out=out)
+    close(be.to_host(out), gx0, dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# the step Φ
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+@pytest.mark.parametrize("L", [1, 2])
+@pytest.mark.parametrize("forcing", [False, True])
+def test_step(dtype, cell, L, forcing):
+    """Fine step (the model's cell, dt = 0.7 to exercise dt) with gate store, vs step_forward."""
+    p, _, u, t, gx0 = setup(dtype, L)
+    be = CudaGRU(p, cell, bt=1 if L == 1 else 4)             # bt = 4: 6 rows = a full and a partial tile
+    g = np.random.default_rng(7).standard_normal(u.shape).astype(dtype) if forcing else None
+    out = be.to_device(nan(u.shape, dtype))
+    gates = {k: be.to_device(nan((T, L, B, H), dtype)) for k in GATES}
+    be.step(be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0), 0.7, out,
+            g=None if g is None else be.to_device(g), gates=gates)
+    want, caches = ref_step(p, gx0, u, t, cell, 0.7)
+    close(be.to_host(out), want + (g if forcing else 0), dtype)
+    for k in GATES:
+        tab = be.to_host(gates[k])
+        close(tab[t], np.stack([c[k] for c in caches], 1), dtype)
+        assert np.all(np.isnan(np.delete(tab, t, axis=0))), "gates written outside rows t"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_coarse_strided_views(dtype):
+    """Coarse step (implicit, dt = cf) from every cf-th point of a level array into the next points,
+    input injected at the interval start; the points in between must stay untouched."""
+    L, cf = 2, 2
+    p, _, u, t, gx0 = setup(dtype, L)
+    be = CudaGRU(p, "classic")                               # coarse ignores the fine cell
+    level = nan((2 * n + 1, L, B, H), dtype)
+    level[0:2 * n:cf] = u
+    d_level = be.to_device(level)
+    be.step(d_level[0:2 * n:cf], be.to_device(t, np.int64), be.to_device(gx0), float(cf),
+            d_level[1:2 * n:cf], fine=False)
+    got = be.to_host(d_level)
+    want, _ = ref_step(p, gx0, u, t, "implicit", float(cf))
+    close(got[1:2 * n:cf], want, dtype)
+    close(got[0:2 * n:cf], u, dtype)                         # inputs unchanged
+    assert np.all(np.isnan(got[2 * n])), "wrote past the views"
+
+
+def test_step_in_place():
+    """out may be u itself (a block stages u[i, k] before writing out[i, k])."""
+    p, _, u, t, gx0 = setup(np.float64, 2)
+    be = CudaGRU(p, "implicit", bt=4)
+    d_u = be.to_device(u)
+    be.step(d_u, be.to_device(t, np.int64), be.to_device(gx0), 1.0, d_u)
+    close(be.to_host(d_u), ref_step(p, gx0, u, t, "implicit", 1.0)[0], np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# the VJP of Φ
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+@pytest.mark.parametrize("L", [1, 2])
+@pytest.mark.parametrize("forcing", [False, True])
+def test_vjp_fine(dtype, cell, L, forcing):
+    """Fine VJP from the gate tables the reference forward stored, plus the dgx, dgh store."""
+    p, _, u, t, gx0 = setup(dtype, L)
+    rng = np.random.default_rng(3)
+    lam = rng.standard_normal(u.shape).astype(dtype)
+    g = rng.standard_normal(u.shape).astype(dtype) if forcing else None
+    _, caches = ref_step(p, gx0, u, t, cell, 0.7)
+    tabs = {k: np.zeros((T, L, B, H), dtype) for k in GATES}
+    for k in GATES:
+        tabs[k][t] = np.stack([c[k] for c in caches], 1)
+    be = CudaGRU(p, cell, bt=4 if L == 1 else 1)
+    out = be.to_device(nan(u.shape, dtype))
+    dg = (be.to_device(nan((T, L, B, 3 * H), dtype)), be.to_device(nan((T, L, B, 3 * H), dtype)))
+    be.vjp(be.to_device(u), be.to_device(lam), be.to_device(t, np.int64), 0.7, out,
+           gates={k: be.to_device(v) for k, v in tabs.items()},
+           g=None if g is None else be.to_device(g), dg=dg)
+    dh, dgx, dgh = ref_vjp(p, caches, lam, cell, 0.7)
+    close(be.to_host(out), dh + (g if forcing else 0), dtype)
+    close(be.to_host(dg[0])[t], dgx, dtype)
+    close(be.to_host(dg[1])[t], dgh, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L", [1, 2])
+def test_vjp_coarse_in_place(dtype, L):
+    """Coarse VJP (implicit, dt = 4) recomputes the gates from the states; out is lam itself."""
+    p, _, u, t, gx0 = setup(dtype, L)
+    lam = np.random.default_rng(4).standard_normal(u.shape).astype(dtype)
+    be = CudaGRU(p, "classic")
+    d_lam = be.to_device(lam)
+    be.vjp(be.to_device(u), d_lam, be.to_device(t, np.int64), 4.0, d_lam, fine=False,
+           gx=be.to_device(gx0))
+    _, caches = ref_step(p, gx0, u, t, "implicit", 4.0)
+    close(be.to_host(d_lam), ref_vjp(p, caches, lam, "implicit", 4.0)[0], dtype)
+
+
+def test_vjp_needs_gates_or_gx():
+    p, _, u, t, _ = setup(np.float64, 1)
+    be = CudaGRU(p)
+    d_u, d_t = be.to_device(u), be.to_device(t, np.int64)
+    with pytest.raises(ValueError, match="gate tables"):
+        be.vjp(d_u, d_u, d_t, 1.0, be.empty(u.shape))
+    with pytest.raises(ValueError, match="gx"):
+        be.vjp(d_u, d_u, d_t, 1.0, be.empty(u.shape), fine=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# parameter gradients: the whole backward pass from batched kernels = serial BPTT
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_param_grads_equal_bptt(dtype):
+    """Forward states and gates of all T steps in ONE batched step launch (u_t from the reference),
+    the adjoints λ_{t+1} from the reference, all T VJPs in ONE launch, then the deterministic
+    reductions: the gradients equal gru_backward's."""
+    L, cell = 2, "classic"
+    p, x, _, _, _ = setup(dtype, L)
+    rng = np.random.default_rng(5)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    _, _, cache = gru_forward(p, x, cell=cell)
+    want, _, _ = gru_backward(p, cache, dy=dy)
+    hs = cache["hs"]                                         # (T+1, L, B, H)
+    lam = np.zeros((T, L, B, H), dtype)                      # λ_{t+1}: cotangent on u_{t+1}
+    run = np.zeros((L, B, H), dtype)
+    from mgrit_gru.gru import caches_at
+    for s in reversed(range(T)):
+        run[L - 1] += dy[s]
+        lam[s] = run
+        run = step_backward(p, caches_at(hs, cache["gates"], s), run, cell)[0]
+    be = CudaGRU(p, cell, bt=4)
+    d_x, d_hs = be.to_device(x), be.to_device(hs)
+    d_t = be.to_device(np.arange(T), np.int64)
+    gx = be.project(d_x)
+    gates = {k: be.to_device(nan((T, L, B, H), dtype)) for k in GATES}
+    u_next = be.to_device(nan((T, L, B, H), dtype))
+    be.step(d_hs[:T], d_t, gx, 1.0, u_next, gates=gates)
+    close(be.to_host(u_next), hs[1:], dtype)
+    dg = (be.to_device(nan((T, L, B, 3 * H), dtype)), be.to_device(nan((T, L, B, 3 * H), dtype)))
+    be.vjp(d_hs[:T], be.to_device(lam), d_t, 1.0, be.empty((T, L, B, H)), gates=gates, dg=dg)
+    got = be.param_grads(d_x, d_hs, *dg, chunks=3)           # 3 chunks: the split-and-sum path
+    assert set(got) == set(want)
+    for name in want:
+        close(be.to_host(got[name]), want[name], dtype)
+    be.param_grads(d_x, d_hs, *dg, grads=got, chunks=1)     # accumulate (a second batch), 1 chunk
+    for name in want:
+        close(be.to_host(got[name]), 2 * want[name], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outer_sum_and_col_sum(dtype):
+    """The reductions on their own, sizes not multiples of the 16x16 tile, strided inputs."""
+    rng = np.random.default_rng(6)
+    A_full = rng.standard_normal((7, 3, 2 * 17)).astype(dtype)
+    A = A_full[:, :, ::2]                                    # (7, 3, 17), strided last axis
+    V = rng.standard_normal((7, 3, 5)).astype(dtype)
+    be = CudaGRU(init_gru(I, H, 1, dtype=dtype))
+    dA = be.to_device(A_full)
+    for chunks in (1, 4):                                   # 4 chunks of 21 rows: 6, 6, 6, 3
+        W = be.to_device(nan((17, 5), dtype))
+        be.outer_sum(dA[:, :, ::2], be.to_device(V), W, chunks=chunks)
+        close(be.to_host(W), np.einsum("tbp,tbq->pq", A, V), dtype)
+        s = be.to_device(nan(17, dtype))
+        be.col_sum(dA[:, :, ::2], s, chunks=chunks)
+        close(be.to_host(s), A.sum(axis=(0, 1)), dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# residual and norms
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_residual_and_norms(dtype):
+    rng = np.random.default_rng(8)
+    shape = (2, 2, 3, 50)                                    # L*B*H = 300 > 256 threads: strided loop
+    a = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    be = CudaGRU(init_gru(I, H, 1, dtype=dtype))
+    out = be.to_device(nan(shape, dtype))
+    sq, mx = be.to_device(nan(2, dtype)), be.to_device(nan(2, dtype))
+    be.residual(be.to_device(a), be.to_device(b), out, sq, mx)
+    r = a - b
+    close(be.to_host(out), r, dtype)
+    close(be.to_host(sq), (r ** 2).sum(axis=(1, 2, 3)), dtype)
+    close(be.to_host(mx), np.abs(r).max(axis=(1, 2, 3)), dtype)
+    sq2, mx2 = be.sq_norms(out)
+    close(be.to_host(sq2), be.to_host(sq), dtype)
+    close(be.to_host(mx2), be.to_host(mx), dtype)
+    tot = be.to_host(be.total(sq, mx, out=be.to_device(nan(2, dtype))))
+    close(tot, np.array([(r ** 2).sum(), np.abs(r).max()], dtype), dtype)
+
+
+def test_residual_at_strided_c_points():
+    """r = Φ(u_{i-1}) + g - u_i at C-points: views of level arrays; the F-points stay untouched."""
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((7, 1, 2, 3))
+    b = rng.standard_normal((7, 1, 2, 3))
+    be = CudaGRU(init_gru(I, H, 1))
+    res = be.to_device(nan((7, 1, 2, 3), np.float64))
+    _, sq, mx = be.residual(be.to_device(a)[::3], be.to_device(b)[::3], res[::3])
+    got = be.to_host(res)
+    close(got[::3], a[::3] - b[::3], np.float64)
+    assert np.all(np.isnan(np.delete(got, [0, 3, 6], axis=0)))
+    close(be.to_host(sq), ((a[::3] - b[::3]) ** 2).sum(axis=(1, 2, 3)), np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# host-side checks and the compile check
+# ----------------------------------------------------------------------------------------------
+def test_cuda_available_is_false_under_the_simulator():
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        assert cuda_available() is False
+
+
+def test_hidden_size_limit():
+    with pytest.raises(ValueError, match="hidden_size"):
+        CudaGRU(init_gru(2, 1025, 1, dtype=np.float32))
+
+
+PTX_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from numba import cuda
+    from mgrit_gru.cuda.kernels import kernels, signatures
+    for dtype in (np.float32, np.float64):
+        for BT in (1, 8):
+            ks = kernels(dtype, BT)
+            for name, sig in signatures(dtype).items():
+                if BT > 1 and name not in ("gru_step", "gru_vjp"):
+                    continue                                 # only the step kernels depend on BT
+                ptx, _ = cuda.compile_ptx(ks.py_funcs[name], sig, cc=(9, 0))
+                assert ".entry" in ptx, name
+                # a float32 kernel must not compute in float64 (a stray literal promotes)
+                assert dtype is np.float64 or ".f64" not in ptx, f"float64 ops in float32 {name}"
+                print(np.dtype(dtype).name, BT, name, "ok")
+""")
+
+
+def test_ptx_sm90():
+    """Every kernel compiles to PTX for sm_90 (H100/H200), float32 and float64, in a subprocess
+    without the simulator (compile_ptx needs NVVM from numba-cuda[cu13], no GPU)."""
+    pytest.importorskip("numba.cuda")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", PTX_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode != 0 and ("NVVM" in proc.stderr or "libnvvm" in proc.stderr):
+        pytest.skip("NVVM not installed (pip install numba-cuda[cu13])")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count(" ok") == 2 * (len(PTX_NAMES) + 2)
+
+
+PTX_NAMES = ("gru_step", "gru_vjp", "project", "outer_partial", "colsum_partial", "reduce_chunks",
+             "diff_norms", "norms", "total")
+
+
+# ----------------------------------------------------------------------------------------------
+# real GPU only: production sizes (too slow for the simulator)
+# ----------------------------------------------------------------------------------------------
+@real_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Bs", [1, 32])
+def test_real_gpu_h256(dtype, Bs):
+    """H = 256, 2 layers, 512 intervals: step, fine VJP and coarse VJP against NumPy."""
+    Hs, Ls, ns, Ts = 256, 2, 512, 600
+    p = init_gru(Hs, Hs, Ls, seed=2, dtype=dtype)
+    rng = np.random.default_rng(2)
+    gx0 = rng.standard_normal((Ts, Bs, 3 * Hs)).astype(dtype)
+    u = rng.standard_normal((ns, Ls, Bs, Hs)).astype(dtype)
+    lam = rng.standard_normal(u.shape).astype(dtype)
+    t = rng.permutation(Ts)[:ns].astype(np.int64)
+    be = CudaGRU(p, "classic")
+    d_u, d_t, d_gx = be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0)
+    gates = {k: be.to_device(nan((Ts, Ls, Bs, Hs), dtype)) for k in GATES}
+    out = be.to_device(nan(u.shape, dtype))
+    be.step(d_u, d_t, d_gx, 1.0, out, gates=gates)
+    want, caches = ref_step(p, gx0, u, t, "classic", 1.0)
+    close(be.to_host(out), want, dtype)
+    be.vjp(d_u, be.to_device(lam), d_t, 1.0, out, gates=gates)
+    close(be.to_host(out), ref_vjp(p, caches, lam, "classic", 1.0)[0], dtype)
+    be.vjp(d_u, be.to_device(lam), d_t, 4.0, out, fine=False, gx=d_gx)
+    _, caches = ref_step(p, gx0, u, t, "implicit", 4.0)
+    close(be.to_host(out), ref_vjp(p, caches, lam, "implicit", 4.0)[0], dtype)
+
+
+@real_gpu
+def test_real_gpu_reductions_are_deterministic():
+    """Same inputs, same bits: the gradient sums and norms use no atomics (M = 2^16 rows, 64 chunks)."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((4096, 16, 768)).astype(np.float32)
+    V = rng.standard_normal((4096, 16, 256)).astype(np.float32)
+    be = CudaGRU(init_gru(256, 256, 1, dtype=np.float32))
+    dA, dV = be.to_device(A), be.to_device(V)
+    W1 = be.to_host(be.outer_sum(dA, dV, be.empty((768, 256))))
+    W2 = be.to_host(be.outer_sum(dA, dV, be.empty((768, 256))))
+    assert np.array_equal(W1, W2)
+    close(W1, np.einsum("tbp,tbq->pq", A.astype(np.float64), V), np.float32)
+    s1 = be.to_host(be.sq_norms(dA.reshape(4096, 16, 3, 256))[0])
+    s2 = be.to_host(be.sq_norms(dA.reshape(4096, 16, 3, 256))[0])
+    assert np.array_equal(s1, s2)
