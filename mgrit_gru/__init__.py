@@ -5,4 +5,4 @@ from .head import init_head, head_forward, head_backward
 from .gradcheck import gradcheck, check_gru_gradients, GradcheckResult
 
 __version__ = "0.1.0"
-from .solve import mgrit_forward, input_rows, TimeSlice
+from .solve import mgrit_forward, mgrit_backward, input_rows, TimeSlice

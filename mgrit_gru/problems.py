@@ -106,3 +106,96 @@ class GRUForwardProblem(Problem):
                      gates=gates)
         if g is not None:
             out += g
+
+
+def _rows_down(table, first, n, step):
+    """Rows first, first - step, ... (n of them) of ``table``: a view with a negative stride."""
+    if n == 0:
+        return table[first:first]
+    stop = first - step * (n - 1) - 1
+    return table[first: (stop if stop >= 0 else None): -step]
+
+
+class GRUAdjointProblem(Problem):
+    """The backward pass as a linear time-stepping problem in reversed time.
+
+    With λ_i = ∂L/∂u_i accumulated backward (DESIGN.md section 4)::
+
+        λ_N = ∂L/∂u_N,    λ_i = (∂Φ_i/∂u_i)ᵀ λ_{i+1} + f_i,    f_i = dy_{i-1} on the top layer
+
+    and solver time s = N - i, the step into point s is the VJP of forward step i = N - s. Fine
+    level: the VJP at the stored forward states and gates (nothing recomputed). Level l: the VJP
+    of the coarse implicit step (dt · span), linearised at the forward state at the interval's
+    start u_{N-s}, with the injected input. ``store=True`` keeps each fine step's cotangents on its
+    input and hidden projections, from which the parameter gradients are one matmul.
+
+    Parameters
+    ----------
+    fwd : GRUForwardProblem
+        The forward problem (parameters, input projections, stored gates).
+    states : ndarray (n, L, B, H)
+        Forward solution at points ``states_first .. states_first + n - 1``.
+    states_first : int
+    dy : ndarray (rows, B, H) or None
+        Output cotangents for outputs ``dy_first ..``.
+    dy_first : int
+    dh_T : ndarray (L, B, H) or None
+    """
+
+    def __init__(self, fwd, states, states_first, dy, dy_first, dh_T):
+        super().__init__(fwd.shape, fwd.dtype, fwd.n_steps)
+        self.fwd, self.states, self.states_first = fwd, states, int(states_first)
+        self.dy, self.dy_first, self.dh_T = dy, int(dy_first), dh_T
+        self.L = fwd.shape[0]
+        n_store = fwd.gates["r"].shape[0]
+        H3 = 3 * fwd.shape[2]
+        self.dgx = [np.empty((n_store,) + fwd.shape[1:2] + (H3,), fwd.dtype) for _ in range(self.L)]
+        self.dgh = [np.empty_like(a) for a in self.dgx]
+
+    def initial(self):
+        lam = np.zeros(self.shape, self.dtype) if self.dh_T is None else self.dh_T.copy()
+        self._add_forcing(lam[None], range(self.n_steps, self.n_steps + 1))
+        return lam
+
+    def initial_guess(self, level, t):
+        return np.zeros((len(t),) + self.shape, self.dtype)
+
+    def _add_forcing(self, out, i):
+        """out[k] += f_{i_k}: dy_{i-1} on the top layer, for the forward points i (a range)."""
+        if self.dy is None or len(i) == 0:
+            return
+        i = range(i.start, i.stop, i.step) if i[-1] >= 1 else range(i.start, 0, i.step)
+        if len(i) == 0:
+            return
+        rows = i.start - 1 - self.dy_first
+        out[:len(i), self.L - 1] += _rows_down(self.dy, rows, len(i), -i.step) \
+            if i.step < 0 else self.dy[rows: rows + i.step * (len(i) - 1) + 1: i.step]
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        from .gru import caches_at, step_backward
+        N, fwd = self.n_steps, self.fwd
+        n = len(t)
+        i0 = N - (t.start + span)                            # forward step of the first target
+        h = _layer_first(_rows_down(self.states, i0 - self.states_first, n, t.step))
+        if level == 0:
+            # stored gates of forward steps i0, i0 - step, ...: rebuild the caches as views
+            gates = {k: _layer_first(_rows_down(v, i0 - fwd.store_from, n, t.step))
+                     for k, v in fwd.gates.items()}
+            h_new = _layer_first(_rows_down(self.states, i0 + 1 - self.states_first, n, t.step))
+            caches = [{"r": gates["r"][k], "z": gates["z"][k], "n": gates["n"][k],
+                       "ghn": gates["ghn"][k], "h": h[k], "h_new": h_new[k]}
+                      for k in range(self.L)]
+            cell, dt = fwd.cell, fwd.dt
+        else:
+            gx = _rows_down(fwd.gx0, i0 - fwd.t_offset, n, t.step)   # injected input
+            cell, dt = "implicit", fwd.dt * span
+            caches = step_forward(fwd.params, gx, h, cell, dt)[1]     # re-linearise at u_{i0}
+        dh, dgx, dgh = step_backward(fwd.params, caches, _layer_first(u), cell, dt)
+        _layer_first(out)[...] = dh
+        self._add_forcing(out, range(i0, i0 - t.step * n, -t.step))
+        if g is not None:
+            out += g
+        if store and level == 0:
+            for k in range(self.L):
+                _rows_down(self.dgx[k], i0 - fwd.store_from, n, t.step)[...] = dgx[k]
+                _rows_down(self.dgh[k], i0 - fwd.store_from, n, t.step)[...] = dgh[k]

@@ -11,7 +11,8 @@ import numpy as np
 
 from .gru import check_cell, check_sequence, gru_dims
 from .mgrit import MGRIT, Hierarchy, as_comm
-from .problems import GRUForwardProblem
+from .gru import param_grads
+from .problems import GRUAdjointProblem, GRUForwardProblem
 
 BACKENDS = ("numpy", "cuda")
 GATHERS = ("all", "root", "local")
@@ -153,3 +154,149 @@ def _gather_rows(comm, start, rows, n_total, root):
     for s, r in parts:
         out[s: s + len(r)] = r
     return out
+
+
+def _reversed(fsolver):
+    """The forward communicator with the rank order reversed (cached): in reversed time the
+    last forward rank holds the first adjoint points, and the solver's neighbours follow rank
+    order."""
+    comm = fsolver.comm
+    if comm.size == 1:
+        return comm
+    if getattr(fsolver, "_reversed_comm", None) is None:
+        fsolver._reversed_comm = as_comm(comm.comm.Split(0, comm.size - 1 - comm.rank))
+    return fsolver._reversed_comm
+
+
+def _mirror_ranges(fine_ranges, n_steps):
+    """Backward ownership: rank q takes the steps forward rank P-1-q stored, in reversed time.
+
+    Forward rank p stored the steps lo_p - 1 .. hi_p - 1 (those into its points); the step into
+    adjoint point s is forward step N - s, so rank q owns s = N - hi_p + 1 .. N - lo_p + 1
+    (clipped to 0..N; the first block also takes the initial point s = 0).
+    """
+    out = []
+    for lo, hi in reversed(fine_ranges):
+        out.append((n_steps - hi + 1, min(n_steps - lo + 1, n_steps)))
+    out[0] = (0, out[0][1])
+    return out
+
+
+def _rows_of(d, n_steps, name, trailing):
+    """A cotangent given in full (T, ...) or as a TimeSlice: ``(rows, first_row)``."""
+    if d is None:
+        return None, 0
+    if isinstance(d, TimeSlice):
+        if d.n_steps != n_steps:
+            raise ValueError(f"{name}.n_steps is {d.n_steps} but the sequence has {n_steps} steps")
+        rows, first = np.asarray(d.x), int(d.start)
+    else:
+        rows, first = np.asarray(d), 0
+        if rows.shape[:1] != (n_steps,):
+            raise ValueError(f"{name} must have shape {(n_steps,) + trailing}, got {rows.shape}")
+    if rows.ndim != 1 + len(trailing) or rows.shape[1:] != trailing:
+        raise ValueError(f"{name} rows must have shape (*, {', '.join(map(str, trailing))}), "
+                         f"got {rows.shape}")
+    if not np.all(np.isfinite(rows)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return rows, first
+
+
+def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FCF",
+                   max_iter=10, tol=1e-9, skip=True, comm=None, backend="numpy", cycle="V",
+                   tol_type="absolute", norm="2", min_coarse=1, c_weight=1.0, gather="all",
+                   verbose=False):
+    """Backward pass by MGRIT: the adjoint recurrence solved parallel-in-time, then gradients.
+
+    Parameters
+    ----------
+    params : dict
+        The parameters `mgrit_forward` ran with.
+    fwd : MGRITInfo
+        The ``info`` returned by `mgrit_forward` (it holds the forward states and gates).
+    dy : ndarray (T, B, H) or TimeSlice, optional
+        Cotangent on the outputs y (under MPI a TimeSlice needs rows ``y_rows`` of the forward
+        info, shifted one back: outputs ``lo - 2 .. hi - 1``; the full array always works).
+    dh_T : ndarray (L, B, H), optional
+        Cotangent on the final states.
+    levels, cf, relax, max_iter, tol, skip, cycle, tol_type, norm, min_coarse, c_weight, verbose
+        Options of the backward solve, independent of the forward ones (the paper: 1 iteration).
+    comm : mpi4py communicator, optional
+        Must be the forward solve's (default: it is taken from ``fwd``).
+    backend : {"numpy"}
+    gather : {"all", "root", "local"}
+        Where ``dx`` is assembled (like ``y`` in `mgrit_forward`); grads and dh0 are everywhere.
+
+    Returns
+    -------
+    grads : dict
+        Same keys as ``params``: Σ_i (∂Φ_i/∂θ)ᵀ λ_{i+1}, summed over ranks by one allreduce.
+    dx : ndarray (T, B, I)
+    dh0 : ndarray (L, B, H)
+    info : MGRITInfo
+        The backward solve's residual history, iterations and timings.
+    """
+    _check_backend(backend)
+    if gather not in GATHERS:
+        raise ValueError(f"gather must be one of {GATHERS}, got {gather!r}")
+    if not hasattr(fwd, "problem") or not isinstance(getattr(fwd, "problem", None),
+                                                     GRUForwardProblem):
+        raise ValueError("fwd must be the info returned by mgrit_forward")
+    L, I, H, dtype = gru_dims(params)
+    fproblem, fsolver = fwd.problem, fwd.solver
+    if fproblem.params is not params and any(
+            not np.array_equal(fproblem.params[k], params[k]) for k in params):
+        raise ValueError("params differ from the ones mgrit_forward ran with")
+    comm_w = fsolver.comm
+    if comm is not None and as_comm(comm).size != comm_w.size:
+        raise ValueError("comm must be the communicator mgrit_forward ran with")
+    T, B = fproblem.n_steps, fproblem.shape[1]
+    dy_rows, dy_first = _rows_of(dy, T, "dy", (B, H))
+    if dy_rows is not None:
+        dy_rows = np.asarray(dy_rows, dtype)
+    if dh_T is not None:
+        dh_T = np.asarray(dh_T)
+        if dh_T.shape != (L, B, H):
+            raise ValueError(f"dh_T must have shape {(L, B, H)}, got {dh_T.shape}")
+        if not np.all(np.isfinite(dh_T)):
+            raise ValueError("dh_T contains NaN or Inf")
+        dh_T = dh_T.astype(dtype)
+    lo, hi = fsolver.local_range
+    states = fsolver.U[0]                                    # forward points lo - 1 .. hi
+    problem = GRUAdjointProblem(fproblem, states, lo - 1, dy_rows, dy_first, dh_T)
+    ranges = _mirror_ranges(fsolver.hier.fine_ranges, T)
+    solver = MGRIT(problem, levels=levels, cf=cf, relax=relax, c_weight=c_weight, cycle=cycle,
+                   max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
+                   min_coarse=min_coarse, comm=_reversed(fsolver), verbose=verbose,
+                   fine_ranges=ranges)
+    lam, info = solver.solve()                               # λ at adjoint points s = N - i
+    info.problem, info.solver = problem, solver
+    # parameter gradients from the stored cotangents of this rank's steps i = first .. hi - 1
+    first = fproblem.store_from
+    steps = slice(first - (lo - 1), hi - (lo - 1))           # rows of `states` for u_i
+    nxt = slice(first + 1 - (lo - 1), hi + 1 - (lo - 1))     # rows for u_{i+1}
+    x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
+    inputs = [x_rows] + [states[nxt, k - 1] for k in range(1, L)]
+    grads = param_grads(params, inputs, [states[steps, k] for k in range(L)],
+                        problem.dgx, problem.dgh)
+    names = list(grads)
+    flat = np.concatenate([grads[k].ravel() for k in names])
+    flat = comm_w.allreduce_sum(flat)                        # one Allreduce(SUM) for all tensors
+    offset = 0
+    for k in names:
+        grads[k] = flat[offset: offset + grads[k].size].reshape(params[k].shape).astype(dtype)
+        offset += params[k].size
+    W_ih0 = params["weight_ih_l0"]
+    dgx0 = problem.dgx[0]
+    dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
+    # dh0 = λ_0, the adjoint's last point s = N (owned by the rank holding forward point 0)
+    b_lo, b_hi = solver.local_range
+    dh0 = lam[-1].copy() if b_hi == T else None
+    if comm_w.size == 1:
+        return grads, dx_loc, dh0, info
+    dh0 = comm_w.bcast(dh0, root=0)                          # world rank 0 holds forward point 0
+    info.dx_rows = (first, hi)
+    if gather == "local":
+        return grads, dx_loc, dh0, info
+    dx = _gather_rows(comm_w, first, dx_loc, T, None if gather == "all" else 0)
+    return grads, dx, dh0, info
