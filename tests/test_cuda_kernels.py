@@ -258,6 +258,32 @@ def test_residual_and_norms(dtype):
     close(tot, np.array([(r ** 2).sum(), np.abs(r).max()], dtype), dtype)
 
 
+def test_norms_propagate_nan():
+    """A NaN anywhere makes both norms NaN (a max that drops NaN would report convergence)."""
+    v = np.zeros((2, 1, 2, 3))
+    v[1, 0, 1, 2] = np.nan
+    v[1, 0, 0, 0] = 5.0
+    be = CudaGRU(init_gru(I, H, 1))
+    sq, mx = be.sq_norms(be.to_device(v))
+    assert np.isnan(be.to_host(mx)[1]) and np.isnan(be.to_host(sq)[1])
+    assert be.to_host(mx)[0] == 0.0
+    assert np.all(np.isnan(be.to_host(be.total(sq, mx))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_axpby_and_copy_on_views(dtype):
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((6, 2, 2, 3)).astype(dtype)
+    b = rng.standard_normal((3, 2, 2, 3)).astype(dtype)
+    be = CudaGRU(init_gru(I, H, 1, dtype=dtype))
+    level = be.to_device(nan((6, 2, 2, 3), dtype))
+    be.axpby(2.0, be.to_device(a)[::2], -0.5, be.to_device(b), level[::2])
+    be.copy(be.to_device(b), level[1::2])
+    got = be.to_host(level)
+    close(got[::2], 2 * a[::2] - 0.5 * b, dtype)
+    close(got[1::2], b, dtype)
+
+
 def test_residual_at_strided_c_points():
     """r = Φ(u_{i-1}) + g - u_i at C-points: views of level arrays; the F-points stay untouched."""
     rng = np.random.default_rng(9)
@@ -292,6 +318,7 @@ PTX_SCRIPT = textwrap.dedent("""
     for dtype in (np.float32, np.float64):
         for BT in (1, 8):
             ks = kernels(dtype, BT)
+            assert set(signatures(dtype)) == set(ks.py_funcs), "a kernel without a PTX signature"
             for name, sig in signatures(dtype).items():
                 if BT > 1 and name not in ("gru_step", "gru_vjp"):
                     continue                                 # only the step kernels depend on BT
@@ -319,7 +346,7 @@ def test_ptx_sm90():
 
 
 PTX_NAMES = ("gru_step", "gru_vjp", "project", "outer_partial", "colsum_partial", "reduce_chunks",
-             "diff_norms", "norms", "total")
+             "diff_norms", "norms", "total", "axpby")
 
 
 # ----------------------------------------------------------------------------------------------

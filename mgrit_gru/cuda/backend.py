@@ -272,6 +272,18 @@ class CudaGRU:
             self._k().norms[n, RED](v, sq, mx)
         return sq, mx
 
+    def axpby(self, alpha, a, beta, b, out):
+        """out = alpha a + beta b, elementwise on (n, L, B, H) views (out may alias a or b)."""
+        n, L, B, H = out.shape
+        if n:
+            self._k().axpby[n, _threads(L * B * H)](self.dtype.type(alpha), a, self.dtype.type(beta),
+                                                    b, out)
+        return out
+
+    def copy(self, src, out):
+        """out = src on (n, L, B, H) views (e.g. u at C-points <- coarse v)."""
+        return self.axpby(1.0, src, 0.0, src, out)
+
     def total(self, sq, mx, out=None):
         """(Σ sq, max mx) as a (2,) device array: the time 2-norm² and max-norm, one block."""
         out = self.empty(2) if out is None else out

@@ -362,6 +362,12 @@ def _make_norms(dtype, nb_t):
     ZERO = dtype.type(0.0)
 
     @cuda.jit(device=True, inline="always")   # IR-inlined: compile_ptx then needs no device
+    def nanmax(a, b):
+        """max(a, b) that propagates NaN (fmax and Python's max drop it: a NaN residual must not
+        look converged)."""
+        return b if (b > a or b != b) else a
+
+    @cuda.jit(device=True, inline="always")
     def block_reduce(sq_s, mx_s):
         """Tree-reduce RED partial sums and maxima in shared memory into element 0 (fixed order)."""
         tid = cuda.threadIdx.x
@@ -369,7 +375,7 @@ def _make_norms(dtype, nb_t):
         while w > 0:
             if tid < w:
                 sq_s[tid] += sq_s[tid + w]
-                mx_s[tid] = max(mx_s[tid], mx_s[tid + w])
+                mx_s[tid] = nanmax(mx_s[tid], mx_s[tid + w])
             cuda.syncthreads()
             w //= 2
 
@@ -395,7 +401,7 @@ def _make_norms(dtype, nb_t):
             d = a[i, k, bb, j] - b[i, k, bb, j]
             out[i, k, bb, j] = d
             acc += d * d
-            big = max(big, abs(d))
+            big = nanmax(big, abs(d))
         sq_s[tid] = acc
         mx_s[tid] = big
         cuda.syncthreads()
@@ -419,7 +425,7 @@ def _make_norms(dtype, nb_t):
             bb = rem // H
             d = v[i, k, bb, rem - bb * H]
             acc += d * d
-            big = max(big, abs(d))
+            big = nanmax(big, abs(d))
         sq_s[tid] = acc
         mx_s[tid] = big
         cuda.syncthreads()
@@ -437,7 +443,7 @@ def _make_norms(dtype, nb_t):
         big = ZERO
         for i in range(tid, sq.shape[0], RED):
             acc += sq[i]
-            big = max(big, mx[i])
+            big = nanmax(big, mx[i])
         sq_s[tid] = acc
         mx_s[tid] = big
         cuda.syncthreads()
@@ -446,8 +452,20 @@ def _make_norms(dtype, nb_t):
             out[0] = sq_s[0]
             out[1] = mx_s[0]
 
+    def axpby(alpha, a, beta, b, out):
+        """out = alpha a + beta b on (n, L, B, H) views: copies (alpha = 1, beta = 0, b = a),
+        differences, FAS corrections. One block per point i, threads along the contiguous j."""
+        n_pt, L, B, H = out.shape
+        i = cuda.blockIdx.x
+        for e in range(cuda.threadIdx.x, L * B * H, cuda.blockDim.x):
+            k = e // (B * H)
+            rem = e - k * B * H
+            bb = rem // H
+            j = rem - bb * H
+            out[i, k, bb, j] = alpha * a[i, k, bb, j] + beta * b[i, k, bb, j]
+
     return {name: (cuda.jit(f), f) for name, f in
-            (("diff_norms", diff_norms), ("norms", norms), ("total", total))}
+            (("diff_norms", diff_norms), ("norms", norms), ("total", total), ("axpby", axpby))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,4 +505,5 @@ def signatures(dtype):
         "diff_norms": types.void(a4, a4, a4, a1, a1),
         "norms": types.void(a4, a1, a1),
         "total": types.void(a1, a1, a1),
+        "axpby": types.void(f, a4, f, a4, a4),
     }
