@@ -1,8 +1,16 @@
-"""mgrit_gru: parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, ICLR 2022)."""
+"""mgrit_gru: parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, ICLR 2022).
+
+Where things live: `gru` (the GRU math, step + VJP, serial forward/BPTT), `head` (classifier),
+`gradcheck`, `mgrit` (the generic solver: cycle, hierarchy, comm, problem), `problems` (the GRU
+forward and adjoint as MGRIT problems), `solve` (`mgrit_forward`, `mgrit_backward`), `data`,
+`optim`, `cuda` (numba.cuda kernels), `diagnostics` (plots), `bench`, `cli`.
+"""
 from .gru import (init_gru, gru_forward, gru_backward, step_forward, step_backward,
                   cell_forward, cell_backward, gru_dims)
 from .head import init_head, head_forward, head_backward
 from .gradcheck import gradcheck, check_gru_gradients, GradcheckResult
+from .solve import mgrit_forward, mgrit_backward, input_rows, TimeSlice
+from .optim import SGD, Adam, clip_grad_norm
+from . import data
 
 __version__ = "0.1.0"
-from .solve import mgrit_forward, mgrit_backward, input_rows, TimeSlice
