@@ -75,7 +75,45 @@ def _add_bench(subparsers):
     p.set_defaults(handler=handler)
 
 
-SUBCOMMANDS = [_add_gradcheck, _add_bench]
+def _add_solve(subparsers):
+    p = subparsers.add_parser(
+        "solve", help="solve a random GRU's forward pass with MGRIT and compare with serial",
+        description="Build a random GRU and random inputs, run the forward pass with MGRIT "
+                    "(XBraid-style iteration lines) and serially, print the residual history and "
+                    "the error against serial; --plot saves residual history, error vs time and "
+                    "the cycle diagram in one PNG.")
+    p.add_argument("--seq-len", type=int, default=256, help="time steps T (default 256)")
+    p.add_argument("--hidden", type=int, default=16, help="hidden size H (default 16)")
+    p.add_argument("--batch", type=int, default=2, help="batch size B (default 2)")
+    p.add_argument("--input", type=int, default=8, help="input size I (default 8)")
+    p.add_argument("--layers", type=int, default=1, help="stacked layers L (default 1)")
+    p.add_argument("--cell", choices=("classic", "implicit"), default="classic",
+                   help="fine-level cell (coarse levels are implicit)")
+    p.add_argument("--levels", type=int, default=3, help="MGRIT levels (default 3)")
+    p.add_argument("--cf", type=int, default=4, help="coarsening factor (default 4)")
+    p.add_argument("--relax", choices=("F", "FCF"), default="FCF")
+    p.add_argument("--iters", type=int, default=10, help="most MGRIT cycles (default 10)")
+    p.add_argument("--tol", type=float, default=1e-9, help="absolute residual tolerance")
+    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=True,
+                   help="XBraid's skip: no fine work on the first down-cycle (default on)")
+    p.add_argument("--coarse-input", choices=("inject", "average"), default="inject")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="save the plots here")
+
+    def handler(args):
+        from .diagnostics import solve_and_report
+        solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
+                         input_size=args.input, layers=args.layers, cell=args.cell,
+                         levels=args.levels, cf=args.cf, relax=args.relax, iters=args.iters,
+                         tol=args.tol, skip=args.skip, coarse_input=args.coarse_input,
+                         seed=args.seed, dtype=args.dtype, plot=args.plot)
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve]
 """The ``_add_<name>`` functions that build the subcommands, in ``--help`` order."""
 
 
