@@ -1,0 +1,324 @@
+"""Pictures of an MGRIT solve: residual history, error versus time, and the cycle diagram.
+
+Three plots answer the three questions one asks of a parallel-in-time solve:
+
+- `plot_residual_history`: how fast does the residual ||r_k|| fall, cycle after cycle
+  (semilogy, several solves on one axes, one marker per cycle)?
+- `plot_error_vs_time`: *where* in time is the iterate already right?  The error
+  ||u_k(t) − u*(t)|| against the time index t after each cycle k makes MGRIT's finite
+  termination visible: the exact region grows from the left by cf (F) or 2 cf (FCF) points
+  per cycle.
+- `plot_cycle`: *what* did the solver do?  A cycle diagram (level against operation, fine
+  level on top) like XBraid's ``cycleplot``, drawn from the solver's trace (``trace=True``) or
+  replayed from its options.
+
+Every function draws into ``ax`` (a new figure when None) and returns the Axes; nothing is
+shown, so they work headless (``matplotlib.use("Agg")``).
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+OPS = ("F", "C", "residual", "restrict", "correct", "coarsest")
+"""Operations recorded in a trace (see `mgrit_gru.mgrit.MGRIT`'s ``trace``)."""
+
+_OP_STYLE = {                                                # marker and colour per operation
+    "F": ("o", "tab:blue"), "C": ("s", "tab:orange"), "residual": ("*", "tab:red"),
+    "restrict": ("v", "tab:green"), "correct": ("^", "tab:purple"),
+    "coarsest": ("D", "black"),
+}
+
+
+def _axes(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6, 4))
+    return ax
+
+
+def _is_history(h):
+    """A residual history: a sequence of numbers (or a 1-d array)."""
+    if isinstance(h, np.ndarray):
+        return h.ndim == 1
+    return isinstance(h, (list, tuple)) and all(isinstance(v, Real) for v in h)
+
+
+def _history(item):
+    """(cycle indices, residual norms) of an `MGRITInfo` or a plain list of norms."""
+    if _is_history(item):
+        r = np.asarray(item, float)
+        return np.arange(1, len(r) + 1), r
+    hist = list(item.residual_history)
+    if item.initial_residual is not None:                    # the relaxed initial guess: k = 0
+        return np.arange(len(hist) + 1), np.asarray([item.initial_residual] + hist, float)
+    return np.arange(1, len(hist) + 1), np.asarray(hist, float)
+
+
+def plot_residual_history(infos_or_histories, labels=None, ax=None):
+    """Residual norm ||r_k|| against cycle k on a log scale, one line per solve.
+
+    Parameters
+    ----------
+    infos_or_histories : MGRITInfo, list of float, or a list of either
+        One solve or several. An `MGRITInfo` contributes ``initial_residual`` (at k = 0, when
+        measured) and ``residual_history`` (k = 1, 2, ...); a plain list is taken as
+        ``residual_history``.
+    labels : list of str, optional
+        Legend entry per solve.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        Its ``lines[i]`` holds solve i's (k, ||r_k||).
+    """
+    items = [infos_or_histories] if (_is_history(infos_or_histories) or
+                                     hasattr(infos_or_histories, "residual_history")) \
+        else list(infos_or_histories)
+    if labels is not None and len(labels) != len(items):
+        raise ValueError(f"got {len(labels)} labels for {len(items)} solves")
+    ax = _axes(ax)
+    for i, item in enumerate(items):
+        k, r = _history(item)
+        ax.semilogy(k, r, marker="o", label=None if labels is None else labels[i])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # cycles are whole numbers
+    ax.set_xlabel("cycle k")
+    ax.set_ylabel(r"$\|r_k\|$")
+    ax.set_title("MGRIT residual history")
+    ax.grid(True, which="both", alpha=0.3)
+    if labels is not None:
+        ax.legend()
+    return ax
+
+
+def error_vs_time(iterates, exact):
+    """Error ||u_k(t) − u*(t)|| (2-norm over the state) per iterate k and time index t.
+
+    Parameters
+    ----------
+    iterates : list of arrays (N+1, *shape), or an `MGRITInfo` (its ``iterates``)
+    exact : array (N+1, *shape)
+
+    Returns
+    -------
+    err : ndarray (len(iterates), N+1)
+    """
+    its = iterates.iterates if hasattr(iterates, "iterates") else iterates
+    exact = np.asarray(exact)
+    if len(its) == 0:
+        raise ValueError("no iterates: solve with record_iterates=True")
+    err = np.empty((len(its), exact.shape[0]))
+    for k, u in enumerate(its):
+        u = np.asarray(u)
+        if u.shape != exact.shape:
+            raise ValueError(f"iterate {k} has shape {u.shape}, the exact solution {exact.shape}")
+        d = (u - exact).reshape(exact.shape[0], -1)
+        err[k] = np.sqrt(np.sum(np.abs(d) ** 2, axis=1))     # 2-norm over the state at each t
+    return err
+
+
+def plot_error_vs_time(iterates, exact, ax=None, floor=1e-17, cf=None):
+    """Error against time index after each cycle (log scale): finite termination made visible.
+
+    Parameters
+    ----------
+    iterates : list of arrays (N+1, *shape), or an `MGRITInfo`
+        ``iterates[k]`` = the fine iterate after k + 1 cycles (``record_iterates=True``).
+    exact : array (N+1, *shape)
+        The sequential solution u*(0..N) (for the GRU: ``gru_forward``'s ``cache["hs"]``).
+    ax : matplotlib Axes, optional
+    floor : float
+        Errors below ``floor`` (exact zeros included) are drawn at ``floor`` so that exact
+        points stay on the log-scale picture.
+    cf : int, optional
+        Draw faint vertical lines at the C-points (multiples of ``cf``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        ``lines[k]`` holds (t, max(error, floor)) after cycle k + 1.
+    """
+    err = error_vs_time(iterates, exact)
+    ax = _axes(ax)
+    t = np.arange(err.shape[1])
+    colors = _cmap(len(err))
+    for k, e in enumerate(err):
+        ax.semilogy(t, np.maximum(e, floor), color=colors[k], label=f"after cycle {k + 1}")
+    if cf:
+        for c in range(0, err.shape[1], cf):
+            ax.axvline(c, color="0.85", lw=0.5, zorder=0)
+    ax.set_xlabel("time index t")
+    ax.set_ylabel(r"$\|u_k(t) - u^*(t)\|$")
+    ax.set_title("error vs time after each cycle")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _cmap(n):
+    import matplotlib
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
+
+
+def cycle_trace(levels, cf, relax="FCF", cycle="V", skip=True, iterations=1, min_coarse=1):
+    """The trace of ``iterations`` MGRIT cycles with these options, replayed on a tiny problem.
+
+    The sequence of building blocks depends only on the options, not on the problem, so a
+    scalar Dahlquist problem on the smallest grid the hierarchy allows reproduces it.
+
+    Returns
+    -------
+    trace : list of (level, op)
+    """
+    from .mgrit import MGRIT, Dahlquist
+    cfs = list(cf) if isinstance(cf, (list, tuple)) else [cf] * (levels - 1)
+    stride = math.prod(cfs)
+    # long enough that finite termination cannot end the replay early (2 cf points per cycle)
+    need = 2 * (cfs[0] if cfs else 1) * (iterations + 2)
+    n_steps = stride * max(min_coarse, 2, -(-need // stride))
+    problem = Dahlquist(np.array([0.7]), n_steps)
+    solver = MGRIT(problem, levels=levels, cf=cfs, relax=relax, cycle=cycle, skip=skip,
+                   max_iter=iterations, tol=0.0, min_coarse=min_coarse, trace=True)
+    _, info = solver.solve()
+    return info.trace
+
+
+def _trace_of(source):
+    """A trace from a list of (level, op), an `MGRITInfo`, or an `MGRIT` solver."""
+    if isinstance(source, (list, tuple)):
+        return list(source)
+    trace = getattr(source, "trace", None)
+    if trace:
+        return list(trace)
+    info = getattr(source, "info", None) if hasattr(source, "hier") else source
+    opts = getattr(info, "options", None) or {}
+    if not opts and hasattr(source, "hier"):                 # a solver that has not run yet
+        opts = dict(levels=len(source.levels), cf=source.hier.cfs, relax=source.relax,
+                    cycle=source.cycle, skip=source.skip)
+    if not opts:
+        raise ValueError("no trace: pass an MGRITInfo, an MGRIT solver or a list of "
+                         "(level, op) (solve with trace=True to record one)")
+    iterations = max(getattr(info, "iterations", 0) or 0, 1)
+    return cycle_trace(opts["levels"], opts["cf"] or 2, opts["relax"], opts["cycle"],
+                       opts["skip"], iterations)
+
+
+def plot_cycle(source, ax=None):
+    """Cycle diagram: level against operation, fine level on top (like XBraid's cycleplot).
+
+    Parameters
+    ----------
+    source : MGRITInfo, MGRIT, or list of (level, op)
+        Uses the recorded trace when the solve ran with ``trace=True``; otherwise replays the
+        solver's options (levels, cf, relax, cycle, skip) for its number of cycles with
+        `cycle_trace` (the building blocks do not depend on the problem).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        ``lines[0]`` is the path through the levels; one marker series per operation kind
+        (legend); a dashed vertical line at each fine residual (the cycle boundaries).
+    """
+    trace = _trace_of(source)
+    if not trace:
+        raise ValueError("the trace is empty")
+    ax = _axes(ax)
+    x = np.arange(len(trace))
+    lev = np.array([l for l, _ in trace])
+    ax.plot(x, lev, color="0.6", lw=1, zorder=1)             # the path through the levels
+    for op in OPS:
+        idx = [i for i, (_, o) in enumerate(trace) if o == op]
+        if idx:
+            marker, color = _OP_STYLE[op]
+            ax.scatter(x[idx], lev[idx], marker=marker, color=color, label=op, zorder=2)
+    for i, (_, op) in enumerate(trace):
+        if op == "residual":                                 # one fine residual per cycle
+            ax.axvline(i, color="tab:red", ls="--", lw=0.6, alpha=0.5)
+    n_levels = int(lev.max()) + 1
+    ax.set_yticks(range(n_levels))
+    ax.set_ylim(n_levels - 0.5, -0.5)                        # fine level on top
+    ax.set_xlabel("operation")
+    ax.set_ylabel("level")
+    ax.set_title(f"MGRIT cycles ({n_levels} levels)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def plot_solve(info, exact=None, cf=None, labels=None):
+    """One figure with the three pictures of a solve: residual history, error vs time, cycles.
+
+    Parameters
+    ----------
+    info : MGRITInfo
+        From a solve with ``record_iterates=True`` when ``exact`` is given.
+    exact : array (N+1, *shape), optional
+        The sequential solution; without it the error panel is left out.
+    cf : int, optional
+        Marks C-points in the error panel.
+    labels : list of str, optional
+        Legend of the residual panel.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+        Axes in the order residual history, (error vs time,) cycle diagram.
+    """
+    import matplotlib.pyplot as plt
+    n = 3 if exact is not None else 2
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4.2))
+    plot_residual_history(info, labels=labels, ax=axes[0])
+    if exact is not None:
+        plot_error_vs_time(info, exact, ax=axes[1], cf=cf)
+    plot_cycle(info, ax=axes[-1])
+    fig.tight_layout()
+    return fig
+
+
+def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell="classic",
+                     levels=3, cf=4, relax="FCF", iters=10, tol=1e-9, skip=True,
+                     coarse_input="inject", seed=0, dtype="float64", plot=None, verbose=True,
+                     print_fn=print):
+    """Random GRU and inputs, solved by MGRIT and serially; print the comparison, save plots.
+
+    The work behind ``mgrit-gru solve``. Prints XBraid-style iteration lines (``verbose``), the
+    residual history, and the largest error of y and h_T against `gru_forward`; with ``plot``
+    (a .png path) saves the `plot_solve` figure there.
+
+    Returns
+    -------
+    dict
+        ``residual_history``, ``iterations``, ``converged``, ``err_y``, ``err_hT``, ``plot``.
+    """
+    from .gru import gru_forward, init_gru
+    from .solve import mgrit_forward
+    dtype = np.dtype(dtype)
+    params = init_gru(input_size, hidden, layers, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
+    print_fn(f"MGRIT solve: T={seq_len} B={batch} I={input_size} H={hidden} L={layers} "
+             f"cell={cell} levels={levels} cf={cf} relax={relax} max_iter={iters} tol={tol:g} "
+             f"skip={skip} coarse_input={coarse_input} dtype={dtype.name}")
+    y, h_T, info = mgrit_forward(params, x, cell=cell, levels=levels, cf=cf, relax=relax,
+                                 max_iter=iters, tol=tol, skip=skip, coarse_input=coarse_input,
+                                 verbose=verbose, record_iterates=plot is not None)
+    y_ref, h_ref, cache = gru_forward(params, x, cell=cell)
+    err_y = float(np.max(np.abs(y - y_ref)))
+    err_h = float(np.max(np.abs(h_T - h_ref)))
+    print_fn("residual history: " + "  ".join(f"{r:.3e}" for r in info.residual_history))
+    print_fn(f"iterations = {info.iterations}   converged = {info.converged}   "
+             f"wall time = {info.wall_time:.3f} s")
+    print_fn(f"max |y - y_serial| = {err_y:.3e}   max |h_T - h_T_serial| = {err_h:.3e}")
+    if plot is not None:
+        import matplotlib.pyplot as plt
+        cf0 = info.options["cf"][0] if info.options.get("cf") else None
+        fig = plot_solve(info, exact=cache["hs"] if info.iterates else None, cf=cf0)
+        fig.savefig(plot, dpi=110)
+        plt.close(fig)
+        print_fn(f"plots saved to {plot}")
+    return dict(residual_history=list(info.residual_history), iterations=info.iterations,
+                converged=info.converged, err_y=err_y, err_hT=err_h, plot=plot)
