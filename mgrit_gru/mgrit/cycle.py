@@ -367,6 +367,9 @@ class MGRIT:
         ----------
         u_init : array (N+1, *shape), optional
             Initial guess at every fine point (point 0 is replaced by the problem's u_0).
+            A given guess turns ``skip`` off for this solve: skip's first cycle replaces the
+            C-points by a plain coarse solve, which would throw a good guess away (a warm
+            start, or the exact solution: then the first residual would not be ~0).
 
         Returns
         -------
@@ -374,9 +377,10 @@ class MGRIT:
             This rank's fine points lo..hi (`local_range`); `gather` collects all of them.
         info : MGRITInfo
         """
+        skip = self.skip and u_init is None                  # never discard a caller's guess
         info = MGRITInfo(options=dict(levels=len(self.levels), cf=self.hier.cfs, relax=self.relax,
                                       cycle=self.cycle, max_iter=self.max_iter, tol=self.tol,
-                                      tol_type=self.tol_type, norm=self.norm, skip=self.skip,
+                                      tol_type=self.tol_type, norm=self.norm, skip=skip,
                                       ranks=self.comm.size))
         self._timers = {}
         comm_t0 = self.comm.comm_time
@@ -395,7 +399,7 @@ class MGRIT:
         finished = False
         for k in range(self.max_iter):
             t_cycle = time.perf_counter()
-            if k == 0 and self.skip:
+            if k == 0 and skip:
                 self.restrict(0, None)
                 self._solve_below(1, self.cycle, True)
             else:
