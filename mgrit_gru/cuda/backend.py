@@ -126,7 +126,10 @@ class CudaGRU:
         """out[i] = Φ(u[i]) (+ g[i]) with input projection gx[t[i]], one launch.
 
         u, out, g : (n, L, B, H) device arrays (views allowed; out may be u itself).
-        t : (n,) int64 device array; gx : (T, B, 3H) (the projection or a coarse average table).
+        t : (n,) int64 device array, 0 <= t[i] < T (not checked: it lives on the device); pass
+            views of one device arange (``t_all[s:s + n]``) so that stepping makes no transfer.
+        gx : (T, B, 3H) (the projection, or a coarse table: the interval average of the
+            projections is the projection of the averaged inputs, one `project` launch).
         dt : step size (1 on the fine grid, cf**level on a coarse one).
         fine : the fine cell (``self.cell``) if True, else the implicit cell.
         gates : dict r, z, n, ghn of (T, L, B, H) device arrays: this step's gate values are

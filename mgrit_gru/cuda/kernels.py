@@ -26,6 +26,15 @@ H = 256) are the dominant memory traffic, read once per block from L2 and used B
 registers. The matvec W_hh h needs every h[c] in every thread, so the tile's states are staged in
 shared memory (BT x H); all threads read the same h[c] at once (a broadcast, no bank conflict) and
 thread j reads weight W_hhT[k, c, j]: consecutive threads read consecutive addresses (coalesced).
+The VJP's transposed matvec dh[j] = Σ_m dgh[m] W_hh[m, j] reads the nn.GRU layout W_hh[k, m, j],
+coalesced for the same reason, with the gate cotangents staged in shared memory. Local arrays are
+indexed by loops over the compile-time BT only, so they live in registers (no .local in the PTX).
+
+Launches per MGRIT operation (every interval of a level at once): F-relaxation = cf - 1 launches
+of `gru_step` (one per F-point of the interval, all intervals in parallel), C-relaxation = 1,
+C-point residual = 1 `gru_step` + 1 `diff_norms` (+ 1 `total` for the time norm); adjoint: the
+same with `gru_vjp` (+ 1 `gru_step` per coarse VJP to recompute the gates). Gradients = one
+batched `gru_vjp` over all T steps + 2 launches per `outer_partial` / `colsum_partial` sum.
 """
 from __future__ import annotations
 
