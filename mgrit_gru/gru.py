@@ -142,7 +142,8 @@ def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
     cell : {"classic", "implicit"}
     dt : float or ndarray broadcastable to (..., 1)
     out : dict, optional
-        Arrays ``r, z, n, ghn, h_new`` of shape (..., H) to write into (no allocation).
+        Arrays ``r, z, n, ghn, h_new`` of shape (..., H) to write into, and workspace ``gh``
+        (..., 3H) and ``s`` (..., H): with all of them a step allocates nothing.
 
     Returns
     -------
@@ -152,7 +153,7 @@ def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
     """
     H = h.shape[-1]
     o = out if out is not None else {}
-    gh = h @ W_hh.T                                          # (..., 3H): all three hidden gates
+    gh = np.matmul(h, W_hh.T, out=o.get("gh"))               # (..., 3H): all three hidden gates
     gh += b_hh
     r = sigmoid(np.add(gx[..., :H], gh[..., :H], out=o.get("r")), out=o.get("r"))
     z = sigmoid(np.add(gx[..., H:2 * H], gh[..., H:2 * H], out=o.get("z")), out=o.get("z"))
@@ -164,7 +165,8 @@ def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
     n = np.multiply(r, ghn, out=o.get("n"))                  # r ⊙ (W_hn h + b_hn) ...
     n += gx[..., 2 * H:]                                     # ... + W_in x + b_in
     np.tanh(n, out=n)
-    s = dt * (1.0 - z)                                       # s = dt (1 - z): the step's weight
+    s = np.subtract(1.0, z, out=o.get("s"))                  # s = dt (1 - z): the step's weight
+    s *= dt
     if cell == "classic":
         h_new = np.subtract(n, h, out=o.get("h_new"))        # h⁺ = h + s (n - h)
         h_new *= s
@@ -172,13 +174,14 @@ def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
     elif cell == "implicit":
         h_new = np.multiply(s, n, out=o.get("h_new"))        # h⁺ = (h + s n) / (1 + s)
         h_new += h
-        h_new /= 1.0 + s
+        s += 1.0
+        h_new /= s
     else:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
     return h_new, {"r": r, "z": z, "n": n, "ghn": ghn, "h": h, "h_new": h_new}
 
 
-def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0):
+def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0, out_dgx=None, out_dgh=None):
     """Vector-Jacobian product of `cell_forward`.
 
     Given the cotangent ``dh_new`` on h⁺, return the cotangents on the old state ``h``, on the
@@ -195,6 +198,9 @@ def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0):
     - r = σ(a_r), z = σ(a_z):  da_r = dr r (1 - r),  da_z = dz z (1 - z)
     - a_r, a_z, a_n are linear in gx and in gh, so dgx = (da_r, da_z, da_n),
       dgh = (da_r, da_z, dghn) and dh = dh|direct + dgh W_hh.
+
+    ``out_dgx``/``out_dgh`` (..., 3H), if given, receive dgx and dgh (e.g. rows of the whole
+    sequence's arrays, so nothing is copied afterwards).
     """
     r, z, n, ghn, h, h_new = (cache[k] for k in ("r", "z", "n", "ghn", "h", "h_new"))
     s = dt * (1.0 - z)
@@ -212,8 +218,12 @@ def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0):
     da_n = dn * (1.0 - n * n)
     da_r = da_n * ghn * r * (1.0 - r)
     da_z = dz * z * (1.0 - z)
-    dgx = np.concatenate([da_r, da_z, da_n], axis=-1)
-    dgh = np.concatenate([da_r, da_z, da_n * r], axis=-1)
+    H = r.shape[-1]
+    dgx = np.empty(da_n.shape[:-1] + (3 * H,), da_n.dtype) if out_dgx is None else out_dgx
+    dgh = np.empty_like(dgx) if out_dgh is None else out_dgh
+    dgx[..., :H], dgx[..., H:2 * H], dgx[..., 2 * H:] = da_r, da_z, da_n
+    dgh[..., :2 * H] = dgx[..., :2 * H]
+    np.multiply(da_n, r, out=dgh[..., 2 * H:])               # ∂a_n/∂ghn = r
     dh += dgh @ W_hh                                         # through W_hr h, W_hz h, W_hn h
     return dh, dgx, dgh
 
@@ -221,7 +231,7 @@ def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0):
 # ----------------------------------------------------------------------------------------------
 # all layers, one step (the time stepper Φ) and its VJP
 # ----------------------------------------------------------------------------------------------
-def step_forward(params, gx0, h, cell="classic", dt=1.0, h_new=None, gates=None):
+def step_forward(params, gx0, h, cell="classic", dt=1.0, h_new=None, gates=None, work=None):
     """One time step Φ of the stacked GRU.
 
     Parameters
@@ -234,6 +244,8 @@ def step_forward(params, gx0, h, cell="classic", dt=1.0, h_new=None, gates=None)
         Where to write the new states (allocated if not given).
     gates : dict of ndarray (L, ..., H), optional
         Where to write ``r, z, n, ghn`` of every layer (for a later backward pass).
+    work : list of dict, optional
+        Per-layer workspace from `step_workspace` (no allocation per step).
 
     Returns
     -------
@@ -246,17 +258,24 @@ def step_forward(params, gx0, h, cell="classic", dt=1.0, h_new=None, gates=None)
     gx = gx0
     for k in range(L):
         W_ih, b_ih, W_hh, b_hh = layer_params(params, k)
+        w = work[k] if work is not None else {}
         if k > 0:
-            gx = h_new[k - 1] @ W_ih.T                       # layer k's input is layer k-1's h⁺
+            gx = np.matmul(h_new[k - 1], W_ih.T, out=w.get("gx"))  # layer k's input: k-1's h⁺
             gx += b_ih
-        out = {"h_new": h_new[k]}
+        out = {"h_new": h_new[k], **{b: w[b] for b in ("gh", "s") if b in w}}
         if gates is not None:
             out.update((g, gates[g][k]) for g in ("r", "z", "n", "ghn"))
         caches.append(cell_forward(gx, h[k], W_hh, b_hh, cell, dt, out=out)[1])
     return h_new, caches
 
 
-def step_backward(params, caches, dh_new, cell="classic", dt=1.0):
+def step_workspace(L, lead_shape, H, dtype):
+    """Per-layer scratch arrays for `step_forward` over states of shape (L, *lead_shape, H)."""
+    return [{"gh": np.empty(lead_shape + (3 * H,), dtype), "s": np.empty(lead_shape + (H,), dtype),
+             "gx": np.empty(lead_shape + (3 * H,), dtype)} for _ in range(L)]
+
+
+def step_backward(params, caches, dh_new, cell="classic", dt=1.0, out_dgx=None, out_dgh=None):
     """VJP of `step_forward`: cotangent on the new states (L, ..., H) -> old states.
 
     Returns
@@ -267,6 +286,8 @@ def step_backward(params, caches, dh_new, cell="classic", dt=1.0):
         Per layer, the cotangent on its input projection (layer 0's gives dx = dgx W_ih_l0).
     dgh : list of ndarray (..., 3H)
         Per layer, the cotangent on its hidden projection.
+
+    ``out_dgx``/``out_dgh`` (lists, one array per layer), if given, receive dgx and dgh.
     """
     L = len(caches)
     dh = np.empty_like(dh_new)
@@ -275,7 +296,9 @@ def step_backward(params, caches, dh_new, cell="classic", dt=1.0):
     for k in reversed(range(L)):
         W_ih, _, W_hh, _ = layer_params(params, k)
         d = dh_new[k] if carry is None else dh_new[k] + carry
-        dh[k], dgx[k], dgh[k] = cell_backward(d, caches[k], W_hh, cell, dt)
+        dh[k], dgx[k], dgh[k] = cell_backward(d, caches[k], W_hh, cell, dt,
+                                              None if out_dgx is None else out_dgx[k],
+                                              None if out_dgh is None else out_dgh[k])
         if k > 0:
             carry = dgx[k] @ W_ih                            # layer k's input = layer k-1's h⁺
     return dh, dgx, dgh
@@ -317,9 +340,10 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     hs = np.empty((T + 1, L, B, H), dtype)                   # u_0 .. u_T
     hs[0] = h0
     gates = {g: np.empty((T, L, B, H), dtype) for g in ("r", "z", "n", "ghn")}
+    work = step_workspace(L, (B,), H, dtype)                 # reused by every step
     for t in range(T):
         step_forward(params, gx0[t], hs[t], cell, dt, h_new=hs[t + 1],
-                     gates={g: gates[g][t] for g in gates})
+                     gates={g: gates[g][t] for g in gates}, work=work)
     cache = {"x": x, "hs": hs, "gates": gates, "cell": cell, "dt": dt}
     return hs[1:, L - 1].copy(), hs[T].copy(), cache
 
@@ -378,8 +402,13 @@ def gru_backward(params, cache, dy=None, dh_T=None):
     dh0 : ndarray (L, B, H)
     """
     L, I, H, dtype = gru_dims(params)
+    if not isinstance(cache, dict) or not {"hs", "gates", "x", "cell", "dt"} <= set(cache):
+        raise ValueError("cache must be the third output of gru_forward")
     hs, gates, x, cell, dt = cache["hs"], cache["gates"], cache["x"], cache["cell"], cache["dt"]
     T, B = x.shape[:2]
+    if hs.shape != (T + 1, L, B, H) or x.shape[2] != I or hs.dtype != dtype:
+        raise ValueError(f"cache holds states of shape {hs.shape} ({hs.dtype}) but params give "
+                         f"(T+1, L, B, H) = {(T + 1, L, B, H)} ({dtype}): not this model's cache")
     dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
     dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
     dgx = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
@@ -388,9 +417,8 @@ def gru_backward(params, cache, dy=None, dh_T=None):
     for t in reversed(range(T)):
         if dy is not None:
             lam[L - 1] += dy[t]                              # y_t is u_{t+1}'s top layer
-        lam, gx_t, gh_t = step_backward(params, caches_at(hs, gates, t), lam, cell, dt)
-        for k in range(L):
-            dgx[k][t], dgh[k][t] = gx_t[k], gh_t[k]
+        lam = step_backward(params, caches_at(hs, gates, t), lam, cell, dt,
+                            out_dgx=[d[t] for d in dgx], out_dgh=[d[t] for d in dgh])[0]
     inputs = [x] + [hs[1:, k - 1] for k in range(1, L)]
     grads = param_grads(params, inputs, [hs[:-1, k] for k in range(L)], dgx, dgh)
     dx = (dgx[0].reshape(T * B, 3 * H) @ params["weight_ih_l0"]).reshape(T, B, I)

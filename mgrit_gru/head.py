@@ -43,8 +43,13 @@ def head_forward(head, h_top, labels):
     """
     W, b = head["weight_out"], head["bias_out"]
     h_top = np.asarray(h_top)
-    if h_top.ndim != 2 or h_top.shape[1] != W.shape[1]:
-        raise ValueError(f"h_top must have shape (B, {W.shape[1]}), got {h_top.shape}")
+    if W.ndim != 2 or b.shape != (W.shape[0],):
+        raise ValueError(f"head must hold weight_out (C, H) and bias_out (C,), got "
+                         f"{W.shape} and {b.shape}")
+    if h_top.ndim != 2 or h_top.shape[1] != W.shape[1] or h_top.shape[0] < 1:
+        raise ValueError(f"h_top must have shape (B, {W.shape[1]}) with B >= 1, got {h_top.shape}")
+    if not np.all(np.isfinite(h_top)):
+        raise ValueError("h_top contains NaN or Inf")
     labels = np.asarray(labels)
     if labels.shape != (h_top.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers of shape ({h_top.shape[0]},), "

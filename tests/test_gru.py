@@ -39,9 +39,10 @@ def test_gradcheck_catches_a_broken_backward(monkeypatch):
     """The check above can fail: a 1% error in one VJP term is reported."""
     original = gru_module.cell_backward
 
-    def broken(dh_new, cache, W_hh, cell="classic", dt=1.0):
-        dh, dgx, dgh = original(dh_new, cache, W_hh, cell, dt)
-        return dh, dgx, dgh * 1.01                           # wrong hidden-projection cotangent
+    def broken(dh_new, cache, W_hh, cell="classic", dt=1.0, out_dgx=None, out_dgh=None):
+        dh, dgx, dgh = original(dh_new, cache, W_hh, cell, dt, out_dgx, out_dgh)
+        dgh *= 1.01                                          # wrong hidden-projection cotangent
+        return dh, dgx, dgh
     monkeypatch.setattr(gru_module, "cell_backward", broken)
     res = check_gru_gradients(cell="implicit", num_layers=2, dt=2.0)
     assert not res.ok
@@ -305,3 +306,13 @@ def test_init_gru_seed_determinism():
     a, b, c = init_gru(3, 4, 2, seed=5), init_gru(3, 4, 2, seed=5), init_gru(3, 4, 2, seed=6)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not any(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_backward_rejects_a_cache_from_another_model():
+    p = init_gru(3, 5, 2, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 2, 3))
+    cache = gru_forward(p, x)[2]
+    with pytest.raises(ValueError, match="not this model's cache"):
+        gru_backward(init_gru(3, 6, 2, seed=0), cache)
+    with pytest.raises(ValueError, match="third output of gru_forward"):
+        gru_backward(p, {"hs": cache["hs"]})

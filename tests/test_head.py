@@ -105,3 +105,11 @@ def test_init_head_shapes_and_seed():
     assert a["weight_out"].shape == (C, H) and a["bias_out"].shape == (C,)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert np.abs(a["weight_out"]).max() <= 1 / np.sqrt(H)
+
+
+def test_head_rejects_nan_and_empty_batch():
+    head = init_head(4, 3, seed=0)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        head_forward(head, np.full((2, 4), np.nan), np.array([0, 1]))
+    with pytest.raises(ValueError, match="B >= 1"):
+        head_forward(head, np.zeros((0, 4)), np.zeros(0, dtype=int))
