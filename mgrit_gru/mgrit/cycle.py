@@ -180,6 +180,19 @@ class MGRIT:
         self.problem.step(l, src, t, lv.stride, dst, gv, store)
         return dst
 
+    def _send(self, A, dest, tag):
+        """Send A's last point (this rank's last owned point) to ``dest``."""
+        self.comm.isend(self.vec.to_host(A[-1]), dest, tag)
+
+    def _recv(self, A, source, tag):
+        """Receive ``source``'s last point into A's ghost slot (via the host for device arrays)."""
+        if isinstance(A, np.ndarray):
+            self.comm.recv(A[0], source, tag)
+        else:
+            buf = np.empty(self.vec.shape, self.vec.dtype)
+            self.comm.recv(buf, source, tag)
+            self.vec.from_host(A[0], buf)
+
     def _timed(self, l, phase):
         solver = self
 
@@ -228,14 +241,14 @@ class MGRIT:
             for k in range(lv.cf):                           # stage k: F-points at offset k
                 if k > 0:
                     if lv.lo % lv.cf == k and lv.left is not None:
-                        comm.recv(self.U[l][0], lv.left, l)  # our first point needs theirs
+                        self._recv(self.U[l], lv.left, l)    # our first point needs theirs
                     first, count = self._points(l, k)
                     if count:
                         self._step(l, first, count, lv.cf, store=store)
                 if lv.hi % lv.cf == k and lv.right is not None:
-                    comm.isend(self.U[l][-1], lv.right, l)   # our last point is final now
+                    self._send(self.U[l], lv.right, l)   # our last point is final now
             if lv.lo % lv.cf == 0 and lv.lo > 0 and lv.left is not None:
-                comm.recv(self.U[l][0], lv.left, l)          # the F-point before our C-point
+                self._recv(self.U[l], lv.left, l)       # the F-point before our C-point
             comm.waitall()
 
     def phi_at_c(self, l, store=False):
@@ -300,9 +313,9 @@ class MGRIT:
                 self.vec.assign(self.G[l + 1], self.vec.zeros(lc.count + 1))
                 return
             if lc.right is not None:
-                comm.isend(V[-1], lc.right, 100 + l + 1)
+                self._send(V, lc.right, 100 + l + 1)
             if lc.left is not None:
-                comm.recv(V[0], lc.left, 100 + l + 1)
+                self._recv(V, lc.left, 100 + l + 1)
             comm.waitall()
             first, count = max(lc.lo, 1), lc.hi - max(lc.lo, 1) + 1
             if count > 0:
@@ -330,11 +343,11 @@ class MGRIT:
             return
         with self._timed(l, "coarsest"):
             if lv.left is not None:
-                comm.recv(self.U[l][0], lv.left, 200 + l)    # wait for the left part to finish
+                self._recv(self.U[l], lv.left, 200 + l)  # wait for the left part to finish
             for i in range(max(lv.lo, 1), lv.hi + 1):
                 self._step(l, i, 1, 1, store=store)
             if lv.right is not None:
-                comm.isend(self.U[l][-1], lv.right, 200 + l)
+                self._send(self.U[l], lv.right, 200 + l)
             comm.waitall()
 
     # ------------------------------------------------------------------------------------------
