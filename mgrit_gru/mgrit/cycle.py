@@ -275,7 +275,7 @@ class MGRIT:
         if self.c_weight == 1.0:
             self.vec.assign(C, phi)
         else:                                                # u_C <- (1 - ω) u_C + ω Φ(u_{C-1})
-            self.vec.fas(C, C * (1.0 - self.c_weight), None, -self.c_weight * phi)
+            self.vec.axpby(C, 1.0 - self.c_weight, C, self.c_weight, phi)
 
     def relax_level(self, l):
         self.f_relax(l)

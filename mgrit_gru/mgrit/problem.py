@@ -9,7 +9,7 @@ all intervals is one call. The solver knows nothing else about the problem: it o
     initial_guess(level, t)                              states at fine indices t (n, *shape)
 
 and the vector operations of `NumpyVectors` (``zeros``, ``assign``, ``sub``, ``fas``,
-``sq_norm``, ``max_abs``), which a GPU problem replaces with device versions.
+``axpby``, ``sq_norm``, ``max_abs``, ``to_host``, ``from_host``), which a GPU problem replaces with device versions.
 
 Here too: `Dahlquist` (u' = λ u, diagonal λ, any coarse propagator) and `LinearRNN`
 (u⁺ = A u + B x_t), used by the tests to check the theory of DESIGN.md section 5.
@@ -39,6 +39,10 @@ class NumpyVectors:
         np.subtract(a, c, out=out)
         if b is not None:
             out += b
+
+    def axpby(self, out, alpha, a, beta, b):
+        """out = alpha a + beta b (out may be a or b)."""
+        np.add(alpha * a, beta * b, out=out)
 
     def sq_norm(self, a):
         """Σ |a|², accumulated in float64 (complex states: squared moduli)."""
