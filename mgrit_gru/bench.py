@@ -81,7 +81,158 @@ def bench_gru(hidden=256, batch=32, seq_len=1024, input_size=None, layers=1, cel
            "forward_backward_us_per_step": 1e6 * t_both / seq_len, **_machine()}
 
 
-BENCHMARKS = {"gru": bench_gru}
+def _x_rows(seed, start, stop, batch, size, dtype, chunk=256):
+    """Rows ``start..stop-1`` of a random input sequence, the same whichever rank makes them
+    (row chunks come from generators seeded by (seed, chunk)), so no rank needs all of x."""
+    out = np.empty((stop - start, batch, size), dtype)
+    for c in range(start // chunk, -(-stop // chunk)):
+        rows = np.random.default_rng([seed, c]).standard_normal((chunk, batch, size))
+        a, b = max(start, c * chunk), min(stop, (c + 1) * chunk)
+        out[a - start: b - start] = rows[a - c * chunk: b - c * chunk]
+    return out
+
+
+def _world():
+    """mpi4py's COMM_WORLD when launched by mpiexec with more than one rank, else None."""
+    if not any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                                         "PMIX_RANK", "SLURM_PROCID", "MPI_LOCALNRANKS")):
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers=1,
+                  cell="classic", dt=1.0, dtype="float32", levels=3, cf=4, relax="FCF", iters=2,
+                  skip=True, repeat=3, seed=0, model=True, out=None):
+    """Serial forward vs MGRIT forward, on one process or distributed under mpiexec.
+
+    On one process: the serial `gru_forward` time, MGRIT's total time, time per iteration and per
+    phase (relax / residual / restrict / coarsest / correct, from ``info.phase_times``), and the
+    cost of one fine F-relaxation sweep per fine step compared with a serial step
+    (``frelax_vs_serial_step``: below 1 means batching over intervals pays). Under
+    ``mpiexec -n P`` every rank holds only its rows of x (`TimeSlice`), rank 0 also times the
+    serial forward (the others wait), and rank 0 prints one summary line per size with the
+    slowest rank's times, the speedup and the efficiency; ``per_rank`` lists every rank's own
+    times and communication time. ``out`` writes the same records as a JSON list.
+
+    Parameters
+    ----------
+    hidden, batch : int, optional
+        H and B; default: both of (64, 256) and both of (1, 32).
+    seq_len : int
+        T (default 4096).
+    levels, cf, relax, iters, skip
+        MGRIT options; ``iters`` cycles with ``tol = 0`` (TorchBraid's forward default is 2).
+    repeat : int
+        Timed runs (median); one warm-up run first.
+    model : bool
+        Measure the batched step cost ``a + b n`` and add the performance model's prediction
+        (`mgrit_gru.perfmodel.predict`) for this P next to the measurement.
+    out : str, optional
+        Path of a JSON file for the records (rank 0 writes it).
+
+    Yields
+    ------
+    dict
+        One record per (H, B) on rank 0 (nothing on other ranks).
+    """
+    import json
+
+    from .mgrit.comm import as_comm
+    from .solve import TimeSlice, input_rows, mgrit_forward
+
+    world = _world()
+    comm = as_comm(world)
+    P, rank = comm.size, comm.rank
+    dtype = np.dtype(dtype)
+    hiddens = (64, 256) if hidden is None else (hidden,)
+    batches = (1, 32) if batch is None else (batch,)
+    opts = dict(cell=cell, dt=dt, levels=levels, cf=cf, relax=relax, max_iter=iters, tol=0.0,
+                skip=skip)
+    records = []
+    for H in hiddens:
+        for B in batches:
+            I = H if input_size is None else input_size
+            params = init_gru(I, H, layers, seed=seed, dtype=dtype)
+            # --- serial baseline, on rank 0 only (one core), others wait -------------------
+            serial_s = None
+            if rank == 0:
+                x_full = _x_rows(seed, 0, seq_len, B, I, dtype)
+                serial_s = _median_time(lambda: gru_forward(params, x_full, cell=cell, dt=dt),
+                                        repeat)
+                del x_full
+            serial_s = comm.bcast(serial_s)
+            # --- MGRIT, each rank with its own rows of x ------------------------------------
+            a, b = input_rows(seq_len, world, levels=levels, cf=cf)
+            xs = TimeSlice(_x_rows(seed, a, b, B, I, dtype), a, seq_len)
+            runs = []
+            for i in range(repeat + 1):                     # first run: warm-up
+                if world is not None:
+                    world.Barrier()
+                t0 = time.perf_counter()
+                _, _, info = mgrit_forward(params, xs, comm=world, gather="local", **opts)
+                wall = time.perf_counter() - t0
+                if i:
+                    runs.append((comm.allreduce_max(wall), wall, info))
+            runs.sort(key=lambda r: r[0])
+            mgrit_s, own_s, info = runs[len(runs) // 2]     # the median run (slowest rank)
+            solver = info.solver
+            n_cycles = len(info.cycle_times)
+            # --- one fine F-relaxation sweep vs serial steps ------------------------------------
+            lv0 = solver.levels[0]
+            n_f = sum(solver._points(0, k)[1] for k in range(1, lv0.cf)) if lv0.cf else 0
+            frelax_s = _median_time(lambda: solver.f_relax(0), repeat)
+            frelax_s = comm.allreduce_max(frelax_s)
+            n_f_max = comm.allreduce_max(n_f)
+            serial_step = serial_s / seq_len
+            rank_rec = {"rank": rank, "points": [lv0.lo, lv0.hi], "wall_s": own_s,
+                        "cycle_s": info.cycle_times, "phase_s": info.phase_times,
+                        "level_s": info.level_times, "comm_s": info.comm_time}
+            per_rank = world.gather(rank_rec, root=0) if world is not None else [rank_rec]
+            rec = {"bench": "forward", "ranks": P, "seq_len": seq_len, "batch": B, "hidden": H,
+                   "input": I, "layers": layers, "cell": cell, "dtype": dtype.name,
+                   "levels": len(solver.levels), "cf": solver.hier.cfs, "relax": relax,
+                   "iters": iters, "skip": skip, "repeat": repeat,
+                   "serial_s": serial_s, "serial_us_per_step": 1e6 * serial_step,
+                   "mgrit_s": mgrit_s, "mgrit_per_iter_s": float(np.mean(info.cycle_times)),
+                   "cycles": n_cycles, "final_residual": info.final_residual,
+                   "speedup": serial_s / mgrit_s, "efficiency": serial_s / mgrit_s / P,
+                   "phase_s": info.phase_times,
+                   "phase_per_iter_s": {k: v / max(n_cycles, 1)
+                                        for k, v in info.phase_times.items()},
+                   "comm_s": comm.allreduce_max(info.comm_time),
+                   "frelax_sweep_s": frelax_s,
+                   "frelax_us_per_fine_step": 1e6 * frelax_s / max(n_f_max, 1),
+                   "frelax_vs_serial_step": frelax_s / max(n_f_max, 1) / serial_step}
+            if model:
+                from .perfmodel import measure_latency, measure_step_cost, predict
+                cost, samples = measure_step_cost(params, B, cell=cell, repeat=repeat,
+                                                  ns=(1, 2, 4, 8, 16, 64, 256))
+                ccost, _ = measure_step_cost(params, B, level=1, repeat=repeat,
+                                             ns=(1, 4, 16, 64))
+                state_bytes = layers * B * H * dtype.itemsize
+                lat = measure_latency(world, state_bytes) if world is not None else 20e-6
+                pred = predict(seq_len, P, step_cost=cost, coarse_step_cost=ccost,
+                               serial_step=serial_step, cf=cf, levels=levels, relax=relax,
+                               iters=iters, skip=skip, latency=lat, state_bytes=state_bytes)
+                rec.update({"step_cost_a_s": cost.a, "step_cost_b_s": cost.b,
+                            "coarse_step_cost_a_s": ccost.a, "coarse_step_cost_b_s": ccost.b,
+                            "latency_s": lat, "model_mgrit_s": pred.time,
+                            "model_speedup": pred.speedup, "model_phase_s": pred.phases})
+            rec.update(_machine())
+            rec["per_rank"] = per_rank
+            if rank == 0:
+                records.append(rec)
+                yield rec
+    if out is not None and rank == 0:
+        with open(out, "w") as f:
+            json.dump(records, f, indent=1)
+
+
+BENCHMARKS = {"gru": bench_gru, "forward": bench_forward}
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 

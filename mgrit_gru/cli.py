@@ -64,6 +64,16 @@ def _add_bench(subparsers):
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--repeat", type=int, help="timed runs; the median is reported")
     p.add_argument("--seed", type=int)
+    # MGRIT options (bench --what forward); under `mpiexec -n P` it runs distributed
+    p.add_argument("--levels", type=int, help="MGRIT levels (forward default 3)")
+    p.add_argument("--cf", type=int, help="coarsening factor (forward default 4)")
+    p.add_argument("--iters", type=int, help="MGRIT iterations, tol 0 (forward default 2)")
+    p.add_argument("--relax", choices=("F", "FCF"), help="relaxation (forward default FCF)")
+    p.add_argument("--no-skip", dest="skip", action="store_false", default=None,
+                   help="do fine-grid work on the first down-cycle too")
+    p.add_argument("--no-model", dest="model", action="store_false", default=None,
+                   help="forward: skip the step-cost measurement and the model's prediction")
+    p.add_argument("--out", help="forward: also write the records (rank 0) to this JSON file")
 
     def handler(args):
         from .bench import run_benchmark
@@ -113,7 +123,27 @@ def _add_solve(subparsers):
     p.set_defaults(handler=handler)
 
 
-SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve]
+def _add_plot_scaling(subparsers):
+    p = subparsers.add_parser(
+        "plot-scaling", help="speedup and efficiency vs ranks and vs T from bench JSON files",
+        description="Read the JSON files written by `mpiexec -n P mgrit-gru bench --what forward "
+                    "--out F` (or its JSON lines) and draw speedup and efficiency against the "
+                    "number of ranks and against the sequence length, the model's prediction "
+                    "dashed where recorded.")
+    p.add_argument("files", nargs="+", help="bench result files (JSON list or JSON lines)")
+    p.add_argument("--out", default="scaling.png", help="image to write (default scaling.png)")
+
+    def handler(args):
+        from .perfmodel import load_results, plot_scaling
+        records = load_results(args.files)
+        plot_scaling(records, args.out)
+        print(f"plot-scaling: {len(records)} records -> {args.out}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve, _add_plot_scaling]
 """The ``_add_<name>`` functions that build the subcommands, in ``--help`` order."""
 
 

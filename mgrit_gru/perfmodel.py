@@ -1,0 +1,439 @@
+"""A performance model of time-parallel MGRIT: the critical path of the solver's schedule.
+
+The model replays exactly the sequence of phases that `mgrit_gru.mgrit.MGRIT.solve` runs (skip,
+V- or F-cycle, F or FCF relaxation, residual + Allreduce, FAS restriction, pipelined coarsest
+solve, correction, final F-relaxation) on the real `Hierarchy` ownership of P ranks, with one
+clock per rank:
+
+- a batched step over n states (one call of the problem's ``step``) costs ``a + b n`` seconds
+  (`StepCost`; measure it with `measure_step_cost`: ``a`` is the per-call overhead — Python,
+  kernel launch, weights through the cache — and ``b`` the cost per state);
+- a point-to-point message (one state, ``state_bytes``) arrives ``latency + state_bytes /
+  bandwidth`` after it is sent; a rank that needs it waits (its clock jumps to the arrival);
+- the Allreduce of the residual synchronises all clocks and adds ``2 ceil(log2 P)`` latencies;
+- the coarsest level is solved sequentially and pipelined rank to rank: rank p starts when rank
+  p - 1 has sent its last coarsest point.
+
+The predicted MGRIT time is the largest clock at the end (plus the rank's share of the input
+projection); the serial time is ``T`` serial steps. Along with the time, the model returns the
+critical path itself: how many step calls, states and messages lie on it.
+
+It ignores vector operations (copies, the FAS update), cache effects beyond the linear cost,
+and the CPU sharing of oversubscribed runs: it predicts a machine with one core per rank.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .mgrit.hierarchy import Hierarchy
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Cost ``a + b n`` seconds of one batched step over ``n`` states."""
+
+    a: float
+    b: float
+
+    def __call__(self, n):
+        return self.a + self.b * n if n > 0 else 0.0
+
+
+@dataclass
+class Prediction:
+    """What `predict` returns.
+
+    Attributes
+    ----------
+    time : float
+        Predicted MGRIT wall time on P ranks (s).
+    serial_time : float
+        Predicted serial forward time (T serial steps + projection).
+    speedup, efficiency : float
+        ``serial_time / time`` and ``speedup / P``.
+    step_calls, states, messages : int
+        Step calls, states stepped and messages on the critical path.
+    comm_time : float
+        Time the critical path spends in message latency and Allreduces.
+    phases : dict
+        Seconds of each phase (relax, residual, restrict, coarsest) on the critical path.
+    """
+
+    time: float
+    serial_time: float
+    speedup: float
+    efficiency: float
+    step_calls: int
+    states: int
+    messages: int
+    comm_time: float
+    phases: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+
+class _Path:
+    """A point on one rank's timeline and the critical path that led to it."""
+
+    __slots__ = ("t", "calls", "states", "msgs", "comm", "phases")
+
+    def __init__(self, t=0.0, calls=0, states=0, msgs=0, comm=0.0, phases=None):
+        self.t, self.calls, self.states, self.msgs, self.comm = t, calls, states, msgs, comm
+        self.phases = dict(phases or {})
+
+    def copy(self):
+        return _Path(self.t, self.calls, self.states, self.msgs, self.comm, self.phases)
+
+    def work(self, dt, calls, states, phase):
+        self.t += dt
+        self.calls += calls
+        self.states += states
+        self.phases[phase] = self.phases.get(phase, 0.0) + dt
+
+    def wait(self, arrival):
+        """Receive: continue from the later of our own path and the message's."""
+        return arrival.copy() if arrival.t > self.t else self
+
+
+class _Schedule:
+    def __init__(self, hiers, costs, relax, cycle, skip, msg_time, allreduce_time):
+        self.h, self.P = hiers, len(hiers)
+        self.costs, self.relax, self.cycle, self.skip = costs, relax, cycle, skip
+        self.msg_time, self.allreduce_time = msg_time, allreduce_time
+        self.n_levels = len(hiers[0].levels)
+        self.clock = [_Path() for _ in range(self.P)]
+
+    def lv(self, p, l):
+        return self.h[p].levels[l]
+
+    def send(self, p):
+        a = self.clock[p].copy()
+        a.t += self.msg_time
+        a.comm += self.msg_time
+        a.msgs += 1
+        return a
+
+    @staticmethod
+    def _count(lv, offset, start=None):
+        lo = max(lv.lo, 1) if start is None else start
+        first = lo + (offset - lo) % lv.cf
+        return 0 if first > lv.hi else (lv.hi - first) // lv.cf + 1
+
+    # phases, one per solver method ----------------------------------------------------------
+    def f_relax(self, l):
+        cost = self.costs[l]
+        inbox = {}                                          # rank -> arrival of its ghost
+        for p in range(self.P):                             # messages only flow to the right
+            lv = self.lv(p, l)
+            if lv.empty:
+                continue
+            for k in range(lv.cf):
+                if k > 0:
+                    if lv.lo % lv.cf == k and lv.left is not None:
+                        self.clock[p] = self.clock[p].wait(inbox[p])
+                    n = self._count(lv, k)
+                    if n:
+                        self.clock[p].work(cost(n), 1, n, "relax")
+                if lv.hi % lv.cf == k and lv.right is not None:
+                    inbox[lv.right] = self.send(p)
+            if lv.lo % lv.cf == 0 and lv.lo > 0 and lv.left is not None:
+                self.clock[p] = self.clock[p].wait(inbox[p])
+
+    def phi_at_c(self, l, phase="residual"):
+        for p in range(self.P):
+            lv = self.lv(p, l)
+            if lv.empty:
+                continue
+            n = self._count(lv, 0)
+            if n:
+                self.clock[p].work(self.costs[l](n), 1, n, phase)
+
+    def allreduce(self):
+        worst = max(self.clock, key=lambda c: c.t).copy()
+        worst.t += self.allreduce_time
+        worst.comm += self.allreduce_time
+        self.clock = [worst.copy() for _ in range(self.P)]
+
+    def restrict(self, l, fas):
+        if not fas:
+            return
+        inbox = {}
+        for p in range(self.P):
+            lc = self.lv(p, l + 1)
+            if lc.empty:
+                continue
+            if lc.right is not None:
+                inbox[lc.right] = self.send(p)
+            if lc.left is not None:
+                self.clock[p] = self.clock[p].wait(inbox[p])
+            n = lc.hi - max(lc.lo, 1) + 1
+            if n > 0:
+                self.clock[p].work(self.costs[l + 1](n), 1, n, "restrict")
+
+    def coarsest(self, l):
+        cost, prev = self.costs[l], None
+        for p in range(self.P):
+            lv = self.lv(p, l)
+            if lv.empty:
+                continue
+            if lv.left is not None:
+                self.clock[p] = self.clock[p].wait(prev)
+            n = lv.hi - max(lv.lo, 1) + 1
+            if n > 0:
+                self.clock[p].work(n * cost(1), n, n, "coarsest")
+            prev = self.send(p)
+
+    # the cycle, as in cycle.py ---------------------------------------------------------------
+    def relax_level(self, l):
+        self.f_relax(l)
+        if self.relax[l] == "FCF":
+            self.phi_at_c(l, "relax")
+            self.f_relax(l)
+
+    def coarse_cycle(self, l, kind, skip_down):
+        if l == self.n_levels - 1:
+            self.coarsest(l)
+            return
+        if skip_down:
+            self.restrict(l, False)
+        else:
+            self.relax_level(l)
+            self.phi_at_c(l)
+            self.restrict(l, True)
+        self.solve_below(l + 1, kind, skip_down)
+        self.f_relax(l)
+
+    def solve_below(self, l, kind, skip_down):
+        self.coarse_cycle(l, kind, skip_down)
+        if kind == "F" and l < self.n_levels - 1:
+            self.coarse_cycle(l, "V", False)
+
+    def solve(self, iters):
+        if self.n_levels == 1:
+            self.coarsest(0)
+            self.allreduce()
+            return
+        for k in range(iters):
+            if k == 0 and self.skip:
+                self.solve_below(1, self.cycle, True)
+            else:
+                self.relax_level(0)
+                self.phi_at_c(0)
+                self.allreduce()
+                self.restrict(0, True)
+                self.solve_below(1, self.cycle, False)
+        self.f_relax(0)                                     # final F-relaxation + residual
+        self.phi_at_c(0)
+        self.allreduce()
+
+
+def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, levels=3,
+            relax="FCF", iters=2, skip=True, cycle="V", latency=20e-6, bandwidth=5e9,
+            state_bytes=0, proj_per_step=0.0, min_coarse=1):
+    """Predict MGRIT's forward time and speedup on ``P`` ranks.
+
+    Parameters
+    ----------
+    T, P : int
+        Sequence length and number of ranks.
+    step_cost : StepCost or (a, b)
+        Cost of one batched fine step over n states, ``a + b n`` seconds.
+    serial_step : float, optional
+        Seconds per step of the serial forward pass (default ``step_cost(1)``).
+    coarse_step_cost : StepCost or (a, b), optional
+        Cost of a coarse-level step (default: `step_cost`).
+    cf, levels, relax, iters, skip, cycle
+        Solver options (as `mgrit_forward`; ``iters`` = ``max_iter`` with ``tol = 0``).
+    latency : float
+        Seconds from send to arrival of a message (software + network latency).
+    bandwidth : float
+        Bytes per second of a message.
+    state_bytes : int
+        Size of one state (L B H itemsize).
+    proj_per_step : float
+        Seconds per step of the input projection W_ih x_t (done once; MGRIT splits it over ranks).
+
+    Returns
+    -------
+    Prediction
+    """
+    fine = step_cost if isinstance(step_cost, StepCost) else StepCost(*step_cost)
+    coarse = fine if coarse_step_cost is None else (
+        coarse_step_cost if isinstance(coarse_step_cost, StepCost) else StepCost(*coarse_step_cost))
+    serial_step = fine(1) if serial_step is None else float(serial_step)
+    hiers = [Hierarchy(T, cf, levels, min_coarse, p, P) for p in range(P)]
+    n_lev = len(hiers[0].levels)
+    relax_l = list(relax) if isinstance(relax, (list, tuple)) else [relax] * n_lev
+    costs = [fine] + [coarse] * (n_lev - 1)
+    msg = latency + state_bytes / bandwidth
+    allred = 2 * math.ceil(math.log2(P)) * latency if P > 1 else 0.0
+    sched = _Schedule(hiers, costs, relax_l, cycle, skip, msg, allred)
+    for p in range(P):                                      # each rank projects its own rows
+        lo, hi = hiers[p].levels[0].lo, hiers[p].levels[0].hi
+        sched.clock[p].work(proj_per_step * (hi - max(lo, 1) + 1), 0, 0, "setup")
+    sched.solve(iters)
+    end = max(sched.clock, key=lambda c: c.t)
+    serial = T * (serial_step + proj_per_step)
+    speedup = serial / end.t if end.t > 0 else float("inf")
+    return Prediction(time=end.t, serial_time=serial, speedup=speedup, efficiency=speedup / P,
+                      step_calls=end.calls, states=end.states, messages=end.msgs,
+                      comm_time=end.comm, phases=end.phases,
+                      options=dict(T=T, P=P, cf=cf, levels=levels, relax=relax, iters=iters,
+                                   skip=skip, cycle=cycle, latency=latency, a=fine.a, b=fine.b,
+                                   serial_step=serial_step, state_bytes=state_bytes))
+
+
+def fit_step_cost(ns, times):
+    """Least-squares fit of ``times ≈ a + b ns``, weighted by 1/time (relative error)."""
+    ns, times = np.asarray(ns, float), np.asarray(times, float)
+    w = 1.0 / times
+    A = np.stack([np.ones_like(ns), ns], axis=1) * w[:, None]
+    (a, b), *_ = np.linalg.lstsq(A, times * w, rcond=None)
+    return StepCost(max(float(a), 0.0), max(float(b), 0.0))
+
+
+def _median(fn, repeat):
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def measure_step_cost(params, batch, *, level=0, cell="classic", ns=(1, 2, 4, 8, 16, 32, 64, 128),
+                      repeat=5, dtype=None, seed=0):
+    """Measure the batched GRU step ``a + b n`` of `GRUForwardProblem.step` on this machine.
+
+    Parameters
+    ----------
+    params : dict
+        GRU parameters.
+    batch : int
+        B (each of the n states is (L, B, H)).
+    level : int
+        0: the fine cell; >= 1: the coarse (implicit) step with FAS forcing, as on coarse levels.
+    ns : sequence of int
+        Batch sizes n to time (intervals stepped at once).
+
+    Returns
+    -------
+    cost : StepCost
+    samples : list of (n, seconds)
+    """
+    from .gru import gru_dims
+    from .problems import GRUForwardProblem
+    L, I, H, pdtype = gru_dims(params)
+    dtype = pdtype if dtype is None else np.dtype(dtype)
+    n_max = max(ns)
+    span = 1 if level == 0 else 4 ** level
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_max * span + 1, batch, I)).astype(dtype)
+    h0 = np.zeros((L, batch, H), dtype)
+    prob = GRUForwardProblem(params, x, h0, x.shape[0], cell)
+    u = (0.1 * rng.standard_normal((n_max, L, batch, H))).astype(dtype)
+    out = np.empty_like(u)
+    g = np.zeros_like(u) if level > 0 else None
+    samples = []
+    for n in ns:
+        t = range(0, n * span, span)
+        gn = None if g is None else g[:n]
+        samples.append((n, _median(lambda: prob.step(level, u[:n], t, span, out[:n], gn),
+                                   repeat)))
+    return fit_step_cost(*zip(*samples)), samples
+
+
+def measure_latency(comm, nbytes, repeat=50):
+    """One-way time of a ``nbytes`` message between ranks 0 and 1 (ping-pong / 2), via mpi4py.
+
+    Every rank must call it; ranks other than 0 and 1 just wait. Returns the time on every rank.
+    """
+    buf = np.zeros(max(int(nbytes) // 8, 1))
+    comm.Barrier()
+    t = 0.0
+    if comm.rank in (0, 1):
+        other = 1 - comm.rank
+        for i in range(repeat + 5):
+            if i == 5:
+                t0 = time.perf_counter()
+            if comm.rank == 0:
+                comm.Send(buf, dest=other, tag=999)
+                comm.Recv(buf, source=other, tag=999)
+            else:
+                comm.Recv(buf, source=other, tag=999)
+                comm.Send(buf, dest=other, tag=999)
+        t = (time.perf_counter() - t0) / (2 * repeat)
+    return comm.bcast(t, root=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# scaling results: reading bench files and plotting them
+# ----------------------------------------------------------------------------------------------
+def load_results(paths):
+    """Records of ``bench --what forward`` from files holding a JSON list or JSON lines."""
+    import json
+    records = []
+    for path in paths:
+        with open(path) as f:
+            text = f.read().strip()
+        if not text:
+            continue
+        if text.startswith("["):
+            records.extend(json.loads(text))
+        else:
+            records.extend(json.loads(line) for line in text.splitlines() if line.strip())
+    records = [r for r in records if r.get("bench") == "forward"]
+    if not records:
+        raise ValueError(f"no 'bench --what forward' records in {list(paths)}")
+    return records
+
+
+def plot_scaling(records, out=None):
+    """Speedup and efficiency vs ranks P (one line per T, B, H) and vs T (one line per P, B, H).
+
+    Measured: solid with markers; the model's prediction (``model_speedup``), where recorded:
+    dashed. Returns the figure; saves it to ``out`` when given.
+    """
+    import matplotlib
+    if out is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    groups = {}
+    for r in records:
+        groups.setdefault(("P", r["seq_len"], r["batch"], r["hidden"]), []).append(r)
+        groups.setdefault(("T", r["ranks"], r["batch"], r["hidden"]), []).append(r)
+    for (kind, v, B, H), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        xkey = "ranks" if kind == "P" else "seq_len"
+        rs = sorted(rs, key=lambda r: r[xkey])
+        xs = [r[xkey] for r in rs]
+        col = 0 if kind == "P" else 1
+        label = (f"T={v}" if kind == "P" else f"P={v}") + f", B={B}, H={H}"
+        sp = [r["speedup"] for r in rs]
+        line, = axes[0, col].plot(xs, sp, "o-", label=label)
+        axes[1, col].plot(xs, [s / r["ranks"] for s, r in zip(sp, rs)], "o-",
+                          color=line.get_color())
+        if all("model_speedup" in r for r in rs):
+            ms = [r["model_speedup"] for r in rs]
+            axes[0, col].plot(xs, ms, "--", color=line.get_color(), alpha=0.7)
+            axes[1, col].plot(xs, [m / r["ranks"] for m, r in zip(ms, rs)], "--",
+                              color=line.get_color(), alpha=0.7)
+    for col, xl in enumerate(("ranks P", "sequence length T")):
+        axes[0, col].set_ylabel("speedup over serial forward")
+        axes[1, col].set_ylabel("efficiency = speedup / P")
+        axes[1, col].set_xlabel(xl)
+        for row in range(2):
+            axes[row, col].set_xscale("log", base=2)
+            axes[row, col].grid(alpha=0.3)
+        axes[0, col].legend(fontsize=7)
+    axes[0, 0].set_title("vs ranks (solid: measured, dashed: model)")
+    axes[0, 1].set_title("vs sequence length")
+    fig.tight_layout()
+    if out is not None:
+        fig.savefig(out, dpi=110)
+    return fig
