@@ -1,0 +1,480 @@
+"""The MGRIT solver against the properties of DESIGN.md section 5 (Falgout et al. 2014,
+Dobrev et al. 2017): each test states one property and fails when it breaks.
+
+Linear test problems (`Dahlquist`, `LinearRNN`) carry the theory; the GRU forward pass is then
+checked against the serial `gru_forward` over a small matrix of cells, depths and hierarchies.
+"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from mgrit_gru import gru_forward, init_gru, mgrit_forward
+from mgrit_gru.mgrit import MGRIT, Dahlquist, LinearRNN, MGRITDivergedError
+from mgrit_gru.problems import GRUForwardProblem
+
+
+# ----------------------------------------------------------------------------------------------
+# problems
+# ----------------------------------------------------------------------------------------------
+def linear_rnn(n_steps=64, m=3, seed=0, coarse="euler"):
+    """A contractive linear RNN u+ = A u + b_t with random inputs and a random u_0."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    A = Q @ np.diag(np.linspace(0.5, 0.95, m)) @ Q.T        # symmetric, eigenvalues in (0, 1)
+    return LinearRNN(A, rng.standard_normal((n_steps, m)), u0=rng.standard_normal(m),
+                     coarse=coarse)
+
+
+def gru_case(T, cell="classic", L=1, B=2, I=3, H=4, seed=0, dtype=np.float64):
+    """Random GRU, inputs, h_0; the serial states hs (T+1, L, B, H) and the MGRIT problem."""
+    params = init_gru(I, H, L, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 100)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((L, B, H))).astype(dtype)
+    y, h_T, cache = gru_forward(params, x, h0, cell=cell)
+    problem = GRUForwardProblem(params, x, h0, T, cell=cell)
+    return params, x, h0, cache["hs"], problem
+
+
+def solve(problem, u_init=None, **options):
+    return MGRIT(problem, **options).solve(u_init)
+
+
+def sequential(problem):
+    """u_0..u_N by one fine step at a time, through the problem's own `step` (bitwise reference)."""
+    u = problem.vec.zeros(problem.n_steps + 1)
+    u[0] = problem.initial()
+    for i in range(problem.n_steps):
+        problem.step(0, u[i: i + 1], range(i, i + 1), 1, u[i + 1: i + 2])
+    return u
+
+
+def c_point_residuals(problem, u, cf):
+    """r_i = Φ(u_{i-1}) - u_i at the fine C-points i = cf, 2 cf, ... of a returned solution."""
+    idx = np.arange(cf, problem.n_steps + 1, cf)
+    phi = problem.vec.zeros(len(idx))
+    problem.step(0, u[idx - 1], range(cf - 1, idx[-1], cf), 1, phi)
+    return phi - u[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. one level = sequential stepping, exactly
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda: Dahlquist(np.array([0.9, -0.5, 1.01]), 37),
+                                  lambda: linear_rnn(41)], ids=["dahlquist", "linear_rnn"])
+def test_one_level_is_sequential_stepping_exactly(make):
+    problem = make()
+    u, info = solve(problem, levels=1, cf=4)
+    np.testing.assert_array_equal(u, sequential(problem))    # bit for bit
+    np.testing.assert_allclose(u, problem.exact(), rtol=1e-13, atol=1e-14)
+    assert info.iterations == 1 and info.converged and info.residual_history == [0.0]
+
+
+@pytest.mark.parametrize("cell, L", [("classic", 1), ("implicit", 2)])
+def test_one_level_gru_equals_gru_forward_exactly(cell, L):
+    params, x, h0, hs, _ = gru_case(50, cell, L)
+    y, h_T, info = mgrit_forward(params, x, h0, cell=cell, levels=1)
+    np.testing.assert_array_equal(y, hs[1:, L - 1])
+    np.testing.assert_array_equal(h_T, hs[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. fixed point: started from the sequential solution, the residual stays at round-off
+# ----------------------------------------------------------------------------------------------
+def _fixed_point_problems():
+    _, _, _, hs, gru = gru_case(96, "classic", 2)
+    dq = Dahlquist(np.array([0.95, 0.3]), 96)
+    rnn = linear_rnn(96)
+    # the GRU's sequential states are a fixed point bit for bit (residual 0: the solve stops at
+    # once); a round-off perturbation of them makes the solver iterate at the fixed point
+    wobble = 1 + 1e-15 * np.random.default_rng(1).standard_normal(hs.shape)
+    return [(dq, dq.exact()), (rnn, rnn.exact()), (gru, hs), (gru, hs * wobble)]
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+def test_fixed_point(skip, relax):
+    for problem, exact in _fixed_point_problems():
+        scale = np.linalg.norm(exact[::4].reshape(len(exact[::4]), -1))
+        u, info = solve(problem, u_init=exact, levels=3, cf=4, relax=relax, skip=skip,
+                        max_iter=4, tol=0.0)
+        history = [info.initial_residual] + info.residual_history
+        assert len(history) == 5 or (history == [0.0] and info.converged), history
+        assert max(history) <= 1e-13 * scale, (type(problem).__name__, history)
+        np.testing.assert_allclose(u, exact, rtol=0, atol=1e-13 * np.abs(exact).max())
+
+
+def test_skip_does_not_discard_a_given_guess():
+    """Bug fixed in MGRIT.solve: with skip, the first cycle overwrote u_init's C-points."""
+    problem = Dahlquist(np.array([0.95]), 64)
+    u, info = solve(problem, u_init=problem.exact(), levels=3, cf=4, skip=True, max_iter=1,
+                    tol=0.0)
+    assert info.options["skip"] is False and info.initial_residual is not None
+    np.testing.assert_allclose(u, problem.exact(), atol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. finite termination on two levels without skip, point by point
+# ----------------------------------------------------------------------------------------------
+def _exact_upto(k, cf, relax):
+    """Last fine point that k cycles make exact: (k+1) cf - 1 (F) or (2k+1) cf - 1 (FCF)."""
+    return ((k + 1) if relax == "F" else (2 * k + 1)) * cf - 1
+
+
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+@pytest.mark.parametrize("kind", ["linear_rnn", "gru"])
+def test_finite_termination(relax, kind):
+    cf, T = 4, 48
+    if kind == "gru":
+        _, _, _, exact, problem = gru_case(T, "classic", 2)
+    else:
+        problem = linear_rnn(T, coarse="euler")
+        exact = problem.exact()
+    scale = np.abs(exact).max()
+    for k in range(1, 5):
+        u, info = solve(problem, levels=2, cf=cf, relax=relax, skip=False, max_iter=k, tol=0.0)
+        err = np.abs(u - exact).reshape(T + 1, -1).max(axis=1)
+        last = _exact_upto(k, cf, relax)
+        assert err[: last + 1].max() <= 1e-13 * scale, (k, err[: last + 1].max())
+        assert err[last + 1] > 1e-8 * scale, f"point {last + 1} exact too early after {k} cycles"
+    # exact everywhere after ceil(N / cf) (F) or ceil(N / (2 cf)) (FCF) cycles
+    k_all = math.ceil(T / cf) if relax == "F" else math.ceil(T / (2 * cf))
+    u, _ = solve(problem, levels=2, cf=cf, relax=relax, skip=False, max_iter=k_all, tol=0.0)
+    np.testing.assert_allclose(u, exact, rtol=0, atol=1e-13 * scale)
+
+
+def test_weighted_c_relaxation_loses_fcf_termination_but_converges():
+    """c_weight != 1 leaves C-points inexact after C-relaxation: FCF then terminates like F."""
+    problem = linear_rnn(48)
+    exact = problem.exact()
+    k, cf = 2, 4
+    u, _ = solve(problem, levels=2, cf=cf, relax="FCF", c_weight=0.5, skip=False, max_iter=k,
+                 tol=0.0)
+    err = np.abs(u - exact).max(axis=1)
+    assert err[: _exact_upto(k, cf, "F") + 1].max() <= 1e-13
+    assert err[_exact_upto(k, cf, "F") + 1] > 1e-8
+    u1, i1 = solve(problem, levels=3, cf=4, relax="FCF", c_weight=1.0, max_iter=40, tol=1e-11)
+    u2, i2 = solve(problem, levels=3, cf=4, relax="FCF", c_weight=0.5, max_iter=40, tol=1e-11)
+    assert i1.converged and i2.converged
+    assert i1.residual_history != i2.residual_history       # the weight is really used
+    np.testing.assert_allclose(u2, exact, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. ideal coarse propagator Φ_Δ = Φ^cf: one iteration
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("levels", [2, 3])
+def test_ideal_coarse_converges_in_one_iteration(skip, levels):
+    dq = Dahlquist(np.array([0.97, -0.6, 0.2]), 64, coarse="ideal")
+    rnn = linear_rnn(64, coarse="ideal")
+    for problem in (dq, rnn):
+        exact = problem.exact()
+        u, info = solve(problem, levels=levels, cf=4, relax="F", skip=skip, max_iter=1, tol=0.0)
+        np.testing.assert_allclose(u, exact, rtol=0, atol=1e-13 * np.abs(exact).max())
+        assert info.residual_history[0] <= 1e-13 * np.abs(exact).max()
+    # and the non-ideal ("euler") coarse step does not: the test can tell them apart
+    u, _ = solve(Dahlquist(np.array([0.97]), 64, coarse="euler"), levels=levels, cf=4,
+                 relax="F", skip=skip, max_iter=1)
+    assert np.abs(u - Dahlquist(np.array([0.97]), 64).exact()).max() > 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. two-level convergence factors vs the Dobrev et al. (2017) bound
+# ----------------------------------------------------------------------------------------------
+def two_level_E(lam, mu, m, n_c, relax):
+    """The two-level error propagator on the C-points 1..n_c, built from its definition.
+
+    With A_Δ the coarse operator (1 on the diagonal, -μ below), the F-relaxation propagator is
+    E_F = A_Δ^{-1} (λ^m - μ) S (S: shift down one C-point), entries (λ^m - μ) μ^{i-j-1} for
+    i > j; FCF adds a C-relaxation λ^m S first: E_FCF = E_F λ^m S, entries
+    (λ^m - μ) λ^m μ^{i-j-2} for i >= j + 2.
+    """
+    d = np.subtract.outer(np.arange(n_c), np.arange(n_c))
+    if relax == "F":
+        return np.where(d >= 1, (lam ** m - mu) * mu ** np.maximum(d - 1, 0), 0)
+    return np.where(d >= 2, (lam ** m - mu) * lam ** m * mu ** np.maximum(d - 2, 0), 0)
+
+
+def dobrev_bound(lam, mu, m, n_c, relax):
+    """‖E‖₂ bound (Dobrev et al. 2017, Thm 3.3-type): n_c coarse intervals (unknown C-points).
+
+    F:   |λ^m − μ| (1 − |μ|^{n_c − 1}) / (1 − |μ|)
+    FCF: |λ|^m |λ^m − μ| (1 − |μ|^{n_c − 2}) / (1 − |μ|)
+    = |λ^m − μ| times the 1-norm of a row of A_Δ^{-1} S (the geometric sum); DESIGN.md's
+    exponents n_c and n_c − 1 give a slightly larger (also valid) number.
+    """
+    geo = lambda n: (1 - abs(mu) ** n) / (1 - abs(mu))     # noqa: E731  Σ_{k<n} |μ|^k
+    if relax == "F":
+        return abs(lam ** m - mu) * geo(n_c - 1)
+    return abs(lam) ** m * abs(lam ** m - mu) * geo(n_c - 2)
+
+
+# (fine eigenvalue λ = exp(z), coarse μ = backward Euler 1 / (1 - m z)): decaying, stiff,
+# oscillatory (complex), and purely imaginary (no decay: the bound exceeds 1)
+Z_VALUES = [-0.1, -1.0, -3.0, -0.05 + 0.5j, 0.3j]
+
+
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+@pytest.mark.parametrize("z", Z_VALUES)
+def test_two_level_factor_under_the_bound(z, relax):
+    """Scalar problem: the worst-case one-cycle error reduction = ‖E‖₂ <= the bound."""
+    m, N = 4, 64
+    n_c = N // m
+    lam, mu = np.exp(z), 1.0 / (1.0 - m * z)
+    problem = Dahlquist(np.array([lam], complex), N, coarse=lambda l, span: np.full_like(l, mu))
+    exact = problem.exact()
+    E = two_level_E(lam, mu, m, n_c, relax)
+    _, s, vh = np.linalg.svd(E)
+    e0 = vh[0].conj()                                        # the error E stretches most
+    u_init = exact.copy()
+    u_init[m::m, 0] += e0                                    # perturb the C-points only
+    u, info = solve(problem, u_init=u_init, levels=2, cf=m, relax=relax, skip=False,
+                    max_iter=1, tol=0.0)
+    e1 = u[m::m, 0] - exact[m::m, 0]
+    np.testing.assert_allclose(e1, E @ e0, atol=1e-12)       # the solver applies exactly E
+    measured = np.linalg.norm(e1) / np.linalg.norm(e0)
+    assert measured == pytest.approx(s[0], rel=1e-10)
+    assert measured <= dobrev_bound(lam, mu, m, n_c, relax) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+def test_diagonal_problem_error_factors_under_the_bound(relax):
+    """Several eigenvalues at once, zero guess: every cycle's error reduction <= max bound."""
+    m, N = 4, 128
+    z = np.array([-0.02, -0.2, -1.0, -4.0])
+    lam = np.exp(z)
+    problem = Dahlquist(lam, N, u0=np.ones(4), coarse=lambda l, span: 1 / (1 - span * np.log(l)))
+    exact = problem.exact()
+    bound = max(dobrev_bound(lam_w, 1 / (1 - m * z_w), m, N // m, relax)
+                for lam_w, z_w in zip(lam, z))
+    u, info = solve(problem, levels=2, cf=m, relax=relax, skip=False, max_iter=6, tol=0.0,
+                    record_iterates=True)
+    errors = [np.linalg.norm(1.0 - exact[m::m])]            # the guess: u_0 = 1 everywhere
+    errors += [np.linalg.norm(it[m::m] - exact[m::m]) for it in info.iterates]
+    factors = [b / a for a, b in zip(errors, errors[1:]) if a > 1e-13]
+    assert len(factors) >= 4
+    assert max(factors) <= bound, (factors, bound)
+    assert max(factors) > 0.5 * bound                        # and the bound is not vacuous here
+
+
+# ----------------------------------------------------------------------------------------------
+# cycles and options
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+def test_v_and_f_cycles_converge_f_at_least_as_fast(relax):
+    problem = Dahlquist(np.exp(np.array([-0.05, -0.5, -2.0])), 256)
+    exact = problem.exact()
+    out = {}
+    for cycle in ("V", "F"):
+        u, info = solve(problem, levels=5, cf=2, relax=relax, cycle=cycle, skip=False,
+                        max_iter=100, tol=1e-8, tol_type="relative")
+        assert info.converged, (cycle, info.residual_history[-3:])
+        np.testing.assert_allclose(u, exact, atol=1e-6)      # ||r|| <= 1e-8 * ||r_0|| ~ 1e-7
+        out[cycle] = info
+    assert out["F"].iterations <= out["V"].iterations
+    geo = {c: (i.residual_history[-1] / i.initial_residual) ** (1 / i.iterations)
+           for c, i in out.items()}
+    assert geo["F"] <= geo["V"] * (1 + 1e-9)
+    # the F-cycle really visits the coarsest level more often (one extra V-cycle per level)
+    tv = MGRIT(problem, levels=4, cf=2, cycle="V", max_iter=1, trace=True).solve()[1].trace
+    tf = MGRIT(problem, levels=4, cf=2, cycle="F", max_iter=1, trace=True).solve()[1].trace
+    assert sum(op == "coarsest" for _, op in tf) > sum(op == "coarsest" for _, op in tv)
+
+
+def test_relaxation_per_level():
+    problem = linear_rnn(128)
+    u, info = solve(problem, levels=3, cf=4, relax=["FCF", "F", "F"], skip=False, max_iter=30,
+                    tol=1e-11, trace=True)
+    assert info.converged
+    np.testing.assert_allclose(u, problem.exact(), atol=1e-9)
+    c_levels = {l for l, op in info.trace if op == "C"}
+    f_levels = {l for l, op in info.trace if op == "F"}
+    assert c_levels == {0} and f_levels == {0, 1}            # C-relaxation only where asked
+    _, info2 = solve(problem, levels=3, cf=4, relax=["F", "FCF", "F"], skip=False, max_iter=2,
+                     tol=0.0, trace=True)
+    assert {l for l, op in info2.trace if op == "C"} == {1}
+
+
+@pytest.mark.parametrize("norm", ["2", "max"])
+def test_norm_is_the_reported_residual_of_the_returned_solution(norm):
+    problem = linear_rnn(64)
+    u, info = solve(problem, levels=3, cf=4, norm=norm, max_iter=3, tol=0.0)
+    r = c_point_residuals(problem, u, 4)
+    expected = np.abs(r).max() if norm == "max" else np.linalg.norm(r)
+    assert info.final_residual == pytest.approx(expected, rel=1e-12)
+    other = np.linalg.norm(r) if norm == "max" else np.abs(r).max()
+    assert info.final_residual != pytest.approx(other, rel=1e-3)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_relative_tolerance_stops_at_the_first_cycle_below(skip):
+    problem = linear_rnn(128)
+    tol = 1e-6
+    u, info = solve(problem, levels=3, cf=4, relax="F", skip=skip, max_iter=50, tol=tol,
+                    tol_type="relative")
+    first = info.initial_residual if not skip else info.residual_history[0]
+    assert info.converged
+    assert info.residual_history[-1] <= tol * first
+    assert info.residual_history[-2] > tol * first           # it did not go on needlessly
+    u_abs, info_abs = solve(problem, levels=3, cf=4, relax="F", skip=skip, max_iter=50,
+                            tol=tol, tol_type="absolute")
+    assert info_abs.iterations != info.iterations            # the two meanings really differ
+
+
+def test_history_bookkeeping():
+    problem = linear_rnn(64)
+    u, info = solve(problem, levels=3, cf=4, skip=True, max_iter=5, tol=0.0,
+                    record_iterates=True)
+    assert info.initial_residual is None                     # skip: no fine work in cycle 1
+    assert info.iterations == 5 and len(info.residual_history) == 5
+    assert len(info.iterates) == 5
+    np.testing.assert_array_equal(info.iterates[-1], u)
+    h = info.residual_history
+    np.testing.assert_allclose(info.conv_factors[1:], np.array(h[1:]) / np.array(h[:-1]))
+    assert h[-1] < h[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# the GRU forward pass: converges to gru_forward
+# ----------------------------------------------------------------------------------------------
+GRU_MATRIX = [  # cell, layers, T, cf, levels, coarse input
+    ("classic", 1, 64, 2, 2, "inject"),
+    ("implicit", 2, 64, 4, 3, "average"),
+    ("classic", 2, 256, 4, 3, "inject"),
+    ("implicit", 1, 256, 8, 2, "average"),
+    ("classic", 1, 1024, 4, 5, "inject"),
+    ("implicit", 2, 1024, 2, 5, "average"),
+    ("classic", 1, 1024, 8, 3, "average"),
+    ("implicit", 1, 512, 2, 4, "inject"),
+]
+
+
+@pytest.mark.parametrize("cell, L, T, cf, levels, coarse_input", GRU_MATRIX)
+def test_gru_forward_converges_to_serial(cell, L, T, cf, levels, coarse_input):
+    params, x, h0, hs, _ = gru_case(T, cell, L, B=2, I=3, H=4, seed=T + L)
+    y, h_T, info = mgrit_forward(params, x, h0, cell=cell, levels=levels, cf=cf, relax="FCF",
+                                 max_iter=60, tol=1e-11, coarse_input=coarse_input)
+    assert info.converged and info.final_residual <= 1e-10, info.residual_history[-3:]
+    assert y.shape == (T, 2, 4) and h_T.shape == (L, 2, 4)
+    np.testing.assert_allclose(y, hs[1:, L - 1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(h_T, hs[-1], rtol=0, atol=1e-9)
+
+
+def test_gru_f_relaxation():
+    """F-relaxation converges with the implicit fine cell and with the classic one on two
+    levels; with the classic cell on many levels it can stall, and then says so."""
+    params, x, h0, hs, _ = gru_case(128, "implicit", 1)
+    y, h_T, info = mgrit_forward(params, x, h0, cell="implicit", levels=4, cf=2, relax="F",
+                                 max_iter=60, tol=1e-11)
+    assert info.converged
+    np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
+    params, x, h0, hs, _ = gru_case(64, "classic", 1)
+    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=2, cf=2, relax="F",
+                                 max_iter=60, tol=1e-11)
+    assert info.converged
+    np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
+    params, x, h0, hs, _ = gru_case(256, "classic", 1)
+    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=5, cf=2, relax="F",
+                                 max_iter=10, tol=1e-11)
+    if not info.converged:                                   # a stall is reported, not hidden
+        assert info.final_residual > 1e-11 and info.iterations == 10
+
+
+def test_gru_float32_stays_float32():
+    params, x, h0, hs, _ = gru_case(256, "classic", 2, dtype=np.float32)
+    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=3, cf=4, max_iter=30,
+                                 tol=1e-5)
+    assert y.dtype == np.float32 and h_T.dtype == np.float32
+    assert info.solver.U[0].dtype == np.float32              # the iterate itself, not a cast
+    assert info.converged and info.final_residual <= 1e-5
+    np.testing.assert_allclose(y, hs[1:, 1], atol=2e-5)
+    np.testing.assert_allclose(h_T, hs[-1], atol=2e-5)
+
+
+def test_gru_skip_and_no_skip_agree():
+    params, x, h0, hs, _ = gru_case(128, "classic", 1)
+    out = [mgrit_forward(params, x, h0, levels=3, cf=4, skip=s, max_iter=40, tol=1e-11)
+           for s in (True, False)]
+    for y, h_T, info in out:
+        assert info.converged
+        np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
+    assert out[0][2].initial_residual is None and out[1][2].initial_residual is not None
+
+
+def test_complex_dahlquist_two_norm():
+    """Bug fixed in NumpyVectors.sq_norm: complex states crashed the 2-norm residual."""
+    problem = Dahlquist(np.array([0.9 + 0.3j, 0.5 - 0.1j]), 64)
+    u, info = solve(problem, levels=3, cf=4, max_iter=30, tol=1e-12)
+    assert info.converged
+    np.testing.assert_allclose(u, problem.exact(), atol=1e-11)
+    r = c_point_residuals(problem, u, 4)
+    assert info.final_residual == pytest.approx(np.linalg.norm(r), rel=1e-10, abs=1e-16)
+
+
+# ----------------------------------------------------------------------------------------------
+# bad options: a clear ValueError; divergence: reported
+# ----------------------------------------------------------------------------------------------
+BAD_OPTIONS = [
+    (dict(cf=1), "cf must be"),
+    (dict(levels=0), "levels must be"),
+    (dict(levels=4, cf=4), "deeper than"),                   # T = 32: 32 / 4^3 < 1
+    (dict(relax="FF"), "relax must be"),
+    (dict(relax=["F", "FCF"]), "relax has 2 entries"),
+    (dict(cycle="W"), "cycle must be"),
+    (dict(norm="1"), "norm must be"),
+    (dict(tol=-1.0), "tol must be"),
+    (dict(tol=float("nan")), "tol must be"),
+    (dict(tol_type="rel"), "tol_type must be"),
+    (dict(max_iter=0), "max_iter must be"),
+    (dict(max_iter=2.5), "max_iter must be"),
+    (dict(c_weight=0.0), "c_weight must"),
+    (dict(c_weight=2.5), "c_weight must"),
+    (dict(cf=[4, 2, 2]), "cf has 3 entries"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_OPTIONS,
+                         ids=[m.split()[0] + str(i) for i, (_, m) in enumerate(BAD_OPTIONS)])
+def test_bad_options_raise_value_error(options, message):
+    kw = dict(levels=3, cf=2)
+    kw.update(options)
+    with pytest.raises(ValueError, match=message):
+        MGRIT(Dahlquist(np.array([0.9]), 32), **kw)
+    params, x, h0, _, _ = gru_case(32)
+    with pytest.raises(ValueError, match=message):
+        mgrit_forward(params, x, h0, **kw)
+
+
+def test_bad_gru_inputs_raise_value_error():
+    params, x, h0, _, _ = gru_case(32)
+    x_nan, h0_nan = x.copy(), h0.copy()
+    x_nan[7, 1, 2] = np.nan
+    h0_nan[0, 0, 1] = np.inf
+    with pytest.raises(ValueError, match="x contains NaN"):
+        mgrit_forward(params, x_nan, h0)
+    with pytest.raises(ValueError, match="h0 contains NaN"):
+        mgrit_forward(params, x, h0_nan)
+    with pytest.raises(ValueError, match="coarse_input"):
+        mgrit_forward(params, x, h0, coarse_input="mean")
+    with pytest.raises(ValueError, match="cell"):
+        mgrit_forward(params, x, h0, cell="lstm")
+
+
+def test_diverging_iteration_is_reported():
+    """A terrible coarse step (μ = 5 for λ = 0.9) makes MGRIT diverge: flagged and warned."""
+    problem = Dahlquist(np.array([0.9]), 64, coarse=lambda lam, span: np.full_like(lam, 5.0))
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        u, info = solve(problem, levels=2, cf=2, skip=False, max_iter=20)
+    assert info.diverged and not info.converged
+    assert info.final_residual > 1e8 * info.initial_residual
+
+
+def test_overflow_raises_diverged_error():
+    problem = Dahlquist(np.array([0.9]), 64, coarse=lambda lam, span: np.full_like(lam, 1e300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # NumPy's overflow warnings
+        with pytest.raises(MGRITDivergedError, match="diverged"):
+            solve(problem, levels=2, cf=2, skip=False, max_iter=20, divergence_factor=np.inf)
