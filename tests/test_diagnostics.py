@@ -1,0 +1,134 @@
+"""The diagnostics plots draw what they claim (checked on the Axes), headless; and the CLI."""
+import matplotlib
+import numpy as np
+import pytest
+
+from mgrit_gru import diagnostics as dg
+from mgrit_gru.cli import main
+from mgrit_gru.mgrit import MGRIT, Dahlquist
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _solve(levels=3, cf=4, relax="FCF", skip=False, max_iter=4, **kw):
+    problem = Dahlquist(np.array([0.95, 0.5]), 64)
+    u, info = MGRIT(problem, levels=levels, cf=cf, relax=relax, skip=skip, max_iter=max_iter,
+                    tol=0.0, record_iterates=True, trace=True, **kw).solve()
+    return problem, u, info
+
+
+def test_residual_history_one_line_per_solve_with_its_data():
+    _, _, a = _solve(skip=False)
+    _, _, b = _solve(skip=True, relax="F")
+    ax = dg.plot_residual_history([a, b, [1.0, 0.1, 0.01]], labels=["no skip", "skip", "list"])
+    assert len(ax.lines) == 3
+    assert ax.get_yscale() == "log"
+    k0, r0 = ax.lines[0].get_data()                          # no skip: k = 0 is the initial guess
+    np.testing.assert_array_equal(k0, np.arange(5))
+    np.testing.assert_allclose(r0, [a.initial_residual] + a.residual_history)
+    k1, r1 = ax.lines[1].get_data()                          # skip: starts at cycle 1
+    np.testing.assert_array_equal(k1, np.arange(1, 5))
+    np.testing.assert_allclose(r1, b.residual_history)
+    assert all(line.get_marker() == "o" for line in ax.lines)   # one marker per cycle
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no skip", "skip", "list"]
+    assert ax.get_xlabel() == "cycle k"
+
+
+def test_residual_history_single_info_and_label_mismatch():
+    _, _, info = _solve()
+    ax = dg.plot_residual_history(info)
+    assert len(ax.lines) == 1 and ax.get_legend() is None
+    with pytest.raises(ValueError, match="labels"):
+        dg.plot_residual_history([info, info], labels=["one"])
+
+
+def test_error_vs_time_shows_finite_termination():
+    problem, u, info = _solve(levels=2, cf=4, relax="F", max_iter=3)
+    exact = problem.exact()
+    ax = dg.plot_error_vs_time(info, exact, floor=1e-17, cf=4)
+    assert len(ax.lines) == 3 + len(range(0, 65, 4))          # 3 iterates + C-point markers
+    assert ax.get_yscale() == "log"
+    for k in range(3):                                       # after k+1 cycles: 0..(k+2)4-1 exact
+        t, e = ax.lines[k].get_data()
+        np.testing.assert_array_equal(t, np.arange(65))
+        np.testing.assert_allclose(e, np.maximum(np.linalg.norm(info.iterates[k] - exact, axis=1),
+                                                 1e-17))
+        last = (k + 2) * 4 - 1
+        assert e[: last + 1].max() < 1e-14 and e[last + 1] > 1e-8
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["after cycle 1", "after cycle 2", "after cycle 3"]
+
+
+def test_error_vs_time_needs_iterates():
+    problem = Dahlquist(np.array([0.9]), 16)
+    _, info = MGRIT(problem, levels=2, cf=2, max_iter=2).solve()
+    with pytest.raises(ValueError, match="record_iterates"):
+        dg.plot_error_vs_time(info, problem.exact())
+
+
+def test_cycle_diagram_from_trace():
+    _, _, info = _solve(levels=3, skip=False, max_iter=2)
+    ax = dg.plot_cycle(info)
+    x, lev = ax.lines[0].get_data()                          # the path through the levels
+    np.testing.assert_array_equal(lev, [l for l, _ in info.trace])
+    assert len(x) == len(info.trace)
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]               # fine level on top
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert set(legend) == {"F", "C", "residual", "restrict", "correct", "coarsest"}
+    coarsest = ax.collections[legend.index("coarsest")].get_offsets()
+    assert len(coarsest) == 2 and np.all(coarsest[:, 1] == 2)  # one coarsest solve per V-cycle
+    dashed = [ln for ln in ax.lines[1:] if ln.get_linestyle() == "--"]
+    assert len(dashed) == sum(op == "residual" for _, op in info.trace) == 3
+
+
+def test_cycle_diagram_replays_a_solve_without_trace():
+    problem = Dahlquist(np.array([0.9]), 64)
+    solver = MGRIT(problem, levels=3, cf=4, relax="F", skip=True, max_iter=3, tol=0.0)
+    _, info = solver.solve()
+    replay = dg.cycle_trace(3, 4, "F", "V", True, iterations=3)
+    traced = MGRIT(problem, levels=3, cf=4, relax="F", skip=True, max_iter=3, tol=0.0,
+                   trace=True).solve()[1].trace
+    assert replay == traced                                  # the trace depends on options only
+    for source in (info, solver):
+        _, lev = dg.plot_cycle(source).lines[0].get_data()
+        np.testing.assert_array_equal(lev, [l for l, _ in traced])
+
+
+def test_plot_solve_figure_and_gru_info():
+    from mgrit_gru import gru_forward, init_gru, mgrit_forward
+    params = init_gru(3, 4, 1, seed=0)
+    x = np.random.default_rng(0).standard_normal((32, 2, 3))
+    y, h_T, info = mgrit_forward(params, x, levels=3, cf=2, max_iter=3, record_iterates=True)
+    hs = gru_forward(params, x)[2]["hs"]
+    fig = dg.plot_solve(info, exact=hs, cf=2)
+    assert len(fig.axes) == 3
+    assert [a.get_title() for a in fig.axes] == ["MGRIT residual history",
+                                                 "error vs time after each cycle",
+                                                 "MGRIT cycles (3 levels)"]
+    assert len(dg.plot_solve(info).axes) == 2
+
+
+def test_cli_solve_prints_history_and_saves_png(tmp_path, capsys):
+    out = tmp_path / "solve.png"
+    assert main(["solve", "--seq-len", "64", "--hidden", "4", "--batch", "2", "--input", "3",
+                 "--layers", "2", "--levels", "3", "--cf", "4", "--relax", "FCF", "--iters", "30",
+                 "--tol", "1e-10", "--no-skip", "--coarse-input", "average", "--seed", "3",
+                 "--plot", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "iter   0" in text and "||r|| =" in text and "conv factor" in text  # XBraid-style
+    assert "residual history:" in text and "converged = True" in text
+    err = float(text.split("max |y - y_serial| = ")[1].split()[0])
+    assert err < 1e-9
+    assert out.exists() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_solve_bad_option_exit_2(capsys):
+    assert main(["solve", "--seq-len", "16", "--levels", "4", "--cf", "4"]) == 2
+    assert "deeper than" in capsys.readouterr().err
