@@ -12,6 +12,11 @@ Three plots answer the three questions one asks of a parallel-in-time solve:
   level on top) like XBraid's ``cycleplot``, drawn from the solver's trace (``trace=True``) or
   replayed from its options.
 
+For the backward pass (`mgrit_backward`): `plot_forward_backward_residuals` puts the adjoint
+solve's residual history beside the forward one, and `gradient_error_grid` / `plot_gradient_error`
+show how exact the gradients are after few forward and backward iterations (`gradient_error`
+against BPTT): the cost/accuracy trade-off behind training with inexact solves.
+
 Every function draws into ``ax`` (a new figure when None) and returns the Axes; nothing is
 shown, so they work headless (``matplotlib.use("Agg")``).
 """
@@ -322,3 +327,200 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
         print_fn(f"plots saved to {plot}")
     return dict(residual_history=list(info.residual_history), iterations=info.iterations,
                 converged=info.converged, err_y=err_y, err_hT=err_h, plot=plot)
+
+
+# ----------------------------------------------------------------------------------------------
+# the backward pass: adjoint residuals, and how exact the gradients are after few iterations
+# ----------------------------------------------------------------------------------------------
+def plot_forward_backward_residuals(fwd_info, bwd_info, ax=None, labels=("forward", "backward")):
+    """The backward (adjoint) solve's residual history per cycle beside the forward one.
+
+    Parameters
+    ----------
+    fwd_info : MGRITInfo or list of float
+        From `mgrit_forward` (or its ``residual_history``).
+    bwd_info : MGRITInfo or list of float
+        From `mgrit_backward` (or its ``residual_history``).
+    ax : matplotlib Axes, optional
+    labels : (str, str)
+        Legend entries of the two solves.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        ``lines[0]`` is the forward solve's (k, ||r_k||), ``lines[1]`` the backward one's.
+
+    Notes
+    -----
+    The two residuals measure different things (states, resp. adjoints λ = ∂L/∂u), so compare
+    their *slopes* (convergence factors), not their heights.
+    """
+    ax = _axes(ax)
+    for item, label, marker in zip((fwd_info, bwd_info), labels, ("o", "s")):
+        k, r = _history(item)
+        ax.semilogy(k, r, marker=marker, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("cycle k")
+    ax.set_ylabel(r"$\|r_k\|$")
+    ax.set_title("MGRIT residuals: forward and backward (adjoint) solves")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def _flat_gradients(result):
+    """(grads, dx, dh0[, ...]) -> {name: array}; dx / dh0 may be None (left out)."""
+    grads, dx, dh0 = result[:3]
+    out = {k: np.asarray(v) for k, v in grads.items()}
+    if dx is not None:
+        out["dx"] = np.asarray(dx)
+    if dh0 is not None:
+        out["dh0"] = np.asarray(dh0)
+    return out
+
+
+def gradient_error(result, reference, per_tensor=False):
+    """Relative 2-norm error of a backward pass's gradients against a reference.
+
+    Parameters
+    ----------
+    result, reference : tuple (grads, dx, dh0, ...)
+        What `mgrit_backward` (extra items ignored) and `gru_backward` return.
+    per_tensor : bool
+        Also return each tensor's own relative error.
+
+    Returns
+    -------
+    float or dict
+        ``||g - g*|| / ||g*||`` over all tensors together (parameters, dx, dh0); with
+        ``per_tensor`` a dict with that value under ``"all"`` and one entry per tensor. A tensor
+        whose reference is zero reports its absolute error. dh0 can be tiny over long sequences
+        (vanishing gradients), so its own relative error may look large while ``"all"`` is small.
+    """
+    a, b = _flat_gradients(result), _flat_gradients(reference)
+    if set(a) != set(b):
+        raise ValueError(f"the gradients have different tensors: {sorted(a)} vs {sorted(b)}")
+    num = den = 0.0
+    errs = {}
+    for k in b:
+        if a[k].shape != b[k].shape:
+            raise ValueError(f"{k}: shape {a[k].shape} vs reference {b[k].shape}")
+        d = float(np.sum((a[k].astype(np.float64) - b[k]) ** 2))
+        n = float(np.sum(b[k].astype(np.float64) ** 2))
+        num, den = num + d, den + n
+        errs[k] = math.sqrt(d / n) if n > 0 else math.sqrt(d)
+    total = math.sqrt(num / den) if den > 0 else math.sqrt(num)
+    if not per_tensor:
+        return total
+    return {"all": total, **errs}
+
+
+def gradient_error_grid(params, x, dy=None, dh_T=None, fwd_iters=(1, 2, 3, 4),
+                        bwd_iters=(1, 2, 3, 4), h0=None, cell="classic", dt=1.0,
+                        reference=None, return_residuals=False, **options):
+    """Gradient error after a fixed number of forward and backward MGRIT iterations.
+
+    For every pair (forward iterations m, backward iterations n) run `mgrit_forward` with
+    ``max_iter=m, tol=0`` and `mgrit_backward` with ``max_iter=n, tol=0`` and measure
+    `gradient_error` against serial BPTT (`gru_forward` + `gru_backward`): the paper's central
+    trade-off (Moon & Cyr train with m = 2, n = 1) as a table.
+
+    Parameters
+    ----------
+    params, x, dy, dh_T, h0, cell, dt
+        As for `gru_forward` / `gru_backward`.
+    fwd_iters, bwd_iters : sequence of int or None
+        Iteration counts; ``None`` means "to convergence" (tol 1e-13, at most 100 cycles).
+    reference : tuple (grads, dx, dh0), optional
+        Reference gradients (default: BPTT, computed here).
+    return_residuals : bool
+        Also return the final forward and backward residual of each pair.
+    **options
+        MGRIT options for both solves (``levels``, ``cf``, ``relax``, ``skip``, ``cycle``, ...).
+
+    Returns
+    -------
+    grid : ndarray (len(fwd_iters), len(bwd_iters))
+        ``grid[i, j]`` = error with ``fwd_iters[i]`` forward and ``bwd_iters[j]`` backward
+        iterations.
+    fwd_res, bwd_res : ndarray, same shape (only with ``return_residuals``)
+    """
+    from .gru import gru_backward, gru_forward
+    from .solve import mgrit_backward, mgrit_forward
+    for bad in ("max_iter", "tol", "comm"):
+        if bad in options:
+            raise ValueError(f"gradient_error_grid sets {bad} itself")
+    if reference is None:
+        cache = gru_forward(params, x, h0, cell=cell, dt=dt)[2]
+        reference = gru_backward(params, cache, dy=dy, dh_T=dh_T)
+
+    def budget(n):
+        return dict(max_iter=100, tol=1e-13) if n is None else dict(max_iter=int(n), tol=0.0)
+
+    shape = (len(fwd_iters), len(bwd_iters))
+    grid, fres, bres = np.empty(shape), np.empty(shape), np.empty(shape)
+    for i, m in enumerate(fwd_iters):
+        fwd = mgrit_forward(params, x, h0, cell=cell, dt=dt, **budget(m), **options)[2]
+        for j, n in enumerate(bwd_iters):
+            out = mgrit_backward(params, fwd, dy, dh_T, **budget(n), **options)
+            grid[i, j] = gradient_error(out, reference)
+            fres[i, j], bres[i, j] = fwd.final_residual, out[3].final_residual
+    return (grid, fres, bres) if return_residuals else grid
+
+
+def _iter_label(n):
+    return "conv." if n is None else str(n)
+
+
+def plot_gradient_error(grid, fwd_iters, bwd_iters, ax=None, kind="lines"):
+    """Gradient error against forward / backward iteration counts (from `gradient_error_grid`).
+
+    Parameters
+    ----------
+    grid : ndarray (len(fwd_iters), len(bwd_iters))
+    fwd_iters, bwd_iters : sequence of int or None (None = converged)
+    ax : matplotlib Axes, optional
+    kind : {"lines", "heatmap"}
+        ``"lines"``: error against backward iterations (log scale), one line per forward
+        iteration count. ``"heatmap"``: log10(error) as an image, each cell annotated.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        ``"lines"``: ``lines[i]`` holds (backward iterations, grid[i]), labelled by the forward
+        count. ``"heatmap"``: ``images[0]`` holds log10(grid); ``texts`` the annotations.
+    """
+    grid = np.asarray(grid, float)
+    if grid.shape != (len(fwd_iters), len(bwd_iters)):
+        raise ValueError(f"grid has shape {grid.shape}, expected "
+                         f"({len(fwd_iters)}, {len(bwd_iters)}) for the iteration counts")
+    if kind not in ("lines", "heatmap"):
+        raise ValueError(f"kind must be 'lines' or 'heatmap', got {kind!r}")
+    ax = _axes(ax)
+    xlabels = [_iter_label(n) for n in bwd_iters]
+    if kind == "lines":
+        xs = np.arange(len(bwd_iters))
+        colors = _cmap(len(fwd_iters))
+        for i, m in enumerate(fwd_iters):
+            ax.semilogy(xs, grid[i], marker="o", color=colors[i],
+                        label=f"{_iter_label(m)} forward it.")
+        ax.set_xticks(xs, xlabels)
+        ax.set_ylabel(r"gradient error $\|g - g_{BPTT}\| / \|g_{BPTT}\|$")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    else:
+        with np.errstate(divide="ignore"):
+            img = np.log10(np.maximum(grid, 1e-300))
+        im = ax.imshow(img, origin="lower", cmap="viridis_r", aspect="auto")
+        ax.figure.colorbar(im, ax=ax, label="log10 gradient error")
+        mid = 0.5 * (img.min() + img.max())                  # dark half of viridis_r: white text
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                ax.text(j, i, f"{grid[i, j]:.1e}", ha="center", va="center", fontsize="small",
+                        color="white" if img[i, j] > mid else "black")
+        ax.set_xticks(range(len(bwd_iters)), xlabels)
+        ax.set_yticks(range(len(fwd_iters)), [_iter_label(m) for m in fwd_iters])
+        ax.set_ylabel("forward iterations")
+    ax.set_xlabel("backward iterations")
+    ax.set_title("gradient error vs MGRIT iterations")
+    return ax
