@@ -131,6 +131,9 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
                    verbose=verbose, record_iterates=record_iterates)
     u, info = solver.solve()
     info.problem, info.solver = problem, solver
+    # a copy, not a reference: an optimizer updates params in place, and mgrit_backward must
+    # notice when the parameters changed between the forward and the backward pass
+    info.params_snapshot = {k: np.array(v, copy=True) for k, v in params.items()}
     lo, hi = solver.local_range
     y_loc = u[max(lo, 1) - lo:, L - 1]                       # y_t = u_{t+1}'s top layer
     info.y_rows = (max(lo, 1) - 1, hi)
@@ -244,9 +247,10 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         raise ValueError("fwd must be the info returned by mgrit_forward")
     L, I, H, dtype = gru_dims(params)
     fproblem, fsolver = fwd.problem, fwd.solver
-    if fproblem.params is not params and any(
-            not np.array_equal(fproblem.params[k], params[k]) for k in params):
-        raise ValueError("params differ from the ones mgrit_forward ran with")
+    snap = getattr(fwd, "params_snapshot", fproblem.params)
+    if set(snap) != set(params) or any(not np.array_equal(snap[k], params[k]) for k in params):
+        raise ValueError("params differ from the ones mgrit_forward ran with (changed in place "
+                         "since the forward pass?): run mgrit_forward again")
     comm_w = fsolver.comm
     if comm is not None and as_comm(comm).size != comm_w.size:
         raise ValueError("comm must be the communicator mgrit_forward ran with")

@@ -1,0 +1,337 @@
+"""The backward pass by MGRIT (`mgrit_backward`) against BPTT (`gru_backward`) and finite differences.
+
+DESIGN.md section 5, property 7: at convergence, MGRIT gradients = BPTT gradients = finite
+differences. Below convergence the gradients are inexact; the error must be reported and fall
+with the number of forward and backward iterations. Bad input gets a named ValueError.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import mgrit_gru as mg
+from mgrit_gru import diagnostics
+from mgrit_gru.gradcheck import gradcheck
+from mgrit_gru.mgrit import MGRITDivergedError
+
+I, H, B = 3, 5, 2
+TIGHT = dict(tol=1e-13, max_iter=60)
+
+
+def _problem(T, layers, seed=0, dtype=np.float64, dt_scale=1.0):
+    params = mg.init_gru(I, H, layers, seed=seed + 1, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(T, B, I)).astype(dtype)
+    h0 = (0.5 * rng.normal(size=(layers, B, H))).astype(dtype)
+    dy = rng.normal(size=(T, B, H)).astype(dtype)
+    dh_T = rng.normal(size=(layers, B, H)).astype(dtype)
+    return params, x, h0, dy, dh_T
+
+
+def _loss_seeds(loss, dy, dh_T):
+    """Cotangents of: the last state (dh_T), every output (dy), or both."""
+    return {"last": (None, dh_T), "outputs": (dy, None), "both": (dy, dh_T)}[loss]
+
+
+def _rel(a, b, scale):
+    """max |a - b| relative to ``scale`` (the size of the whole gradient, not of this tensor:
+    dh0 can be tiny over long sequences, and a plain relative error of a tiny tensor is noise)."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - b))) / scale
+
+
+def _compare(out, ref):
+    """Worst error of every parameter gradient, dx and dh0, each against its tensor's max |.|
+    floored by 1e-3 of the largest gradient entry overall."""
+    grads, dx, dh0 = out[:3]
+    rgrads, rdx, rdh0 = ref
+    big = max(float(np.max(np.abs(v))) for v in list(rgrads.values()) + [rdx, rdh0])
+    errs = {}
+    for name, a, b in [(k, grads[k], rgrads[k]) for k in rgrads] + [("dx", dx, rdx),
+                                                                     ("dh0", dh0, rdh0)]:
+        assert a.shape == b.shape, name
+        errs[name] = _rel(a, b, max(float(np.max(np.abs(b))), 1e-3 * big))
+    return errs
+
+
+def _bptt(params, x, h0, dy, dh_T, cell="classic", dt=1.0):
+    cache = mg.gru_forward(params, x, h0, cell=cell, dt=dt)[2]
+    return mg.gru_backward(params, cache, dy=dy, dh_T=dh_T)
+
+
+# ----------------------------------------------------------------------------------------------
+# at convergence: MGRIT = BPTT
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("loss", ["last", "outputs"])
+def test_converged_gradients_equal_bptt(cell, layers, loss):
+    """Every parameter gradient, dx and dh0 equal BPTT's to 1e-9 (T = 37: not a multiple of cf)."""
+    params, x, h0, dy, dh_T = _problem(37, layers)
+    dy, dh_T = _loss_seeds(loss, dy, dh_T)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, **TIGHT)
+    out = mg.mgrit_backward(params, fwd, dy, dh_T, **TIGHT)
+    assert fwd.converged and out[3].converged
+    assert out[3].final_residual <= 1e-13
+    errs = _compare(out, _bptt(params, x, h0, dy, dh_T, cell))
+    assert set(errs) == set(params) | {"dx", "dh0"}
+    assert max(errs.values()) <= 1e-9, errs
+
+
+@pytest.mark.parametrize("T, levels, cf, relax, skip, cell, dt", [
+    (23, 3, 4, "FCF", True, "classic", 1.0),      # 23 = 5*4 + 3: trailing F-points
+    (50, 2, 3, "F", False, "implicit", 0.5),      # 50 = 16*3 + 2, F-relaxation, no skip
+    (41, 4, 2, "F", True, "classic", 1.0),        # four levels, cf 2
+    (13, 2, 5, "FCF", False, "implicit", 2.0),    # a coarse grid of two intervals
+])
+def test_converged_gradients_uneven_lengths_and_options(T, levels, cf, relax, skip, cell, dt):
+    """Sequence lengths that are not multiples of cf, other hierarchies, loss on both."""
+    params, x, h0, dy, dh_T = _problem(T, 2, seed=T)
+    opts = dict(levels=levels, cf=cf, relax=relax, skip=skip, **TIGHT)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, dt=dt, **opts)
+    out = mg.mgrit_backward(params, fwd, dy, dh_T, **opts)
+    assert out[3].converged
+    errs = _compare(out, _bptt(params, x, h0, dy, dh_T, cell, dt))
+    assert max(errs.values()) <= 1e-9, errs
+
+
+def test_backward_options_are_independent_of_the_forward_ones():
+    """A forward by sequential stepping (1 level) and a backward by 3-level MGRIT, and vice versa."""
+    params, x, h0, dy, dh_T = _problem(30, 1)
+    ref = _bptt(params, x, h0, dy, dh_T)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, levels=1)
+    out = mg.mgrit_backward(params, fwd, dy, dh_T, levels=3, cf=3, relax="F", **TIGHT)
+    assert out[3].options["levels"] == 3 and out[3].options["cf"] == [3, 3]
+    assert max(_compare(out, ref).values()) <= 1e-9
+    _, _, fwd = mg.mgrit_forward(params, x, h0, levels=3, cf=2, **TIGHT)
+    out = mg.mgrit_backward(params, fwd, dy, dh_T, levels=1)
+    assert out[3].iterations == 1 and max(_compare(out, ref).values()) <= 1e-9
+
+
+def test_no_cotangent_gives_zero_gradients_like_bptt():
+    params, x, h0, _, _ = _problem(20, 1)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, **TIGHT)
+    grads, dx, dh0, _ = mg.mgrit_backward(params, fwd)
+    assert all(not g.any() for g in grads.values()) and not dx.any() and not dh0.any()
+
+
+@pytest.mark.parametrize("cell, layers", [("classic", 1), ("implicit", 2)])
+def test_coarse_adjoint_step_is_the_vjp_of_the_coarse_forward_step(cell, layers):
+    """Level l of the backward hierarchy is the transpose of the forward coarse step's Jacobian,
+    linearised at the forward solution: <Φ_cᵀ λ, v> = <λ, (Φ_c(u + εv) - Φ_c(u - εv)) / 2ε>.
+    (At convergence any coarse step gives BPTT's gradients; this pins down the one used.)"""
+    T, span = 32, 4
+    params, x, h0, _, dh_T = _problem(T, layers, seed=4)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, **TIGHT)
+    bwd = mg.mgrit_backward(params, fwd, dh_T=dh_T, max_iter=1)[3]
+    fprob, aprob = fwd.problem, bwd.problem
+    states = fwd.solver.U[0][1:]                            # forward points 0..T
+    rng = np.random.default_rng(0)
+    for s in (0, 8, 20):                                    # adjoint point s -> s + span
+        i0 = T - (s + span)                                 # the forward interval [i0, i0 + span]
+        lam = rng.normal(size=(1, layers, B, H))
+        out = np.empty_like(lam)
+        aprob.step(1, lam, range(s, s + 1), span, out)
+        v, eps = rng.normal(size=lam.shape), 1e-6
+        plus, minus = np.empty_like(lam), np.empty_like(lam)
+        fprob.step(1, states[i0][None] + eps * v, range(i0, i0 + 1), span, plus)
+        fprob.step(1, states[i0][None] - eps * v, range(i0, i0 + 1), span, minus)
+        jvp = (plus - minus) / (2 * eps)
+        assert np.sum(out * v) == pytest.approx(np.sum(lam * jvp), rel=1e-7)
+
+
+# ----------------------------------------------------------------------------------------------
+# finite differences through the MGRIT path
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+def test_finite_differences_through_mgrit(cell):
+    """The loss is computed by mgrit_forward (tight tol), the gradient by mgrit_backward; the
+    central-difference check passes for every parameter, x and h0 (random directions)."""
+    T, L = 11, 2
+    params, x, h0, _, _ = _problem(T, L, seed=3)
+    rng = np.random.default_rng(7)
+    wy, wh = rng.normal(size=(T, B, H)), rng.normal(size=(L, B, H))
+    opts = dict(levels=3, cf=2, relax="FCF", **TIGHT)
+
+    def split(inp):
+        return {k: inp[k] for k in params}, inp["x"], inp["h0"]
+
+    def loss(inp):
+        p, xx, hh = split(inp)
+        y, h_T, info = mg.mgrit_forward(p, xx, hh, cell=cell, **opts)
+        assert info.converged
+        return float(np.sum(wy * y) + np.sum(wh * h_T))
+
+    def grad(inp):
+        p, xx, hh = split(inp)
+        _, _, fwd = mg.mgrit_forward(p, xx, hh, cell=cell, **opts)
+        grads, dx, dh0, info = mg.mgrit_backward(p, fwd, wy, wh, **opts)
+        assert info.converged
+        return {**grads, "x": dx, "h0": dh0}
+
+    res = gradcheck(loss, grad, {**params, "x": x, "h0": h0}, n_directions=3, seed=1)
+    assert set(res.errors) == set(params) | {"x", "h0"}
+    assert res.ok, res.table()
+    assert res.max_error < 1e-7, res.table()
+
+
+# ----------------------------------------------------------------------------------------------
+# inexact solves: the error is reported and falls with the iterations
+# ----------------------------------------------------------------------------------------------
+ITERS = (1, 2, 3, 4, None)                                  # None: to convergence
+
+
+@pytest.fixture(scope="module")
+def error_grid():
+    params, x, h0, dy, _ = _problem(64, 1, seed=5)
+    ref = _bptt(params, x, h0, dy, None)
+    grid, fres, bres = diagnostics.gradient_error_grid(params, x, dy, h0=h0, fwd_iters=ITERS,
+                                                       bwd_iters=ITERS, reference=ref,
+                                                       return_residuals=True)
+    return grid, fres, bres
+
+
+def test_gradient_error_falls_with_backward_iterations(error_grid):
+    grid, _, bres = error_grid
+    conv_fwd = grid[-1]                                     # forward converged, backward 1..4, conv.
+    assert np.all(np.diff(conv_fwd) < 0), conv_fwd
+    assert conv_fwd[0] > 1e-2 and conv_fwd[3] < 1e-2 * conv_fwd[0], conv_fwd
+    assert conv_fwd[-1] < 1e-12
+    # the backward solve reports its own inexactness: its final residual falls alongside
+    assert np.all(np.diff(bres[-1, :4]) < 0) and bres[-1, 0] > 1e-3 and bres[-1, -1] < 1e-12
+
+
+def test_gradient_error_falls_with_forward_iterations(error_grid):
+    grid, fres, _ = error_grid
+    conv_bwd = grid[:, -1]                                  # backward converged, forward 1..4, conv.
+    assert np.all(np.diff(conv_bwd) < 0), conv_bwd
+    assert conv_bwd[3] < 1e-2 * conv_bwd[0] and conv_bwd[-1] < 1e-12
+    assert np.all(np.diff(fres[:4, 0]) < 0) and fres[-1, 0] < 1e-12
+    diag = np.diag(grid)                                    # both budgets together: (k, k)
+    assert np.all(np.diff(diag) < 0), diag
+
+
+def test_inexact_backward_reports_its_residual():
+    """With a budget below convergence the info says so: not converged, max_iter cycles, and a
+    final residual that matches the gradient error's order (the adjoint is linear)."""
+    params, x, h0, dy, dh_T = _problem(64, 2, seed=2)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, **TIGHT)
+    out = mg.mgrit_backward(params, fwd, dy, dh_T, max_iter=2, tol=1e-12)
+    info = out[3]
+    assert not info.converged and not info.diverged and info.iterations == 2
+    assert len(info.residual_history) == 2 and info.final_residual > 1e-12
+    err = diagnostics.gradient_error(out, _bptt(params, x, h0, dy, dh_T), per_tensor=True)
+    assert set(err) == {"all", "dx", "dh0"} | set(params)
+    assert 1e-8 < err["all"] < 1
+
+
+def test_gradient_error_helper():
+    params, x, h0, dy, _ = _problem(8, 1)
+    ref = _bptt(params, x, h0, dy, None)
+    assert diagnostics.gradient_error(ref, ref) == 0.0
+    pert = ({k: v.copy() for k, v in ref[0].items()}, ref[1].copy(), ref[2].copy())
+    pert[1][0, 0, 0] += 1.0
+    total = np.sqrt(sum(np.sum(v ** 2) for v in list(ref[0].values()) + [ref[1], ref[2]]))
+    err = diagnostics.gradient_error(pert, ref, per_tensor=True)
+    assert err["all"] == pytest.approx(1.0 / total)
+    assert err["dx"] == pytest.approx(1.0 / np.linalg.norm(ref[1]))
+    assert err["weight_hh_l0"] == 0.0
+    with pytest.raises(ValueError, match="different tensors"):
+        diagnostics.gradient_error((ref[0], None, ref[2]), ref)
+
+
+# ----------------------------------------------------------------------------------------------
+# dtypes
+# ----------------------------------------------------------------------------------------------
+def test_float32_runs_and_stays_float32():
+    params, x, h0, dy, dh_T = _problem(40, 2, dtype=np.float32)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, tol=1e-5, max_iter=20)
+    grads, dx, dh0, info = mg.mgrit_backward(params, fwd, dy.astype(np.float64), dh_T,
+                                             tol=1e-5, max_iter=20)
+    assert info.converged
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert dx.dtype == np.float32 and dh0.dtype == np.float32
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    ref = _bptt(p64, x.astype(np.float64), h0.astype(np.float64), dy.astype(np.float64),
+                dh_T.astype(np.float64))
+    assert diagnostics.gradient_error((grads, dx, dh0), ref) < 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input and divergence
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def solved():
+    params, x, h0, dy, dh_T = _problem(16, 2)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, max_iter=3)
+    return params, fwd, dy, dh_T
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dy=np.zeros((15, B, H))), r"dy must have shape \(16, 2, 5\)"),
+    (dict(dy=np.zeros((16, B, H + 1))), r"dy rows must have shape"),
+    (dict(dh_T=np.zeros((1, B, H))), r"dh_T must have shape \(2, 2, 5\)"),
+    (dict(dy_nan=True), "dy contains NaN"),
+    (dict(dh_T_inf=True), "dh_T contains NaN or Inf"),
+])
+def test_bad_cotangents_are_named(solved, kwargs, match):
+    params, fwd, dy, dh_T = solved
+    if kwargs.pop("dy_nan", False):
+        kwargs["dy"] = dy.copy()
+        kwargs["dy"][3, 1, 2] = np.nan
+    if kwargs.pop("dh_T_inf", False):
+        kwargs["dh_T"] = dh_T.copy()
+        kwargs["dh_T"][1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=match):
+        mg.mgrit_backward(params, fwd, **kwargs)
+
+
+def test_fwd_must_be_the_forward_info(solved):
+    params, fwd, dy, _ = solved
+    x = np.zeros((16, B, I))
+    not_infos = [mg.mgrit_forward(params, x, max_iter=1),         # the whole tuple
+                 mg.gru_forward(params, x)[2],                     # a BPTT cache
+                 mg.mgrit_backward(params, fwd, dy)[3],            # a backward info
+                 None]
+    for bad in not_infos:
+        with pytest.raises(ValueError, match="fwd must be the info returned by mgrit_forward"):
+            mg.mgrit_backward(params, bad, dy)
+
+
+def test_params_changed_since_the_forward_are_refused():
+    """Also when changed *in place* (what an optimizer step does): the forward info keeps a
+    snapshot, not a reference."""
+    params, x, h0, dy, _ = _problem(16, 2)
+    _, _, fwd = mg.mgrit_forward(params, x, h0)
+    same = {k: v.copy() for k, v in params.items()}
+    mg.mgrit_backward(same, fwd, dy)                           # equal values: fine
+    other = {k: v.copy() for k, v in params.items()}
+    other["bias_hh_l1"][0] += 1e-3
+    with pytest.raises(ValueError, match="params differ"):
+        mg.mgrit_backward(other, fwd, dy)
+    params["weight_hh_l0"] -= 1e-3                             # an in-place SGD step
+    with pytest.raises(ValueError, match="params differ"):
+        mg.mgrit_backward(params, fwd, dy)
+    one_layer = mg.init_gru(I, H, 1)
+    with pytest.raises(ValueError, match="params differ"):
+        mg.mgrit_backward(one_layer, fwd, dy[..., :H])
+
+
+def test_divergence_is_reported():
+    """Exploding gradients (large recurrent weights): the adjoint grows along the sequence and
+    MGRIT's residual grows; the solve stops, warns and sets info.diverged."""
+    params = mg.init_gru(I, 8, 1, seed=1)
+    params["weight_hh_l0"] *= 10.0
+    rng = np.random.default_rng(0)
+    x, dy = rng.normal(size=(128, B, I)), rng.normal(size=(128, B, 8))
+    _, _, fwd = mg.mgrit_forward(params, x, levels=1)
+    with pytest.warns(RuntimeWarning, match="MGRIT diverged"):
+        info = mg.mgrit_backward(params, fwd, dy, relax="F", max_iter=40, tol=0.0)[3]
+    assert info.diverged and not info.converged and info.iterations < 40
+
+
+def test_overflow_raises(solved):
+    params, fwd, dy, _ = solved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # numpy's overflow warning
+        with pytest.raises(MGRITDivergedError, match="residual became"):
+            mg.mgrit_backward(params, fwd, dy * 1e306)
