@@ -235,9 +235,11 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     grads : dict
         Same keys as ``params``: Σ_i (∂Φ_i/∂θ)ᵀ λ_{i+1}, summed over ranks by one allreduce.
     dx : ndarray (T, B, I)
+        See ``gather``; with ``"local"`` this rank's rows ``info.dx_rows`` = (start, stop).
     dh0 : ndarray (L, B, H)
     info : MGRITInfo
-        The backward solve's residual history, iterations and timings.
+        The backward solve's residual history, iterations and timings; ``final_residual`` says
+        how inexact the adjoint solve was (`diagnostics.gradient_error` measures the gradients).
     """
     _check_backend(backend)
     if gather not in GATHERS:
@@ -296,10 +298,10 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     # dh0 = λ_0, the adjoint's last point s = N (owned by the rank holding forward point 0)
     b_lo, b_hi = solver.local_range
     dh0 = lam[-1].copy() if b_hi == T else None
+    info.dx_rows = (first, hi)                               # this rank's rows of dx (like y_rows)
     if comm_w.size == 1:
         return grads, dx_loc, dh0, info
     dh0 = comm_w.bcast(dh0, root=0)                          # world rank 0 holds forward point 0
-    info.dx_rows = (first, hi)
     if gather == "local":
         return grads, dx_loc, dh0, info
     dx = _gather_rows(comm_w, first, dx_loc, T, None if gather == "all" else 0)

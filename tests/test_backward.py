@@ -335,3 +335,65 @@ def test_overflow_raises(solved):
         warnings.simplefilter("ignore", RuntimeWarning)          # numpy's overflow warning
         with pytest.raises(MGRITDivergedError, match="residual became"):
             mg.mgrit_backward(params, fwd, dy * 1e306)
+
+
+def test_serial_gather_local_reports_dx_rows():
+    """gather="local" works without MPI too: dx is the whole sequence and info.dx_rows says so
+    (it was set only under MPI, so code written for both crashed on one rank)."""
+    params, x, h0, dy, _ = _problem(20, 1)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, gather="local", **TIGHT)
+    grads, dx, dh0, info = mg.mgrit_backward(params, fwd, dy, gather="local", **TIGHT)
+    assert info.dx_rows == (0, 20) and dx.shape == (20, B, I)
+
+
+# ----------------------------------------------------------------------------------------------
+# diagnostics pictures
+# ----------------------------------------------------------------------------------------------
+def test_plot_forward_backward_residuals():
+    params, x, h0, dy, _ = _problem(40, 1)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, skip=False, max_iter=4, tol=0.0)
+    bwd = mg.mgrit_backward(params, fwd, dy, max_iter=3, tol=0.0)[3]
+    ax = diagnostics.plot_forward_backward_residuals(fwd, bwd)
+    (kf, rf), (kb, rb) = (line.get_data() for line in ax.lines[:2])
+    assert list(kf) == [0, 1, 2, 3, 4] and list(rf) == [fwd.initial_residual] + \
+        fwd.residual_history                                # no skip: the relaxed guess at k = 0
+    assert list(kb) == [1, 2, 3] and list(rb) == bwd.residual_history   # skip: from k = 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["forward", "backward"]
+    ax2 = diagnostics.plot_forward_backward_residuals(fwd.residual_history, [1.0, 0.1])
+    assert list(ax2.lines[1].get_ydata()) == [1.0, 0.1]
+
+
+def test_plot_gradient_error_lines_and_heatmap():
+    fi, bi = (1, 2, None), (1, 3)
+    grid = np.array([[0.3, 0.2], [0.1, 1e-3], [0.05, 1e-5]])
+    ax = diagnostics.plot_gradient_error(grid, fi, bi)
+    assert len(ax.lines) == 3
+    for i, line in enumerate(ax.lines):
+        assert list(line.get_ydata()) == list(grid[i])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ["1 forward it.", "2 forward it.", "conv. forward it."]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3"]
+    ax = diagnostics.plot_gradient_error(grid, fi, bi, kind="heatmap")
+    assert np.allclose(ax.images[0].get_array(), np.log10(grid))
+    assert sorted(t.get_text() for t in ax.texts) == sorted(f"{v:.1e}" for v in grid.ravel())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "conv."]
+    with pytest.raises(ValueError, match="expected"):
+        diagnostics.plot_gradient_error(grid, fi, (1,))
+    with pytest.raises(ValueError, match="kind"):
+        diagnostics.plot_gradient_error(grid, fi, bi, kind="pie")
+
+
+def test_gradient_error_grid_entries_are_single_runs():
+    """grid[i, j] is exactly the error of one forward with fwd_iters[i] and one backward with
+    bwd_iters[j] cycles (tol 0), against BPTT."""
+    params, x, h0, _, dh_T = _problem(24, 2, seed=9)
+    grid = diagnostics.gradient_error_grid(params, x, dh_T=dh_T, h0=h0, fwd_iters=(2,),
+                                           bwd_iters=(1, 3), levels=2, cf=3, relax="F")
+    assert grid.shape == (1, 2)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, levels=2, cf=3, relax="F", max_iter=2, tol=0.0)
+    out = mg.mgrit_backward(params, fwd, dh_T=dh_T, levels=2, cf=3, relax="F", max_iter=3,
+                            tol=0.0)
+    ref = _bptt(params, x, h0, None, dh_T)
+    assert grid[0, 1] == diagnostics.gradient_error(out, ref)
+    with pytest.raises(ValueError, match="sets max_iter itself"):
+        diagnostics.gradient_error_grid(params, x, dh_T=dh_T, max_iter=3)
