@@ -142,6 +142,7 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
     import json
 
     from .mgrit.comm import as_comm
+    from .problems import GRUForwardProblem
     from .solve import TimeSlice, input_rows, mgrit_forward
 
     world = _world()
@@ -209,18 +210,23 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                    "frelax_vs_serial_step": frelax_s / max(n_f_max, 1) / serial_step}
             if model:
                 from .perfmodel import measure_latency, measure_step_cost, predict
-                cost, samples = measure_step_cost(params, B, cell=cell, repeat=repeat,
-                                                  ns=(1, 2, 4, 8, 16, 64, 256))
+                n_max = max(n_f_max // max(lv0.cf - 1, 1), 1)   # intervals per sweep call
+                ns = sorted({1, 2, 4, 8, 16, 64, 256, n_max} - {n for n in (256,) if n > n_max})
+                cost, samples = measure_step_cost(params, B, cell=cell, repeat=repeat, ns=ns)
                 ccost, _ = measure_step_cost(params, B, level=1, repeat=repeat,
-                                             ns=(1, 4, 16, 64))
+                                             ns=sorted({1, 4, 16, 64, max(n_max // cf, 1)}))
+                setup = _median_time(lambda: GRUForwardProblem(
+                    params, xs.x, np.zeros((layers, B, H), dtype), seq_len, cell), repeat)
                 state_bytes = layers * B * H * dtype.itemsize
                 lat = measure_latency(world, state_bytes) if world is not None else 20e-6
                 pred = predict(seq_len, P, step_cost=cost, coarse_step_cost=ccost,
                                serial_step=serial_step, cf=cf, levels=levels, relax=relax,
-                               iters=iters, skip=skip, latency=lat, state_bytes=state_bytes)
+                               iters=iters, skip=skip, latency=lat, state_bytes=state_bytes,
+                               proj_per_step=comm.allreduce_max(setup / xs.x.shape[0]))
                 rec.update({"step_cost_a_s": cost.a, "step_cost_b_s": cost.b,
                             "coarse_step_cost_a_s": ccost.a, "coarse_step_cost_b_s": ccost.b,
-                            "latency_s": lat, "model_mgrit_s": pred.time,
+                            "step_cost_samples": samples, "setup_per_step_s": pred.options[
+                                "proj_per_step"], "latency_s": lat, "model_mgrit_s": pred.time,
                             "model_speedup": pred.speedup, "model_phase_s": pred.phases})
             rec.update(_machine())
             rec["per_rank"] = per_rank

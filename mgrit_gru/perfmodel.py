@@ -34,13 +34,25 @@ from .mgrit.hierarchy import Hierarchy
 
 @dataclass(frozen=True)
 class StepCost:
-    """Cost ``a + b n`` seconds of one batched step over ``n`` states."""
+    """Cost ``a + b n`` seconds of one batched step over ``n`` states.
+
+    With ``table`` (measured ``(n, seconds)`` pairs, as `measure_step_cost` returns), the cost
+    inside the measured range is interpolated linearly between the samples instead: for large
+    states the cost per state grows once a sweep's arrays leave the cache, which one straight
+    line fitted to small n misses. Outside the range, ``a + b n``.
+    """
 
     a: float
     b: float
+    table: tuple = ()
 
     def __call__(self, n):
-        return self.a + self.b * n if n > 0 else 0.0
+        if n <= 0:
+            return 0.0
+        if self.table and self.table[0][0] <= n <= self.table[-1][0]:
+            ns, ts = zip(*self.table)
+            return float(np.interp(n, ns, ts))
+        return self.a + self.b * n
 
 
 @dataclass
@@ -242,7 +254,8 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     step_cost : StepCost or (a, b)
         Cost of one batched fine step over n states, ``a + b n`` seconds.
     serial_step : float, optional
-        Seconds per step of the serial forward pass (default ``step_cost(1)``).
+        Seconds per step of the whole serial forward pass, projection included (default
+        ``step_cost(1) + proj_per_step``).
     coarse_step_cost : StepCost or (a, b), optional
         Cost of a coarse-level step (default: `step_cost`).
     cf, levels, relax, iters, skip, cycle
@@ -254,7 +267,8 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     state_bytes : int
         Size of one state (L B H itemsize).
     proj_per_step : float
-        Seconds per step of the input projection W_ih x_t (done once; MGRIT splits it over ranks).
+        Seconds per step of the set-up: the input projection W_ih x_t (done once; MGRIT splits it
+        over ranks) and the buffers.
 
     Returns
     -------
@@ -263,7 +277,7 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     fine = step_cost if isinstance(step_cost, StepCost) else StepCost(*step_cost)
     coarse = fine if coarse_step_cost is None else (
         coarse_step_cost if isinstance(coarse_step_cost, StepCost) else StepCost(*coarse_step_cost))
-    serial_step = fine(1) if serial_step is None else float(serial_step)
+    serial_step = fine(1) + proj_per_step if serial_step is None else float(serial_step)
     hiers = [Hierarchy(T, cf, levels, min_coarse, p, P) for p in range(P)]
     n_lev = len(hiers[0].levels)
     relax_l = list(relax) if isinstance(relax, (list, tuple)) else [relax] * n_lev
@@ -276,14 +290,15 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
         sched.clock[p].work(proj_per_step * (hi - max(lo, 1) + 1), 0, 0, "setup")
     sched.solve(iters)
     end = max(sched.clock, key=lambda c: c.t)
-    serial = T * (serial_step + proj_per_step)
+    serial = T * serial_step
     speedup = serial / end.t if end.t > 0 else float("inf")
     return Prediction(time=end.t, serial_time=serial, speedup=speedup, efficiency=speedup / P,
                       step_calls=end.calls, states=end.states, messages=end.msgs,
                       comm_time=end.comm, phases=end.phases,
                       options=dict(T=T, P=P, cf=cf, levels=levels, relax=relax, iters=iters,
                                    skip=skip, cycle=cycle, latency=latency, a=fine.a, b=fine.b,
-                                   serial_step=serial_step, state_bytes=state_bytes))
+                                   serial_step=serial_step, state_bytes=state_bytes,
+                                   proj_per_step=proj_per_step))
 
 
 def fit_step_cost(ns, times):
@@ -344,7 +359,8 @@ def measure_step_cost(params, batch, *, level=0, cell="classic", ns=(1, 2, 4, 8,
         gn = None if g is None else g[:n]
         samples.append((n, _median(lambda: prob.step(level, u[:n], t, span, out[:n], gn),
                                    repeat)))
-    return fit_step_cost(*zip(*samples)), samples
+    a_b = fit_step_cost(*zip(*samples))
+    return StepCost(a_b.a, a_b.b, tuple(samples)), samples
 
 
 def measure_latency(comm, nbytes, repeat=50):
