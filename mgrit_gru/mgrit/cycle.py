@@ -459,7 +459,8 @@ class MGRIT:
             info.residual_history.append(r)
             info.conv_factors.append(r / prev if prev else float("nan"))
         if self.verbose and self.comm.rank == 0:
-            cf = f"{info.conv_factors[-1]:.2e}" if (k > 0 and info.conv_factors) else "   --   "
+            cf = (f"{info.conv_factors[-1]:.2e}" if (k > 0 and info.conv_factors and
+                  math.isfinite(info.conv_factors[-1])) else "   --   ")  # skip: no r_0
             print(f"  iter {k:3d}   ||r|| = {r:.6e}   conv factor = {cf}   "
                   f"time = {time.perf_counter() - t_cycle:.3f} s", flush=True)
         return r if first_norm is None else first_norm
