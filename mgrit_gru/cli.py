@@ -74,6 +74,8 @@ def _add_bench(subparsers):
     p.add_argument("--no-model", dest="model", action="store_false", default=None,
                    help="forward: skip the step-cost measurement and the model's prediction")
     p.add_argument("--out", help="forward: also write the records (rank 0) to this JSON file")
+    p.add_argument("--bwd-iters", type=int,
+                   help="train-step: backward MGRIT iterations, tol 0 (default 1, the paper's)")
 
     def handler(args):
         from .bench import run_benchmark
