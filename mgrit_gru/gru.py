@@ -307,7 +307,7 @@ def step_backward(params, caches, dh_new, cell="classic", dt=1.0, out_dgx=None, 
 # ----------------------------------------------------------------------------------------------
 # whole sequences: serial forward and backpropagation through time (the reference)
 # ----------------------------------------------------------------------------------------------
-def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
+def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     """Serial forward pass of the stacked GRU over a whole sequence (the reference).
 
     Parameters
@@ -321,6 +321,9 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     cell : {"classic", "implicit"}
     dt : float > 0
         Step size of the ODE view; ``cell="classic", dt=1`` is ``nn.GRU``.
+    backend : {"numpy", "cuda"}
+        "cuda": the same recurrence on the GPU, one kernel launch per step
+        (`mgrit_gru.cuda.serial`); its cache holds device arrays, for ``gru_backward`` only.
 
     Returns
     -------
@@ -331,6 +334,11 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     cache : dict
         States and gate values of every step, for `gru_backward`.
     """
+    if backend == "cuda":
+        from .cuda.serial import gru_forward as cuda_forward
+        return cuda_forward(params, x, h0, cell, dt)
+    if backend != "numpy":
+        raise ValueError(f"backend must be 'numpy' or 'cuda', got {backend!r}")
     L, I, H, dtype = gru_dims(params)
     x, h0 = check_sequence(x, h0, L, I, H, dtype)
     cell, dt = check_cell(cell, dt)
@@ -381,7 +389,7 @@ def param_grads(params, inputs, states, dgx, dgh):
     return grads
 
 
-def gru_backward(params, cache, dy=None, dh_T=None):
+def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
     """Backpropagation through time for `gru_forward` (the serial reference gradients).
 
     Parameters
@@ -400,7 +408,17 @@ def gru_backward(params, cache, dy=None, dh_T=None):
         Same keys and shapes as ``params``.
     dx : ndarray (T, B, I)
     dh0 : ndarray (L, B, H)
+
+    ``backend`` (None: the cache's) must match the `gru_forward` that made the cache; a cache
+    from ``gru_forward(..., backend="cuda")`` runs BPTT on the GPU (`mgrit_gru.cuda.serial`).
     """
+    made_by = cache.get("backend", "numpy") if isinstance(cache, dict) else None
+    if backend not in (None, made_by):
+        raise ValueError(f"backend={backend!r} but the cache comes from gru_forward with "
+                         f"backend={made_by!r}")
+    if made_by == "cuda":
+        from .cuda.serial import gru_backward as cuda_backward
+        return cuda_backward(params, cache, dy, dh_T)
     L, I, H, dtype = gru_dims(params)
     if not isinstance(cache, dict) or not {"hs", "gates", "x", "cell", "dt"} <= set(cache):
         raise ValueError("cache must be the third output of gru_forward")

@@ -1,0 +1,270 @@
+"""The GRU forward pass and its adjoint as MGRIT problems whose states live on one GPU.
+
+Device twins of `mgrit_gru.problems.GRUForwardProblem` / `GRUAdjointProblem` (read those first:
+they are the reference, and these compute the same numbers). The generic solver
+(`mgrit_gru.mgrit.cycle`) is unchanged: it slices the level arrays with positive strides
+(``A[a:b:cf]``, ``A[0]``, ``A[1:]``), which numba device arrays support as views, and does every
+arithmetic through ``problem.vec`` — here `CudaVectors`, one kernel launch per operation.
+
+What stays on the device for the whole solve: the inputs x, the input projection gx0 = W_ih x + b
+(one `project` launch), the weights (`CudaGRU`), every level's states and FAS forcing, the gate
+tables for the backward pass, the adjoint's cotangent tables, the gradients until the end. What
+crosses to the host: u_0 and the initial guess once (``from_host``), the two scalars of the
+residual norm once per iteration, and the solution (``to_host``) once at the end.
+
+Time indices: the kernels take the row of every table (gx0, gates, cotangents) as an int64 device
+array ``t``. A solver ``range(start, stop, step)`` becomes a positive-stride view of one device
+``arange`` (no transfer per step). Reversed time (the adjoint) needs decreasing rows: numba device
+arrays have no negative-stride views (their extent is computed wrongly and D->H copies refuse
+them), so the adjoint keeps a *reversed* index table (``N - s - offset``) and a reversed copy of
+the forward states (one `take_rows` gather at the start), both read with positive strides.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..gru import gru_dims
+from ..mgrit.problem import Problem
+from ..problems import COARSE_INPUTS
+from .backend import GATES, CudaGRU
+from .vector_kernels import fill, take_rows, window_mean
+
+
+class CudaVectors:
+    """The solver's vector operations (`mgrit_gru.mgrit.problem.NumpyVectors`) on device arrays
+    of shape (n, L, B, H), views included; each one is one or two kernel launches.
+
+    ``sq_norm`` / ``max_abs`` return host floats: that scalar (two numbers) is the only transfer
+    per MGRIT iteration. Their sums run in the device dtype (NumpyVectors accumulates in float64:
+    the norms agree to the dtype's precision).
+    """
+
+    def __init__(self, gru, shape):
+        self.gru = gru
+        self.shape, self.dtype = tuple(shape), gru.dtype
+        self._tot = gru.empty(2)
+
+    def zeros(self, n):
+        return fill(self.gru.empty((n,) + self.shape), 0.0)
+
+    def assign(self, dst, src):
+        self.gru.copy(src, dst)
+
+    def sub(self, out, a, b):
+        self.gru.axpby(1.0, a, -1.0, b, out)
+
+    def fas(self, out, a, b, c):
+        """out = a + b - c (b may be None), in NumpyVectors' order: (a - c) + b."""
+        self.gru.axpby(1.0, a, -1.0, c, out)
+        if b is not None:
+            self.gru.axpby(1.0, out, 1.0, b, out)
+
+    def axpby(self, out, alpha, a, beta, b):
+        """out = alpha a + beta b (weighted C-relaxation)."""
+        self.gru.axpby(alpha, a, beta, b, out)
+
+    def _norms(self, a):
+        if a.shape[0] == 0:
+            return 0.0, 0.0
+        sq, mx = self.gru.sq_norms(a)
+        tot = self.gru.to_host(self.gru.total(sq, mx, self._tot))
+        return float(tot[0]), float(tot[1])
+
+    def sq_norm(self, a):
+        return self._norms(a)[0]
+
+    def max_abs(self, a):
+        return self._norms(a)[1]
+
+    def to_host(self, a):
+        return to_host(self.gru, a)
+
+    def from_host(self, dst, a):
+        a = np.ascontiguousarray(np.broadcast_to(a, dst.shape), dtype=self.dtype)
+        if dst.is_c_contiguous():
+            dst.copy_to_device(a)
+        else:                                                # stage, then one copy kernel
+            self.gru.copy(self.gru.to_device(a), dst)
+
+
+def to_host(gru, a):
+    """Device (n, L, B, H) view -> host array; a strided view is first packed by one copy kernel
+    (D->H copies of strided device views are not something to rely on)."""
+    if not a.is_c_contiguous():
+        packed = gru.empty(a.shape)
+        gru.copy(a, packed)
+        a = packed
+    return a.copy_to_host()
+
+
+def _arange_view(table, t, offset, n_rows, what):
+    """Rows ``t - offset`` of an index table (table[r] = its row r's index) as a device view."""
+    n = len(t)
+    a = t.start - offset
+    last = a + t.step * (n - 1)
+    if a < 0 or last >= n_rows:
+        raise IndexError(f"fine steps {t.start}..{t.start + t.step * (n - 1)} are outside the "
+                         f"{what} rows {offset}..{offset + n_rows - 1}")
+    return table[a: last + 1: t.step]
+
+
+class CudaForwardProblem(Problem):
+    """`GRUForwardProblem` on the device: u_{i+1} = Φ(u_i, x_i), state shape (L, B, H).
+
+    Same parameters as `mgrit_gru.problems.GRUForwardProblem`. One `step` call is one
+    `CudaGRU.step` launch over all its intervals, the gates stored in device tables when asked.
+    """
+
+    def __init__(self, params, x, h0, n_steps, cell="classic", dt=1.0, coarse_input="inject",
+                 t_offset=0, store_from=None):
+        L, I, H, dtype = gru_dims(params)
+        B = x.shape[1]
+        super().__init__((L, B, H), dtype, n_steps)
+        if coarse_input not in COARSE_INPUTS:
+            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
+        self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
+        self.h0, self.t_offset = h0, int(t_offset)
+        self.gru = gru = CudaGRU(params, cell, dtype=dtype)
+        self.vec = CudaVectors(gru, self.shape)
+        self.T_loc = T_loc = x.shape[0]
+        self.x = gru.to_device(x)                            # device from here on
+        self.gx0 = gru.project(self.x)                       # (T_loc, B, 3H), one launch
+        self._avg = {}
+        self.store_from = self.t_offset if store_from is None else int(store_from)
+        self.n_store = self.t_offset + T_loc - self.store_from
+        self.gates = {g: gru.empty((self.n_store, L, B, H)) for g in GATES}
+        # row r of this table is r: views of it are the kernels' time-index arrays
+        self.arange = gru.to_device(np.arange(max(T_loc, self.n_store) + 1), np.int64)
+
+    def initial(self):
+        return self.h0.copy()
+
+    def coarse_gx0(self, span):
+        """The layer-0 input table of coarse steps over ``span`` (row a: step starting at a)."""
+        if self.coarse_input == "inject":
+            return self.gx0
+        if span not in self._avg:                            # mean of gx0[a : a + span], once
+            rows = max(self.T_loc - span + 1, 0)
+            self._avg[span] = window_mean(self.gx0, span,
+                                          self.gru.empty((rows,) + self.gx0.shape[1:]))
+        return self._avg[span]
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        if len(t) == 0:
+            return
+        if level == 0:
+            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
+            kw = {}
+            if store:
+                kw = {"gates": self.gates,
+                      "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
+            self.gru.step(u, tx, self.gx0, self.dt, out, fine=True, g=g, **kw)
+        else:
+            gx = self.coarse_gx0(span)
+            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
+            self.gru.step(u, tx, gx, self.dt * span, out, fine=False, g=g)
+
+
+class CudaAdjointProblem(Problem):
+    """`GRUAdjointProblem` on the device: λ_i = (∂Φ_i/∂u_i)ᵀ λ_{i+1} + f_i in reversed time s = N - i.
+
+    Fine steps: one `CudaGRU.vjp` launch at the stored gates (nothing recomputed); coarse steps:
+    the VJP of the implicit coarse step re-linearised at the forward state u_{N-s} with the
+    injected input (two launches), exactly as the NumPy problem. The output forcing f_i (dy_{i-1}
+    on the top layer) is one `axpby` launch on the top layer's view.
+
+    Device tables in reversed time, read with positive strides (module docstring): ``R[s]`` =
+    u_{N-s} (one gather), ``rev(offset)[s]`` = N - s - offset (rows of gx0 / gates / cotangents),
+    ``dyr[s]`` = dy_{N-1-s} (zero at s = N).
+    """
+
+    def __init__(self, fwd, states, states_first, dy, dy_first, dh_T):
+        super().__init__(fwd.shape, fwd.dtype, fwd.n_steps)
+        self.fwd, self.dy_host, self.dy_first, self.dh_T = fwd, dy, int(dy_first), dh_T
+        self.states, self.states_first = states, int(states_first)
+        gru = self.gru = fwd.gru
+        self.vec = fwd.vec
+        L, B, H = self.shape
+        self.L = L
+        N = self.n_steps
+        self._rev = {}
+        self.R = gru.empty((N + 1, L, B, H))
+        take_rows(states, self.rev(self.states_first), self.R)
+        self.dyr = None
+        if dy is not None:
+            dyr = np.zeros((N + 1, 1, B, H), self.dtype)
+            rows = np.arange(N - 1, -1, -1) - self.dy_first    # dy_{N-1-s} for s = 0..N-1
+            ok = (rows >= 0) & (rows < dy.shape[0])
+            dyr[:N][ok, 0] = dy[rows[ok]]
+            self.dyr = gru.to_device(dyr)
+        self.dgx = gru.empty((fwd.n_store, L, B, 3 * H))
+        self.dgh = gru.empty((fwd.n_store, L, B, 3 * H))
+
+    def rev(self, offset):
+        """Device int64 table ``N - s - offset`` for s = 0..N (cached per offset)."""
+        if offset not in self._rev:
+            self._rev[offset] = self.gru.to_device(
+                self.n_steps - np.arange(self.n_steps + 1) - offset, np.int64)
+        return self._rev[offset]
+
+    def initial(self):
+        lam = np.zeros(self.shape, self.dtype) if self.dh_T is None else self.dh_T.copy()
+        N = self.n_steps
+        if self.dy_host is not None and N >= 1 and 0 <= N - 1 - self.dy_first < len(self.dy_host):
+            lam[self.L - 1] += self.dy_host[N - 1 - self.dy_first]
+        return lam
+
+    def initial_guess(self, level, t):
+        return np.zeros((len(t),) + self.shape, self.dtype)
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        n = len(t)
+        if n == 0:
+            return
+        fwd, gru = self.fwd, self.gru
+        s0 = t.start + span                                  # first target point (solver time)
+        sl = slice(s0, s0 + t.step * (n - 1) + 1, t.step)
+        if s0 + t.step * (n - 1) > self.n_steps:
+            raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
+        h = self.R[sl]                                       # u_i at forward steps i = N - s
+        if level == 0:
+            tg = self.rev(fwd.store_from)[sl]
+            kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
+            gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, **kw)
+        else:
+            gru.vjp(h, u, self.rev(fwd.t_offset)[sl], fwd.dt * span, out, fine=False,
+                    gx=fwd.gx0, g=g)
+        if self.dyr is not None:                             # + f_i on the top layer
+            top = out[:, self.L - 1: self.L]
+            gru.axpby(1.0, top, 1.0, self.dyr[sl], top)
+
+    def gradients(self, lo, hi):
+        """Parameter gradients and dx of the steps this problem stored, as host arrays.
+
+        ``lo, hi``: the forward solve's own points. Deterministic device sums
+        (`CudaGRU.param_grads`), dx = dgx_l0 W_ih_l0 by one `project` launch; then one copy
+        of each result to the host.
+        """
+        fwd, gru = self.fwd, self.gru
+        first = fwd.store_from
+        u = self.states[first - self.states_first: hi + 1 - self.states_first]   # u_first..u_hi
+        x = fwd.x[first - fwd.t_offset: hi - fwd.t_offset]
+        dgx, dgh = self.dgx[: hi - first], self.dgh[: hi - first]
+        grads = gru.param_grads(x, u, dgx, dgh)
+        dx = input_grad(gru, fwd.params, dgx[:, 0])
+        return {k: gru.to_host(v) for k, v in grads.items()}, gru.to_host(dx)
+
+
+def input_grad(gru, params, dgx0):
+    """dx = dgx0 @ W_ih_l0 on the device: (T, B, 3H) -> (T, B, I), one `project` launch (the
+    projection kernel with the untransposed weight and a zero bias)."""
+    W = getattr(gru, "_W_ih0", None)
+    if W is None:
+        W = gru._W_ih0 = gru.to_device(params["weight_ih_l0"])          # (3H, I)
+        gru._zero_I = gru.to_device(np.zeros(gru.I))
+    T, B, _ = dgx0.shape
+    out = gru.empty((T, B, gru.I))
+    from .kernels import TILE
+    grid = ((gru.I + TILE - 1) // TILE, (T * B + TILE - 1) // TILE)
+    gru._k().project[grid, (TILE, TILE)](dgx0, W, gru._zero_I, out)
+    return out
