@@ -145,7 +145,137 @@ def _add_plot_scaling(subparsers):
     p.set_defaults(handler=handler)
 
 
-SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve, _add_plot_scaling]
+def _train_options(p):
+    """The model/data/solver/optimiser flags of ``train`` (default None: TrainConfig's default,
+    or the checkpoint's with --resume); `mgrit_gru.train.TrainConfig` documents each."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="synthetic | pulse | npz:PATH | frames:ROOT (default synthetic)")
+    g.add_argument("--seq-len", type=int, help="time steps T (default 256; npz: the file's)")
+    g.add_argument("--num-sequences", type=int, help="built-in tasks: sequences (default 1024)")
+    g.add_argument("--num-classes", type=int, help="synthetic: classes (default 4)")
+    g.add_argument("--frame-size", type=int, help="synthetic/frames: frame side (default 16)")
+    g.add_argument("--noise", type=float, help="built-in tasks: noise std (default 0.1)")
+    g.add_argument("--projection-dim", type=int, help="frames: random projection to D features")
+    g.add_argument("--cache-dir", help="frames: decoded-frame cache folder")
+    g.add_argument("--test-fraction", type=float, help="held-out fraction (default 0.2)")
+    g = p.add_argument_group("model and solver")
+    g.add_argument("--hidden", type=int, help="hidden size H (default 64)")
+    g.add_argument("--layers", type=int, help="stacked GRU layers (default 1)")
+    g.add_argument("--cell", choices=("classic", "implicit"), help="fine-level cell (classic)")
+    g.add_argument("--dt", type=float, help="fine step size (default 1)")
+    g.add_argument("--solver", choices=("mgrit", "serial"), help="mgrit (default) or serial BPTT")
+    g.add_argument("--levels", type=int, help="MGRIT levels (default 3)")
+    g.add_argument("--cf", help="coarsening factor, or one per level: 4,2 (default 4)")
+    g.add_argument("--relax", help="F or FCF, or one per level: FCF,F (default FCF)")
+    g.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default 2)")
+    g.add_argument("--bwd-iters", type=int, help="backward MGRIT iterations (default 1)")
+    g.add_argument("--tol", type=float, help="stop a solve below this residual (default 1e-9)")
+    g.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None,
+                   help="XBraid's skip (default on)")
+    g.add_argument("--coarse-input", choices=("inject", "average"))
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
+    g.add_argument("--lr", type=float, help="learning rate (default 1e-2)")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--weight-decay", type=float, help="L2 weight decay (default 0)")
+    g.add_argument("--clip", type=float, help="max gradient norm, 0 = off (default 1)")
+    g.add_argument("--batch-size", type=int, help="default 32")
+    g.add_argument("--epochs", type=int, help="total epochs (default 5)")
+    g.add_argument("--seed", type=int, help="data, initialisation, batch order (default 0)")
+    g.add_argument("--dtype", choices=("float32", "float64"), help="default float64")
+
+
+_RUN_FLAGS = ("command", "handler", "out", "resume", "overwrite", "no_progress", "quiet")
+
+
+def _add_train(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train a GRU sequence classifier (MGRIT or serial BPTT)",
+        description="Train a GRU classifier; write OUT/metrics.jsonl, OUT/checkpoint.npz (each "
+                    "epoch, atomically) and plots. Works under mpiexec -n P (the time axis is "
+                    "split over the ranks).")
+    _train_options(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out up to --epochs in total")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over a run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    def handler(args):
+        from .train import train_from_options
+        options = {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS}
+        res = train_from_options(options, args.out, resume=args.resume,
+                                 overwrite=args.overwrite, progress=not args.no_progress,
+                                 verbose=not args.quiet)
+        if res.plots:
+            print(f"plots: {', '.join(res.plots)}")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _add_evaluate(subparsers):
+    p = subparsers.add_parser(
+        "evaluate", help="accuracy and loss of a training checkpoint",
+        description="Evaluate OUT/checkpoint.npz on its run's test split, or on --data.")
+    p.add_argument("checkpoint", help="a checkpoint.npz written by mgrit-gru train")
+    p.add_argument("--data", help="synthetic | pulse | npz:PATH | frames:ROOT (default: the run's)")
+    p.add_argument("--split", choices=("test", "train", "all"),
+                   help="default: test for the run's own data, all for other data")
+    p.add_argument("--solver", choices=("mgrit", "serial"), help="default: the run's")
+    p.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+
+    def handler(args):
+        from .train import evaluate_checkpoint, world_comm
+        comm = world_comm()
+        loss, acc, n = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split,
+                                           comm=comm, solver=args.solver,
+                                           fwd_iters=args.fwd_iters)
+        if comm is None or comm.Get_rank() == 0:
+            if args.json:
+                print(json.dumps({"checkpoint": args.checkpoint, "accuracy": acc, "loss": loss,
+                                  "n": n}))
+            else:
+                print(f"{args.checkpoint}: accuracy {100 * acc:.2f}% loss {loss:.4f} "
+                      f"({n} sequences)")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+def _add_demo(subparsers):
+    p = subparsers.add_parser(
+        "demo", help="train a small video classifier with MGRIT (~20 s) and plot it",
+        description="Train a GRU on short synthetic moving-object videos with MGRIT (3 levels, "
+                    "cf 4, 2 forward / 1 backward iteration) and save its plots.")
+    p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    p.add_argument("--solver", choices=("mgrit", "serial"), default="mgrit")
+    p.add_argument("--epochs", type=int, default=None, help="default 5")
+    p.add_argument("--no-progress", action="store_true")
+
+    def handler(args):
+        from .train import demo, world_comm
+        over = {"solver": args.solver}
+        if args.epochs is not None:
+            over["epochs"] = args.epochs
+        comm = world_comm()
+        res = demo(out=args.out, comm=comm, progress=not args.no_progress, **over)
+        if comm is None or comm.Get_rank() == 0:
+            last = res.history[-1]
+            print(f"demo: {res.config.solver} training reached {100 * last['test_acc']:.1f}% "
+                  f"test accuracy (chance {100 / res.config.num_classes:.0f}%) in "
+                  f"{res.seconds:.1f} s")
+            print(f"plots: {', '.join(res.plots)}")
+            print(f"metrics: {args.out}/metrics.jsonl, checkpoint: {args.out}/checkpoint.npz")
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
+SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve, _add_plot_scaling, _add_train,
+               _add_evaluate, _add_demo]
 """The ``_add_<name>`` functions that build the subcommands, in ``--help`` order."""
 
 

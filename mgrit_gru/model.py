@@ -1,0 +1,224 @@
+"""The GRU sequence classifier: stacked GRU + linear head on the final top-layer state.
+
+Parameters live in ONE flat dict: the `init_gru` names (``weight_ih_l0``, ...) plus the head's
+``weight_out`` (C, H) and ``bias_out`` (C,). That is what the optimisers update and what a
+checkpoint stores.
+
+One training step's forward and backward pass runs either
+
+- ``solver="serial"``: `gru_forward` + `gru_backward` (exact BPTT), or
+- ``solver="mgrit"``: `mgrit_forward` + `mgrit_backward` (parallel-in-time, inexact with few
+  iterations, exact at convergence), in one process or split over the ranks of ``comm``.
+
+The loss depends on the final state h_T only, so the backward pass starts from
+``dh_T = (0, ..., 0, ∂L/∂h_T[top])`` and no ``dy``. ``h_T`` is on every rank after the MGRIT
+forward solve, so the head's forward/backward runs (identically) on every rank, and the GRU
+gradients come back summed over ranks: parameters stay identical everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .gru import gru_backward, gru_forward, init_gru
+from .head import head_backward, head_forward, init_head
+from .solve import TimeSlice, mgrit_backward, mgrit_forward
+
+HEAD_KEYS = ("weight_out", "bias_out")
+SOLVERS = ("serial", "mgrit")
+
+
+def init_classifier(input_size, hidden_size, num_layers, num_classes, seed=0, dtype=np.float64):
+    """Parameters of the classifier in one flat dict (GRU names + ``weight_out``, ``bias_out``).
+
+    The GRU is drawn from ``seed`` (exactly `init_gru`'s), the head from ``seed + 1``.
+    """
+    params = init_gru(input_size, hidden_size, num_layers, seed=seed, dtype=dtype)
+    params.update(init_head(hidden_size, num_classes, seed=seed + 1, dtype=dtype))
+    return params
+
+
+def split_params(params):
+    """``(gru, head)``: two dicts of *the same arrays* (views, no copies), so in-place optimiser
+    updates of the flat dict are seen by both."""
+    missing = [k for k in HEAD_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"params is missing the head's {missing}")
+    gru = {k: v for k, v in params.items() if k not in HEAD_KEYS}
+    head = {k: params[k] for k in HEAD_KEYS}
+    return gru, head
+
+
+def model_dims(params):
+    """``(input_size, hidden_size, num_layers, num_classes)`` of a classifier's parameters."""
+    gru, head = split_params(params)
+    L = sum(1 for k in gru if k.startswith("weight_hh_l"))
+    return (gru["weight_ih_l0"].shape[1], gru["weight_hh_l0"].shape[1], L,
+            head["weight_out"].shape[0])
+
+
+def _level_list(value, name, cast):
+    """A per-level option given as a scalar, a list, or a comma-separated string."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            raise ValueError(f"{name} is empty")
+        try:
+            values = [cast(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{name} must be one value or a comma-separated list per level, "
+                             f"got {value!r}") from None
+        return values[0] if len(values) == 1 else values
+    if isinstance(value, (list, tuple)):
+        return [cast(v) for v in value]
+    return cast(value)
+
+
+@dataclass
+class SolverOptions:
+    """How one training step computes its forward and backward pass.
+
+    Attributes
+    ----------
+    solver : {"serial", "mgrit"}
+    cell : {"classic", "implicit"}
+        Fine-level GRU cell (MGRIT's coarse levels always use the implicit cell).
+    dt : float
+        Fine step size (1 with the classic cell = ``nn.GRU``).
+    levels : int
+        MGRIT levels (1 = sequential stepping).
+    cf : int or list of int
+        Coarsening factor (per level).
+    relax : {"F", "FCF"} or list
+        Relaxation (per level).
+    fwd_iters, bwd_iters : int
+        Most MGRIT cycles of the forward and the backward (adjoint) solve; the paper and
+        TorchBraid train with 2 and 1.
+    tol : float
+        Absolute residual tolerance: a solve stops earlier once below it.
+    skip : bool
+        XBraid's skip (no fine work on the first down-cycle).
+    coarse_input : {"inject", "average"}
+    """
+
+    solver: str = "mgrit"
+    cell: str = "classic"
+    dt: float = 1.0
+    levels: int = 3
+    cf: object = 4
+    relax: object = "FCF"
+    fwd_iters: int = 2
+    bwd_iters: int = 1
+    tol: float = 1e-9
+    skip: bool = True
+    coarse_input: str = "inject"
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        self.cf = _level_list(self.cf, "cf", int)
+        self.relax = _level_list(self.relax, "relax", str)
+        for name in ("levels", "fwd_iters", "bwd_iters"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            setattr(self, name, int(v))
+        for c in (self.cf if isinstance(self.cf, list) else [self.cf]):
+            if c < 2:
+                raise ValueError(f"cf must be >= 2, got {c}")
+        for r in (self.relax if isinstance(self.relax, list) else [self.relax]):
+            if r not in ("F", "FCF"):
+                raise ValueError(f"relax must be 'F' or 'FCF' (per level), got {r!r}")
+        try:
+            self.tol = float(self.tol)
+        except (TypeError, ValueError):
+            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}") from None
+        if not np.isfinite(self.tol) or self.tol < 0:
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol}")
+        if self.cell not in ("classic", "implicit"):
+            raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")
+        self.dt = float(self.dt)
+        if not np.isfinite(self.dt) or self.dt <= 0:
+            raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
+        self.skip = bool(self.skip)
+
+    def mgrit_kwargs(self, iters):
+        return dict(levels=self.levels, cf=self.cf, relax=self.relax, max_iter=iters,
+                    tol=self.tol, skip=self.skip)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class StepResult:
+    """One forward/backward pass of the classifier on one batch."""
+
+    loss: float
+    correct: int
+    batch: int
+    grads: dict = field(repr=False)
+    fwd_residual: float | None = None                        # last forward / backward MGRIT
+    bwd_residual: float | None = None                        # residual (None for serial)
+    fwd_iterations: int = 0
+    bwd_iterations: int = 0
+
+
+def _final_state(gru, x, opts, comm):
+    """``(h_T, info_or_cache)`` of the GRU on ``x`` with the chosen solver."""
+    if opts.solver == "serial":
+        if isinstance(x, TimeSlice):
+            raise ValueError("solver='serial' needs the whole sequence, got a TimeSlice")
+        _, h_T, cache = gru_forward(gru, x, cell=opts.cell, dt=opts.dt)
+        return h_T, cache
+    _, h_T, info = mgrit_forward(gru, x, cell=opts.cell, dt=opts.dt, comm=comm,
+                                 coarse_input=opts.coarse_input, gather="local",
+                                 **opts.mgrit_kwargs(opts.fwd_iters))
+    return h_T, info
+
+
+def forward_backward(params, x, labels, opts, comm=None):
+    """Loss, number of correct predictions and gradients of the classifier on one batch.
+
+    Parameters
+    ----------
+    params : dict
+        Flat classifier parameters (`init_classifier`).
+    x : ndarray (T, B, I) or TimeSlice
+        The batch, time-major; under MPI with ``solver="mgrit"`` a `TimeSlice` with this rank's
+        rows (see `mgrit_gru.input_rows`).
+    labels : ndarray (B,) of int
+    opts : SolverOptions
+    comm : mpi4py communicator, optional
+        Ranks that split the time axis (MGRIT only).
+
+    Returns
+    -------
+    StepResult
+        ``grads`` has the keys of ``params`` and is identical on every rank.
+    """
+    gru, head = split_params(params)
+    h_T, state = _final_state(gru, x, opts, comm)
+    loss, logits, hcache = head_forward(head, h_T[-1], labels)
+    hgrads, dh_top = head_backward(head, hcache)
+    dh_T = np.zeros_like(h_T)
+    dh_T[-1] = dh_top
+    res = dict(loss=loss, correct=int(np.sum(np.argmax(logits, axis=1) == labels)),
+               batch=int(len(labels)))
+    if opts.solver == "serial":
+        grads, _, _ = gru_backward(gru, state, dh_T=dh_T)
+    else:
+        grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T, comm=comm, gather="local",
+                                            **opts.mgrit_kwargs(opts.bwd_iters))
+        res.update(fwd_residual=state.final_residual, bwd_residual=binfo.final_residual,
+                   fwd_iterations=state.iterations, bwd_iterations=binfo.iterations)
+    grads.update(hgrads)
+    return StepResult(grads=grads, **res)
+
+
+def predict_logits(params, x, opts, comm=None):
+    """Logits (B, C) of the classifier on ``x`` (forward pass only, same solver as training)."""
+    gru, head = split_params(params)
+    h_T, _ = _final_state(gru, x, opts, comm)
+    return h_T[-1] @ head["weight_out"].T + head["bias_out"]
