@@ -238,7 +238,121 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
             json.dump(records, f, indent=1)
 
 
-BENCHMARKS = {"gru": bench_gru, "forward": bench_forward}
+def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers=1,
+                     cell="classic", dt=1.0, dtype="float32", levels=3, cf=4, relax="FCF",
+                     iters=2, bwd_iters=1, skip=True, conv_tol=1e-5, conv_max_iter=30, repeat=3,
+                     seed=0):
+    """Forward + backward (one training step's gradient) by serial BPTT and by MGRIT.
+
+    Three records: ``"bptt"`` (`gru_forward` + `gru_backward`, one process), ``"mgrit"`` with
+    the paper's inexact budget (``iters`` forward and ``bwd_iters`` backward cycles, tol 0;
+    Moon & Cyr: 2 and 1) and ``"mgrit-converged"`` (both solves to a relative residual of
+    ``conv_tol``). The loss is a random cotangent on every output. Under ``mpiexec -n P`` the
+    MGRIT runs are distributed (each rank holds only its rows of x and dy; times are the slowest
+    rank's) and rank 0 alone times BPTT (the others wait) and prints.
+
+    Parameters
+    ----------
+    hidden, batch, seq_len : int
+        H, B, T (defaults 256, 32, 4096).
+    levels, cf, relax, iters, bwd_iters, skip
+        MGRIT options of both solves (paper: 3 levels, cf 4, FCF, 2 / 1 iterations, skip).
+    conv_tol, conv_max_iter
+        The converged runs: relative tolerance and most cycles.
+    repeat : int
+        Timed runs (median); one warm-up run first.
+
+    Yields
+    ------
+    dict
+        On rank 0: per method ``forward_s``, ``backward_s``, ``train_step_s`` (median of whole
+        forward+backward runs), ``speedup_vs_bptt``, the cycles and final residuals of both
+        solves, and ``grad_error``: the parameter gradients' relative 2-norm error against BPTT.
+    """
+    from .mgrit.comm import as_comm
+    from .solve import TimeSlice, input_rows, mgrit_backward, mgrit_forward
+
+    world = _world()
+    comm = as_comm(world)
+    P, rank = comm.size, comm.rank
+    dtype = np.dtype(dtype)
+    H, B, T = hidden, batch, seq_len
+    I = H if input_size is None else input_size
+    params = init_gru(I, H, layers, seed=seed, dtype=dtype)
+    common = {"bench": "train-step", "ranks": P, "seq_len": T, "batch": B, "hidden": H,
+              "input": I, "layers": layers, "cell": cell, "dt": dt, "dtype": dtype.name,
+              "repeat": repeat}
+    # --- serial BPTT on rank 0 (the others wait) ---------------------------------------------
+    ref, bptt = None, None
+    if rank == 0:
+        x = _x_rows(seed, 0, T, B, I, dtype)
+        dy = _x_rows(seed + 1, 0, T, B, H, dtype)
+        runs = []
+        for i in range(repeat + 1):                          # first run: warm-up
+            t0 = time.perf_counter()
+            cache = gru_forward(params, x, cell=cell, dt=dt)[2]
+            t1 = time.perf_counter()
+            ref = gru_backward(params, cache, dy=dy)
+            t2 = time.perf_counter()
+            del cache
+            if i:
+                runs.append((t2 - t0, t1 - t0, t2 - t1))
+        runs.sort()
+        total, fwd_s, bwd_s = runs[len(runs) // 2]
+        bptt = {**common, "method": "bptt", "forward_s": fwd_s, "backward_s": bwd_s,
+                "train_step_s": total, "speedup_vs_bptt": 1.0, "grad_error": 0.0}
+        del x, dy
+    bptt_s = comm.bcast(bptt["train_step_s"] if rank == 0 else None)
+    if rank == 0:
+        yield {**bptt, **_machine()}
+    # --- MGRIT, each rank with its own rows of x and dy --------------------------------------
+    a, b = input_rows(T, world, levels=levels, cf=cf)
+    xs = TimeSlice(_x_rows(seed, a, b, B, I, dtype), a, T)
+    base = dict(levels=levels, cf=cf, relax=relax, skip=skip, comm=world)
+    budgets = [("mgrit", dict(max_iter=iters, tol=0.0), dict(max_iter=bwd_iters, tol=0.0)),
+               ("mgrit-converged",
+                dict(max_iter=conv_max_iter, tol=conv_tol, tol_type="relative"),
+                dict(max_iter=conv_max_iter, tol=conv_tol, tol_type="relative"))]
+    dys = None
+    for method, fopts, bopts in budgets:
+        runs = []
+        for i in range(repeat + 1):
+            if world is not None:
+                world.Barrier()
+            t0 = time.perf_counter()
+            _, _, fwd = mgrit_forward(params, xs, cell=cell, dt=dt, gather="local", **base,
+                                      **fopts)
+            if dys is None:                                  # outputs lo - 2 .. hi - 1
+                d0 = max(fwd.y_rows[0] - 1, 0)
+                dys = TimeSlice(_x_rows(seed + 1, d0, fwd.y_rows[1], B, H, dtype), d0, T)
+            t1 = time.perf_counter()
+            grads, _, _, bwd = mgrit_backward(params, fwd, dys, gather="local", **base,
+                                              **bopts)
+            t2 = time.perf_counter()
+            if i:
+                walls = [comm.allreduce_max(t) for t in (t2 - t0, t1 - t0, t2 - t1)]
+                runs.append((*walls, fwd, bwd, grads))
+            del fwd
+        runs.sort(key=lambda r: r[0])
+        total, fwd_s, bwd_s, fwd, bwd, grads = runs[len(runs) // 2]
+        comm_s = comm.allreduce_max(fwd.comm_time + bwd.comm_time)   # collective: every rank
+        if rank == 0:
+            num = sum(float(np.sum((grads[k].astype(np.float64) - ref[0][k]) ** 2))
+                      for k in grads)
+            den = sum(float(np.sum(ref[0][k].astype(np.float64) ** 2)) for k in grads)
+            yield {**common, "method": method, "levels": levels, "cf": cf, "relax": relax,
+                   "skip": skip, "forward_s": fwd_s, "backward_s": bwd_s, "train_step_s": total,
+                   "speedup_vs_bptt": bptt_s / total,
+                   "fwd_iters": fwd.iterations, "bwd_iters": bwd.iterations,
+                   "fwd_residual": fwd.final_residual, "bwd_residual": bwd.final_residual,
+                   "fwd_converged": fwd.converged, "bwd_converged": bwd.converged,
+                   "grad_error": float(np.sqrt(num / den)) if den else float(np.sqrt(num)),
+                   "comm_s": comm_s,
+                   **_machine()}
+
+
+BENCHMARKS = {"gru": bench_gru, "forward": bench_forward,
+              "train-step": bench_train_step}
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 

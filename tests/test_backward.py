@@ -4,6 +4,7 @@ DESIGN.md section 5, property 7: at convergence, MGRIT gradients = BPTT gradient
 differences. Below convergence the gradients are inexact; the error must be reported and fall
 with the number of forward and backward iterations. Bad input gets a named ValueError.
 """
+import json
 import warnings
 
 import numpy as np
@@ -397,3 +398,27 @@ def test_gradient_error_grid_entries_are_single_runs():
     assert grid[0, 1] == diagnostics.gradient_error(out, ref)
     with pytest.raises(ValueError, match="sets max_iter itself"):
         diagnostics.gradient_error_grid(params, x, dh_T=dh_T, max_iter=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark
+# ----------------------------------------------------------------------------------------------
+TRAIN_STEP_KEYS = {"bench", "method", "ranks", "seq_len", "batch", "hidden", "dtype",
+                   "forward_s", "backward_s", "train_step_s", "speedup_vs_bptt", "grad_error"}
+
+
+def test_bench_train_step_prints_json_lines(capsys):
+    from mgrit_gru.cli import main
+    assert main(["bench", "--what", "train-step", "--hidden", "6", "--batch", "2",
+                 "--seq-len", "48", "--repeat", "1", "--iters", "2", "--bwd-iters", "1"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-converged"]
+    for r in recs:
+        assert TRAIN_STEP_KEYS <= set(r), TRAIN_STEP_KEYS - set(r)
+        assert r["bench"] == "train-step" and r["ranks"] == 1 and r["dtype"] == "float32"
+        assert r["seq_len"] == 48 and r["hidden"] == 6 and r["batch"] == 2
+        assert r["train_step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0
+    paper, conv = recs[1], recs[2]
+    assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1)
+    assert not paper["bwd_converged"] and conv["fwd_converged"] and conv["bwd_converged"]
+    assert conv["grad_error"] < 1e-3 < paper["grad_error"] < 1

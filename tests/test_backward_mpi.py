@@ -40,3 +40,15 @@ def test_any_rank_count_gives_the_serial_gradients(ranks):
         case = next(c for c in out["cases"] if c["case"] == "no-coarse-point-4lev")
         assert case["bwd_ranks_with_coarsest_points"] < 4
         assert case["fwd_ranks_with_coarsest_points"] < 4
+
+
+def test_bench_train_step_runs_distributed():
+    """``mpiexec -n 2 mgrit-gru bench --what train-step``: rank 0 alone prints the three JSON
+    records; the MGRIT ones ran on 2 ranks, and the converged one matches BPTT."""
+    proc, _ = mpirun(2, "-m", "mgrit_gru.cli", "bench", "--what", "train-step", "--hidden", "6",
+                     "--batch", "2", "--seq-len", "64", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr
+    recs = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-converged"]
+    assert all(r["ranks"] == 2 and r["train_step_s"] > 0 for r in recs)
+    assert recs[2]["bwd_converged"] and recs[2]["grad_error"] < 1e-3
