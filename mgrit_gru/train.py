@@ -107,7 +107,8 @@ class TrainConfig:
     RESUMABLE = ("epochs", "cache_dir")
 
     def __post_init__(self):
-        self.solver_options()                                # validates the solver fields
+        opts = self.solver_options()                         # validates the solver fields
+        self.cf, self.relax = opts.cf, opts.relax            # "4" -> 4, "FCF,F" -> [...]
         _data_kind(self.data)
         for name in ("num_sequences", "num_classes", "frame_size", "hidden", "layers",
                      "batch_size", "epochs"):

@@ -1,0 +1,329 @@
+"""Training: one step (serial = MGRIT at convergence), learning, checkpoints, resume, CLI, MPI.
+
+Tiny sizes throughout (T <= 24, H <= 8): the whole file runs in well under a minute.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mgrit_gru import cli
+from mgrit_gru import train as tr
+from mgrit_gru.model import SolverOptions, forward_backward, init_classifier, split_params
+from mgrit_gru.optim import Adam
+
+# a tiny synthetic video run: 4x4 frames, 20 frames, 48 videos
+TINY = dict(data="synthetic", seq_len=20, num_sequences=48, frame_size=4, hidden=6,
+            batch_size=16, levels=2, cf=4, fwd_iters=2, bwd_iters=1, epochs=2, seed=3,
+            dtype="float64")
+
+
+def _ckpt_arrays(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _run(tmp_path, name, **kw):
+    return tr.train(out=str(tmp_path / name), progress=False, verbose=False, **{**TINY, **kw})
+
+
+# ----------------------------------------------------------------------------------------------
+# model and one step
+# ----------------------------------------------------------------------------------------------
+def test_flat_params_have_gru_and_head_names():
+    p = init_classifier(3, 5, 2, 4, seed=0)
+    gru, head = split_params(p)
+    assert set(head) == {"weight_out", "bias_out"} and head["weight_out"].shape == (4, 5)
+    assert "weight_ih_l1" in gru and gru["weight_hh_l0"] is p["weight_hh_l0"]   # views
+
+
+@pytest.mark.parametrize("cell,layers", [("classic", 1), ("implicit", 2)])
+def test_mgrit_step_at_tight_tolerance_gives_the_serial_update(cell, layers):
+    rng = np.random.default_rng(0)
+    T, B, I, H, C = 19, 4, 3, 5, 3
+    x = rng.standard_normal((T, B, I))
+    y = rng.integers(0, C, B)
+    p_ser = init_classifier(I, H, layers, C, seed=1)
+    p_mg = {k: v.copy() for k, v in p_ser.items()}
+    ser = SolverOptions(solver="serial", cell=cell)
+    mg = SolverOptions(solver="mgrit", cell=cell, levels=3, cf=2, fwd_iters=50, bwd_iters=50,
+                       tol=1e-14)
+    opt_s, opt_m = Adam(p_ser, lr=0.05), Adam(p_mg, lr=0.05)
+    for _ in range(2):                                       # two steps: Adam state too
+        rs = tr.train_step(p_ser, opt_s, x, y, ser, clip=1.0)
+        rm = tr.train_step(p_mg, opt_m, x, y, mg, clip=1.0)
+        assert rm.fwd_residual < 1e-12 and rm.bwd_residual < 1e-12
+        assert abs(rs.loss - rm.loss) < 1e-12
+    for k in p_ser:
+        np.testing.assert_allclose(p_mg[k], p_ser[k], rtol=0, atol=1e-9, err_msg=k)
+    assert not np.array_equal(p_ser["weight_out"], init_classifier(I, H, layers, C, 1)["weight_out"])
+
+
+def test_serial_gradients_match_finite_differences_of_the_loss():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((6, 2, 2)), np.array([0, 1])
+    p = init_classifier(2, 3, 1, 2, seed=0)
+    g = forward_backward(p, x, y, SolverOptions(solver="serial")).grads
+    for k in ("weight_hh_l0", "weight_out"):
+        i = (1, 2)
+        eps = 1e-6
+        p[k][i] += eps
+        lp = forward_backward(p, x, y, SolverOptions(solver="serial")).loss
+        p[k][i] -= 2 * eps
+        lm = forward_backward(p, x, y, SolverOptions(solver="serial")).loss
+        p[k][i] += eps
+        assert abs((lp - lm) / (2 * eps) - g[k][i]) < 1e-7
+
+
+def test_loss_decreases_on_a_tiny_learnable_task():
+    res = tr.train(data="pulse", seq_len=12, num_sequences=128, hidden=8, batch_size=16,
+                   levels=2, cf=2, epochs=6, lr=3e-2, seed=0, progress=False, verbose=False)
+    losses = [r["train_loss"] for r in res.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert res.history[-1]["train_acc"] > 0.7
+
+
+# ----------------------------------------------------------------------------------------------
+# files: metrics, checkpoints, resume
+# ----------------------------------------------------------------------------------------------
+def test_metrics_checkpoint_and_plots(tmp_path):
+    res = _run(tmp_path, "a")
+    out = tmp_path / "a"
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "curves.png", "metrics.jsonl",
+                                       "residuals.png"]   # no temporary files left
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+                "last_fwd_residual", "last_bwd_residual"):
+        assert key in lines[-1], key
+    assert lines[-1]["last_fwd_residual"] > 0 and lines[-1]["last_bwd_residual"] > 0
+    ck = tr.load_checkpoint(out / "checkpoint.npz")
+    assert ck.epoch == 2 and ck.config.seq_len == 20
+    names = set(init_classifier(16, 6, 1, 4))
+    assert names <= set(ck.params) and "optim.exp_avg.weight_hh_l0" in ck.optim_state
+    assert len(ck.steps["fwd_residual"]) == 2 * 3 == len(res.steps["loss"])
+    for k in ck.params:
+        np.testing.assert_array_equal(ck.params[k], res.params[k])
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    _run(tmp_path, "full", epochs=3)
+    _run(tmp_path, "part", epochs=1)
+    tr.train(out=str(tmp_path / "part"), resume=True, progress=False, verbose=False,
+             **{**TINY, "epochs": 3})
+    a = _ckpt_arrays(tmp_path / "full" / "checkpoint.npz")
+    b = _ckpt_arrays(tmp_path / "part" / "checkpoint.npz")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
+    ma, mb = tr.read_metrics(tmp_path / "full"), tr.read_metrics(tmp_path / "part")
+    strip = lambda rs: [{k: v for k, v in r.items() if "seconds" not in k} for r in rs]
+    assert strip(ma) == strip(mb)
+
+
+def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    _run(tmp_path, "a", epochs=1)
+    path = tmp_path / "a" / "checkpoint.npz"
+    before = _ckpt_arrays(path)
+
+    def half_written(f, **arrays):                           # writes some bytes, then dies
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(np, "savez", half_written)
+    with pytest.raises(OSError, match="simulated"):
+        tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=False,
+                 **{**TINY, "epochs": 2})
+    monkeypatch.undo()
+    after = _ckpt_arrays(path)                               # the old file, intact
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+    assert not [f for f in os.listdir(tmp_path / "a") if f.startswith(".tmp")]
+    # the interrupted epoch is redone on resume: the result equals an uninterrupted run
+    tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=False,
+             **{**TINY, "epochs": 2})
+    _run(tmp_path, "b", epochs=2)
+    a, b = _ckpt_arrays(path), _ckpt_arrays(tmp_path / "b" / "checkpoint.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in b)
+    assert [r["epoch"] for r in tr.read_metrics(tmp_path / "a")] == [1, 2]
+
+
+def test_refuses_to_overwrite_or_resume_with_other_options(tmp_path):
+    _run(tmp_path, "a", epochs=1)
+    with pytest.raises(ValueError, match="--resume"):
+        _run(tmp_path, "a", epochs=1)
+    with pytest.raises(ValueError, match="hidden"):
+        tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=False,
+                 **{**TINY, "hidden": 7})
+    with pytest.raises(ValueError, match="no checkpoint"):
+        tr.train(out=str(tmp_path / "b"), resume=True, progress=False, **TINY)
+
+
+def test_npz_and_frame_folder_data(tmp_path):
+    from mgrit_gru.data import save_npz
+    rng = np.random.default_rng(0)
+    save_npz(tmp_path / "d.npz", rng.standard_normal((20, 10, 3)), np.arange(20) % 2)
+    res = tr.train(data=f"npz:{tmp_path / 'd.npz'}", hidden=4, batch_size=8, levels=2, cf=2,
+                   epochs=1, progress=False, verbose=False)
+    assert res.params["weight_ih_l0"].shape == (12, 3) and res.params["weight_out"].shape[0] == 2
+    from PIL import Image
+    for c in ("jump", "run"):
+        for v in range(3):
+            d = tmp_path / "frames" / c / f"v{v}"
+            d.mkdir(parents=True)
+            for t in range(4):
+                Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(d / f"{t}.png")
+    res = tr.train(data=f"frames:{tmp_path / 'frames'}", seq_len=8, frame_size=4, hidden=4,
+                   batch_size=4, levels=2, cf=2, epochs=1, progress=False, verbose=False)
+    assert res.params["weight_ih_l0"].shape == (12, 16)
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+TINY_CLI = ["--data", "synthetic", "--seq-len", "20", "--num-sequences", "48", "--frame-size",
+            "4", "--hidden", "6", "--batch-size", "16", "--levels", "2", "--cf", "4",
+            "--epochs", "2", "--seed", "3", "--no-progress"]
+
+
+def test_cli_train_evaluate_and_resume(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *TINY_CLI, "--epochs", "1", "--out", out]) == 0
+    assert cli.main(["train", "--resume", "--epochs", "2", "--out", out, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "resuming" in text and "epoch 2/2" in text and "plots:" in text
+    assert cli.main(["evaluate", os.path.join(out, "checkpoint.npz"), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    last = tr.read_metrics(out)[-1]
+    assert rec["n"] == 10 and abs(rec["accuracy"] - last["test_acc"]) < 1e-12
+    assert cli.main(["evaluate", os.path.join(out, "checkpoint.npz"), "--solver", "serial"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "curves.png" in out and "residuals.png" in out
+    assert (tmp_path / "demo" / "curves.png").is_file()
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0  # reruns
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--data", "mnist"], "unknown data spec 'mnist'"),
+    (["--data", "npz:/nonexistent/x.npz"], "/nonexistent/x.npz: no such file"),
+    (["--seq-len", "0"], "seq_len must be a positive integer"),
+    (["--fwd-iters", "0"], "fwd_iters must be a positive integer"),
+    (["--bwd-iters", "-1"], "bwd_iters must be a positive integer"),
+    (["--relax", "FCFC"], "relax must be 'F' or 'FCF'"),
+    (["--cf", "1"], "cf must be >= 2"),
+    (["--lr", "-1"], "lr must be a finite number >= 0"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+])
+def test_cli_bad_options_exit_2_with_a_named_error(tmp_path, capsys, flags, message):
+    assert cli.main(["train", *TINY_CLI, *flags, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_evaluate_bad_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    assert cli.main(["evaluate", str(bad)]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path / "none.npz")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# MPI: two ranks = one process
+# ----------------------------------------------------------------------------------------------
+def _mpiexec():
+    here = Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+def _have_mpi():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:                                      # pragma: no cover
+        return False
+    return _mpiexec() is not None
+
+
+needs_mpi = pytest.mark.skipif(not _have_mpi(), reason="needs mpiexec and mpi4py")
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def _mpirun(n, args, timeout=120):
+    cmd = [_mpiexec(), "-n", str(n), sys.executable, *args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{' '.join(cmd)} hung for more than {timeout} s:\n{e.stdout}\n{e.stderr}")
+
+
+@needs_mpi
+def test_two_ranks_train_like_one_process(tmp_path):
+    one = str(tmp_path / "one")
+    assert cli.main(["train", *TINY_CLI, "--out", one]) == 0
+    two = str(tmp_path / "two")
+    proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *TINY_CLI, "--out", two])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("epoch 2/2") == 1               # rank 0 alone prints
+    assert "2 rank(s)" in proc.stdout
+    a, b = _ckpt_arrays(Path(one) / "checkpoint.npz"), _ckpt_arrays(Path(two) / "checkpoint.npz")
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].dtype.kind == "f":
+            np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-10, err_msg=k)
+        else:
+            assert np.array_equal(a[k], b[k]), k
+    for ra, rb in zip(tr.read_metrics(one), tr.read_metrics(two)):
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc", "last_fwd_residual",
+                  "last_bwd_residual"):
+            assert abs(ra[k] - rb[k]) <= 1e-10, (k, ra[k], rb[k])
+        assert rb["ranks"] == 2
+
+
+MPI_SCRIPT = r'''
+import json, numpy as np
+from mpi4py import MPI
+from mgrit_gru import init_gru, mgrit_forward, mgrit_backward
+from mgrit_gru.train import TrainConfig, prepare_data
+comm = MPI.COMM_WORLD
+# each rank holds only its time rows of the data
+d = prepare_data(TrainConfig(seq_len=64, num_sequences=8, frame_size=4, levels=3, cf=4), comm)
+# mgrit_backward frees the reversed-rank communicator it makes (MPICH has 2048 context ids)
+made = []
+class Spy:
+    def __init__(self, c): self.c = c
+    def __getattr__(self, name): return getattr(self.c, name)
+    def Split(self, *a):
+        made.append(self.c.Split(*a)); return made[-1]
+p = init_gru(2, 3, 1, seed=0)
+x = np.random.default_rng(0).standard_normal((16, 1, 2))
+for _ in range(3):
+    _, hT, info = mgrit_forward(p, x, levels=2, cf=2, max_iter=1, comm=Spy(comm), gather="local")
+    mgrit_backward(p, info, dh_T=np.ones_like(hT), levels=2, cf=2, max_iter=1, gather="local")
+rows = comm.gather([d.start, d.x_train.shape[1], d.seq_len], root=0)
+if comm.rank == 0:
+    print(json.dumps({"rows": rows, "made": len(made),
+                      "freed": all(c == MPI.COMM_NULL for c in made)}))
+'''
+
+
+@needs_mpi
+def test_ranks_hold_only_their_rows_and_free_their_communicators(tmp_path):
+    script = tmp_path / "ranks.py"
+    script.write_text(MPI_SCRIPT)
+    proc = _mpirun(2, [str(script)])
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    (s0, n0, T0), (s1, n1, T1) = rec["rows"]
+    assert T0 == T1 == 64 and n0 < 64 and n1 < 64 and s0 == 0 and s1 + n1 == 64
+    assert rec["made"] == 3 and rec["freed"]
