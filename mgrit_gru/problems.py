@@ -181,7 +181,14 @@ class GRUAdjointProblem(Problem):
             # stored gates of forward steps i0, i0 - step, ...: rebuild the caches as views
             gates = {k: _layer_first(_rows_down(v, i0 - fwd.store_from, n, t.step))
                      for k, v in fwd.gates.items()}
-            h_new = _layer_first(_rows_down(self.states, i0 + 1 - self.states_first, n, t.step))
+            # h⁺ = Φ(u_i) as the stored gates give it, not the iterate u_{i+1}: the two differ at
+            # C-points until MGRIT has converged, and the VJP of Φ at u_i needs Φ(u_i) (the
+            # implicit cell's ∂h⁺/∂z uses h⁺; the CUDA kernel and TorchBraid recompute it too)
+            s = fwd.dt * (1.0 - gates["z"])
+            if fwd.cell == "implicit":
+                h_new = (h + s * gates["n"]) / (1.0 + s)
+            else:
+                h_new = h + s * (gates["n"] - h)
             caches = [{"r": gates["r"][k], "z": gates["z"][k], "n": gates["n"][k],
                        "ghn": gates["ghn"][k], "h": h[k], "h_new": h_new[k]}
                       for k in range(self.L)]
