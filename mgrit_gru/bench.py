@@ -351,8 +351,68 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                    **_machine()}
 
 
+def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, dtype=None,
+                repeat=2, seed=0):
+    """Seconds per training epoch, serial BPTT vs MGRIT, on the demo task (`train.DEMO`).
+
+    Trains the demo model (synthetic videos; 512 training sequences) for ``repeat`` epochs with
+    each solver and reports the median epoch time (training only, not the test evaluation).
+    Under ``mpiexec -n P`` the MGRIT run is distributed over the P ranks (each holds its time
+    rows) and the serial run is made by rank 0 alone (the others wait); rank 0 prints.
+
+    Parameters
+    ----------
+    seq_len, hidden, batch, layers, cell, dtype
+        Override the demo's T, H, batch size, layers, cell, dtype.
+    repeat : int
+        Epochs timed per solver (median reported).
+    seed : int
+
+    Yields
+    ------
+    dict
+        Per solver: ``epoch_s`` (median), ``epoch_times``, ``step_s``, ``steps_per_epoch``,
+        ``final_test_acc``, ``speedup_vs_serial``, the last MGRIT residuals.
+    """
+    from .train import DEMO, TrainConfig, train
+
+    world = _world()
+    rank = 0 if world is None else world.Get_rank()
+    P = 1 if world is None else world.Get_size()
+    over = {k: v for k, v in dict(seq_len=seq_len, hidden=hidden, batch_size=batch,
+                                  layers=layers, cell=cell, dtype=dtype).items() if v is not None}
+    cfg = {**DEMO, **over, "epochs": int(repeat), "seed": seed}
+    records, serial_s = [], None
+    for solver in ("serial", "mgrit"):
+        comm = None if solver == "serial" else world
+        res = None
+        if comm is not None or rank == 0:
+            res = train(TrainConfig(**{**cfg, "solver": solver}), comm=comm, progress=False,
+                        verbose=False, plots=False)
+        if world is not None:
+            world.Barrier()                                  # others wait for rank 0's serial run
+        if rank != 0:
+            continue
+        times = [r["seconds"] for r in res.history]
+        epoch_s = float(np.median(times))
+        serial_s = epoch_s if solver == "serial" else serial_s
+        n_steps = res.history[0]["steps"]
+        last = res.history[-1]
+        records.append({"bench": "epoch", "solver": solver, "ranks": 1 if comm is None else P,
+                        "seq_len": res.config.seq_len or 256, "hidden": res.config.hidden,
+                        "batch": res.config.batch_size, "layers": res.config.layers,
+                        "cell": res.config.cell, "dtype": res.config.dtype,
+                        "steps_per_epoch": n_steps, "epochs": len(times),
+                        "epoch_s": epoch_s, "epoch_times": times, "step_s": epoch_s / n_steps,
+                        "speedup_vs_serial": serial_s / epoch_s,
+                        "final_test_acc": last["test_acc"],
+                        "last_fwd_residual": last["last_fwd_residual"],
+                        "last_bwd_residual": last["last_bwd_residual"], **_machine()})
+    yield from records
+
+
 BENCHMARKS = {"gru": bench_gru, "forward": bench_forward,
-              "train-step": bench_train_step}
+              "train-step": bench_train_step, "epoch": bench_epoch}
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 
