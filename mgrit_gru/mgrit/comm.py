@@ -97,6 +97,7 @@ def abort_on_error(comm=None):
             sys.stderr.write(f"[rank {comm.Get_rank()}/{comm.Get_size()}] uncaught exception, "
                              f"aborting the MPI job:\n{text}")
             sys.stderr.flush()
+            time.sleep(0.2)               # let mpiexec forward the text before it kills the job
         finally:
             comm.Abort(1)
 
