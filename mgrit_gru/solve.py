@@ -59,8 +59,16 @@ def _rows_needed(hier):
 def _check_backend(backend):
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "cuda":
-        raise NotImplementedError("backend='cuda' for mgrit_forward is not available yet")
+
+
+def _problem_classes(backend, comm):
+    """(forward, adjoint) problem classes of ``backend``; cuda: one GPU, one rank."""
+    if backend == "numpy":
+        return GRUForwardProblem, GRUAdjointProblem
+    if comm.size > 1:
+        raise NotImplementedError("backend='cuda' runs on one GPU: comm must have one rank")
+    from .cuda.problems import CudaAdjointProblem, CudaForwardProblem
+    return CudaForwardProblem, CudaAdjointProblem
 
 
 def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="FCF",
@@ -83,7 +91,9 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
         MGRIT options (see `mgrit_gru.mgrit.MGRIT`); ``relax`` and ``cf`` may be per level.
     comm : mpi4py communicator, optional
         Split the time axis across its ranks.
-    backend : {"numpy"}
+    backend : {"numpy", "cuda"}
+        "cuda": states, inputs, weights and gates on one GPU for the whole solve (one rank;
+        `mgrit_gru.cuda.problems`); y and h_T come back to the host at the end.
     dt : float
         Fine step size (1 = nn.GRU for the classic cell).
     coarse_input : {"inject", "average"}
@@ -123,8 +133,9 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
                          f"holds steps {offset}..{offset + x_loc.shape[0] - 1}")
     x_loc = x_loc[start - offset: stop - offset]             # keep only the rows we need
     lo = hier.levels[0].lo
-    problem = GRUForwardProblem(params, x_loc, h0, T, cell, dt, coarse_input, t_offset=start,
-                                store_from=max(lo, 1) - 1)
+    fwd_cls = _problem_classes(backend, comm)[0]
+    problem = fwd_cls(params, x_loc, h0, T, cell, dt, coarse_input, t_offset=start,
+                      store_from=max(lo, 1) - 1)
     solver = MGRIT(problem, levels=levels, cf=cf, relax=relax, c_weight=c_weight, cycle=cycle,
                    max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
                    min_coarse=min_coarse, comm=comm,
@@ -235,7 +246,9 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         Options of the backward solve, independent of the forward ones (the paper: 1 iteration).
     comm : mpi4py communicator, optional
         Must be the forward solve's (default: it is taken from ``fwd``).
-    backend : {"numpy"}
+    backend : {"numpy", "cuda"}
+        Must be the forward solve's; "cuda" keeps λ, the cotangent tables and the gradient
+        sums on the GPU (grads, dx, dh0 come back to the host at the end).
     gather : {"all", "root", "local"}
         Where ``dx`` is assembled (like ``y`` in `mgrit_forward`); grads and dh0 are everywhere.
 
@@ -255,7 +268,11 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         raise ValueError(f"gather must be one of {GATHERS}, got {gather!r}")
     if not hasattr(fwd, "problem") or not isinstance(getattr(fwd, "problem", None),
                                                      GRUForwardProblem):
-        raise ValueError("fwd must be the info returned by mgrit_forward")
+        if type(getattr(fwd, "problem", None)).__name__ != "CudaForwardProblem":
+            raise ValueError("fwd must be the info returned by mgrit_forward")
+    fwd_cls, adj_cls = _problem_classes(backend, fwd.solver.comm)
+    if not isinstance(fwd.problem, fwd_cls):
+        raise ValueError(f"backend={backend!r} but fwd was solved with the other backend")
     L, I, H, dtype = gru_dims(params)
     fproblem, fsolver = fwd.problem, fwd.solver
     snap = getattr(fwd, "params_snapshot", fproblem.params)
@@ -278,7 +295,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         dh_T = dh_T.astype(dtype)
     lo, hi = fsolver.local_range
     states = fsolver.U[0]                                    # forward points lo - 1 .. hi
-    problem = GRUAdjointProblem(fproblem, states, lo - 1, dy_rows, dy_first, dh_T)
+    problem = adj_cls(fproblem, states, lo - 1, dy_rows, dy_first, dh_T)
     ranges = _mirror_ranges(fsolver.hier.fine_ranges, T)
     rcomm = _reversed(fsolver)
     solver = MGRIT(problem, levels=levels, cf=cf, relax=relax, c_weight=c_weight, cycle=cycle,
@@ -291,12 +308,15 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     info.problem, info.solver = problem, solver
     # parameter gradients from the stored cotangents of this rank's steps i = first .. hi - 1
     first = fproblem.store_from
-    steps = slice(first - (lo - 1), hi - (lo - 1))           # rows of `states` for u_i
-    nxt = slice(first + 1 - (lo - 1), hi + 1 - (lo - 1))     # rows for u_{i+1}
-    x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
-    inputs = [x_rows] + [states[nxt, k - 1] for k in range(1, L)]
-    grads = param_grads(params, inputs, [states[steps, k] for k in range(L)],
-                        problem.dgx, problem.dgh)
+    if backend == "cuda":                                    # device sums, copied to the host
+        grads, dx_loc = problem.gradients(lo, hi)
+    else:
+        steps = slice(first - (lo - 1), hi - (lo - 1))       # rows of `states` for u_i
+        nxt = slice(first + 1 - (lo - 1), hi + 1 - (lo - 1)) # rows for u_{i+1}
+        x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
+        inputs = [x_rows] + [states[nxt, k - 1] for k in range(1, L)]
+        grads = param_grads(params, inputs, [states[steps, k] for k in range(L)],
+                            problem.dgx, problem.dgh)
     names = list(grads)
     flat = np.concatenate([grads[k].ravel() for k in names])
     flat = comm_w.allreduce_sum(flat)                        # one Allreduce(SUM) for all tensors
@@ -304,9 +324,10 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     for k in names:
         grads[k] = flat[offset: offset + grads[k].size].reshape(params[k].shape).astype(dtype)
         offset += params[k].size
-    W_ih0 = params["weight_ih_l0"]
-    dgx0 = problem.dgx[0]
-    dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
+    if backend != "cuda":
+        W_ih0 = params["weight_ih_l0"]
+        dgx0 = problem.dgx[0]
+        dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
     # dh0 = λ_0, the adjoint's last point s = N (owned by the rank holding forward point 0)
     b_lo, b_hi = solver.local_range
     dh0 = lam[-1].copy() if b_hi == T else None

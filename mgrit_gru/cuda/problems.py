@@ -80,7 +80,9 @@ class CudaVectors:
         return to_host(self.gru, a)
 
     def from_host(self, dst, a):
-        a = np.ascontiguousarray(np.broadcast_to(a, dst.shape), dtype=self.dtype)
+        buf = np.empty(dst.shape, self.dtype)               # fresh strides (no stride-0 axes)
+        buf[...] = a
+        a = buf
         if dst.is_c_contiguous():
             dst.copy_to_device(a)
         else:                                                # stage, then one copy kernel
