@@ -459,13 +459,13 @@ def _mismatch(a, b):
 
 
 def _bar(iterable=None, rank=0, progress=True, **kw):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     disable = True if (rank != 0 or not progress) else None  # None: off when not a TTY
     return tqdm(iterable, disable=disable, dynamic_ncols=True, file=sys.stderr, **kw)
 
 
 def _say(line):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     tqdm.write(line)                                         # does not break a running bar
 
 
@@ -679,7 +679,8 @@ def demo(out="runs/demo", comm=None, progress=True, **overrides):
 # ----------------------------------------------------------------------------------------------
 # command-line glue (mgrit-gru train / evaluate / demo)
 # ----------------------------------------------------------------------------------------------
-_MPI_ENV = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+_MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_PROCID",
+            "MPI_LOCALNRANKS")
 
 
 def world_comm():
