@@ -411,8 +411,28 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
     yield from records
 
 
+def bench_cuda(seq_len=None, batch=None, hidden=256, input_size=None, layers=1, cell="implicit",
+               dtype="float32", levels=3, cf=4, iters=2, bwd_iters=1, relax="FCF", repeat=5,
+               seed=0, out=None, seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32),
+               torch=True, simulate=False):
+    """One GPU: serial stepping vs MGRIT forward, backward, forward+backward (and cuDNN's
+    nn.GRU when PyTorch is importable), T = 1024..65536, B = 1 and 32, H = 256, float32.
+
+    ``seq_len`` / ``batch`` (the CLI's --seq-len, --batch) pick one size instead of the sweep.
+    Every MGRIT record has its residual and its error against the serial solution; a short table
+    goes to stderr at the end, ``out`` gets the full results as JSON. Raises ValueError without
+    a GPU (the CLI exits 2). See `mgrit_gru.cuda.bench`.
+    """
+    from .cuda.bench import bench_cuda as run                # numba only when asked for
+    yield from run(seq_lens=(seq_len,) if seq_len else tuple(seq_lens),
+                   batches=(batch,) if batch else tuple(batches), hidden=hidden,
+                   input_size=input_size, layers=layers, cell=cell, dtype=dtype, levels=levels,
+                   cf=cf, iters=iters, bwd_iters=bwd_iters, relax=relax, repeat=repeat,
+                   seed=seed, torch=torch, simulate=simulate, out=out)
+
+
 BENCHMARKS = {"gru": bench_gru, "forward": bench_forward,
-              "train-step": bench_train_step, "epoch": bench_epoch}
+              "train-step": bench_train_step, "epoch": bench_epoch, "cuda": bench_cuda}
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 

@@ -52,7 +52,10 @@ def _add_bench(subparsers):
         "bench", help="timing benchmarks, one JSON line per measurement",
         description="Run a benchmark and print JSON lines. For one-core numbers start with "
                     "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 in the environment.")
-    p.add_argument("--what", choices=sorted(BENCHMARKS), default="gru")
+    p.add_argument("--what", choices=sorted(BENCHMARKS), default=None,
+                   help="benchmark (default gru; cuda with --backend cuda)")
+    p.add_argument("--backend", choices=("numpy", "cuda"), default=None,
+                   help="cuda: the one-GPU benchmark (serial vs MGRIT vs cuDNN); needs a GPU")
     # shared flags: None means "the benchmark's default"
     p.add_argument("--hidden", type=int, help="hidden size H (gru default 256)")
     p.add_argument("--batch", type=int, help="batch size B (gru default 32)")
@@ -80,7 +83,8 @@ def _add_bench(subparsers):
     def handler(args):
         from .bench import run_benchmark
         options = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "what")}
-        for record in run_benchmark(args.what, **options):
+        what = args.what or ("cuda" if args.backend == "cuda" else "gru")
+        for record in run_benchmark(what, **options):
             print(json.dumps(record), flush=True)
         return 0
 

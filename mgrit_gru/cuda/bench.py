@@ -1,0 +1,201 @@
+"""``mgrit-gru bench --backend cuda``: serial stepping vs MGRIT on one GPU (and cuDNN if present).
+
+For every (T, B): serial forward and forward+backward on the device (one launch per step,
+`mgrit_gru.cuda.serial`), MGRIT forward, backward and forward+backward (``backend="cuda"``,
+the paper's budget by default: 3 levels, cf 4, 2 forward / 1 backward cycles, FCF), and, when
+PyTorch with CUDA is importable, ``torch.nn.GRU`` (cuDNN) forward and forward+backward on the same
+sizes. Every MGRIT record states its final residual and its error against the serial solution
+(forward: max |y - y_serial| / max |y_serial|; backward: the largest such relative error over the
+gradients, dx and dh0 against serial BPTT).
+
+Timing: one warm-up run (compilation), then ``repeat`` runs (fewer when one run is long, at least
+one) with ``cuda.synchronize()`` before and after each, median reported. The MGRIT rows time the
+public functions, which copy their results to the host at the end (the solver returns every fine
+state: ``host_copy_s`` records what that copy alone costs).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+from numba import cuda
+
+from ..gru import gru_backward, gru_forward, init_gru
+from ..solve import mgrit_backward, mgrit_forward
+from .backend import cuda_available
+
+LONG_RUN_S = 20.0                    # at most about this many seconds of timed runs per row
+
+
+def _sync():
+    cuda.synchronize()
+
+
+def _timed(fn, repeat, sync=_sync):
+    """(median seconds, runs, last result): warm-up once, then up to ``repeat`` timed runs
+    (``repeat`` = 0: the warm-up run alone, timed; for the simulator's logic check)."""
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    warm = time.perf_counter() - t0
+    if repeat == 0:
+        return warm, 1, out
+    reps = max(1, min(repeat, int(LONG_RUN_S // max(warm, 1e-9))))
+    times = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), reps, out
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _device_name(simulate):
+    if simulate:
+        return "numba CUDA simulator (CPU): timings meaningless"
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _torch_rows(T, B, H, I, repeat, seed, base):
+    """cuDNN nn.GRU forward and forward+backward, or nothing without torch+CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    torch.manual_seed(seed)
+    gru = torch.nn.GRU(I, H).cuda().float()
+    x = torch.randn(T, B, I, device="cuda")
+    dy = torch.randn(T, B, H, device="cuda")
+    sync = torch.cuda.synchronize
+
+    def fwd():
+        with torch.no_grad():
+            return gru(x)
+
+    def fwd_bwd():
+        gru.zero_grad(set_to_none=True)
+        y, _ = gru(x)
+        y.backward(dy)
+
+    rows = []
+    for run, fn in (("torch_forward", fwd), ("torch_forward_backward", fwd_bwd)):
+        s, reps, _ = _timed(fn, repeat, sync)
+        rows.append(dict(base, run=run, seconds=s, repeat=reps, us_per_step=1e6 * s / T,
+                         cudnn=bool(torch.backends.cudnn.enabled), torch=torch.__version__))
+    return rows
+
+
+def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
+               input_size=None, layers=1, cell="implicit", dtype="float32", levels=3, cf=4,
+               iters=2, bwd_iters=1, relax="FCF", repeat=5, seed=0, torch=True,
+               simulate=False, out=None):
+    """Yield one record per (T, B, run); see the module docstring.
+
+    ``simulate=True`` runs under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, tiny sizes only:
+    it checks the logic, its timings mean nothing; ``repeat=0`` runs each row once). Without a GPU (and not simulating) it raises
+    ValueError before doing anything. ``out``: write {"device", "options", "records"} as JSON.
+    """
+    from numba.cuda import config
+    if simulate:
+        if not config.ENABLE_CUDASIM:
+            raise ValueError("simulate=True needs NUMBA_ENABLE_CUDASIM=1 set before numba loads")
+    elif not cuda_available():
+        raise ValueError("bench --backend cuda needs a CUDA GPU, and none is usable here "
+                         "(no driver/device, or NUMBA_ENABLE_CUDASIM=1 is set)")
+    dtype = np.dtype(dtype)
+    H = int(hidden)
+    I = H if input_size is None else int(input_size)
+    device = _device_name(simulate)
+    fopts = dict(cell=cell, levels=levels, cf=cf, relax=relax, max_iter=iters, tol=0.0)
+    bopts = dict(levels=levels, cf=cf, relax=relax, max_iter=bwd_iters, tol=0.0)
+    records = []
+    for T in seq_lens:
+        for B in batches:
+            params = init_gru(I, H, layers, seed=seed, dtype=dtype)
+            rng = np.random.default_rng(seed)
+            x = rng.standard_normal((T, B, I)).astype(dtype)
+            dy = rng.standard_normal((T, B, H)).astype(dtype)
+            base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
+                        layers=layers, cell=cell, dtype=dtype.name)
+            rows = []
+            # serial stepping: one launch per step (warm-up on a short sequence: same kernels)
+            if repeat:
+                gru_forward(params, x[:16], cell=cell, backend="cuda")
+            s, reps, (y_s, hT_s, cache) = _timed(
+                lambda: gru_forward(params, x, cell=cell, backend="cuda"), repeat)
+            rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T))
+
+            def serial_fb():
+                c = gru_forward(params, x, cell=cell, backend="cuda")[2]
+                return gru_backward(params, c, dy)
+            s, reps, ref_b = _timed(serial_fb, repeat)
+            rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T))
+            # MGRIT
+            mg = dict(levels=levels, cf=cf, relax=relax, iters=iters, bwd_iters=bwd_iters)
+            s, reps, (y, _, finfo) = _timed(
+                lambda: mgrit_forward(params, x, backend="cuda", **fopts), repeat)
+            U = finfo.solver.U[0]
+            t0 = time.perf_counter()
+            finfo.problem.vec.to_host(U[1:])
+            host_copy = time.perf_counter() - t0
+            f_res, f_err = finfo.final_residual, _rel(y, y_s)
+            rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
+                             host_copy_s=host_copy, **mg))
+
+            def bwd_err(res):
+                g, dx, dh0 = res[:3]
+                errs = [_rel(g[k], ref_b[0][k]) for k in g]
+                return max(errs + [_rel(dx, ref_b[1]), _rel(dh0, ref_b[2])])
+            s, reps, bres = _timed(
+                lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
+            rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T, residual=bres[3].final_residual,
+                             error_vs_serial=bwd_err(bres), **mg))
+
+            def mgrit_fb():
+                fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
+                return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
+            s, reps, (bres, fi) = _timed(mgrit_fb, repeat)
+            rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T, residual=fi.final_residual,
+                             residual_backward=bres[3].final_residual,
+                             error_vs_serial=bwd_err(bres), **mg))
+            if torch and not simulate:
+                rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
+            for r in rows:
+                records.append(r)
+                yield r
+    if out is not None:
+        with open(out, "w") as f:
+            json.dump({"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
+                       "records": records}, f, indent=1)
+    print(table(records), file=sys.stderr)
+
+
+def table(records):
+    """A short text table: milliseconds per run and (T, B), residual and error of MGRIT rows."""
+    lines = [f"{'run':<24}{'T':>7}{'B':>4}{'ms':>11}{'µs/step':>10}{'residual':>11}"
+             f"{'err vs serial':>15}"]
+    for r in records:
+        res = r.get("residual")
+        err = r.get("error_vs_serial")
+        lines.append(f"{r['run']:<24}{r['seq_len']:>7}{r['batch']:>4}{1e3 * r['seconds']:>11.2f}"
+                     f"{r['us_per_step']:>10.2f}"
+                     f"{'' if res is None else f'{res:.2e}':>11}"
+                     f"{'' if err is None else f'{err:.2e}':>15}")
+    return "\n".join(lines)

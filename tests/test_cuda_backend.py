@@ -1,0 +1,347 @@
+"""backend="cuda" against the NumPy backend: MGRIT forward/backward, serial forward/BPTT.
+
+Runs under numba's CUDA simulator on CPU (tests/conftest.py), tiny sizes (T 8-16, H 4, B 2).
+The simulator is more permissive than real device arrays, so every test here runs with
+`strict_device_arrays`: a slice with a negative step, arithmetic on a device array or a copy into
+a strided device view raises (as on a GPU), and every device array the backend allocates is
+NaN-poisoned (an output a kernel forgets to write shows). Tests marked `real_gpu` need a GPU.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mgrit_gru.cuda import CudaGRU, cuda_available
+from mgrit_gru.gru import gru_backward, gru_forward, init_gru
+from mgrit_gru.mgrit.problem import NumpyVectors
+from mgrit_gru.solve import mgrit_backward, mgrit_forward
+
+real_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU")
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+I, H, B = 3, 4, 2
+
+
+@pytest.fixture(autouse=True)
+def strict_device_arrays(monkeypatch):
+    """Make the simulator's device arrays as strict as real ones, and poison allocations."""
+    if not SIM:
+        yield
+        return
+    from numba.cuda.simulator.cudadrv import devicearray as sim
+
+    orig_getitem, orig_to_dev = sim.FakeCUDAArray.__getitem__, sim.FakeCUDAArray.copy_to_device
+    orig_to_host = sim.FakeCUDAArray.copy_to_host
+
+    def getitem(self, idx):
+        for k in idx if isinstance(idx, tuple) else (idx,):
+            if isinstance(k, slice) and k.step is not None and k.step < 0:
+                raise NotImplementedError("device arrays have no negative-stride views")
+        return orig_getitem(self, idx)
+
+    def to_dev(self, ary, stream=0):
+        assert self.is_c_contiguous(), "copy_to_device into a strided device view"
+        return orig_to_dev(self, ary, stream)
+
+    def to_host(self, ary=None, stream=0):
+        assert all(s >= 0 for s in self.strides), "D->H copy of a negative-stride view"
+        return orig_to_host(self, ary, stream)
+
+    def no_math(self, other):
+        raise TypeError("no arithmetic on device arrays")
+
+    monkeypatch.setattr(sim.FakeCUDAArray, "__getitem__", getitem)
+    monkeypatch.setattr(sim.FakeCUDAArray, "copy_to_device", to_dev)
+    monkeypatch.setattr(sim.FakeCUDAArray, "copy_to_host", to_host)
+    for op in ("__add__", "__sub__", "__mul__", "__truediv__", "__neg__"):
+        monkeypatch.setattr(sim.FakeCUDAArray, op, no_math, raising=False)
+    orig_empty = CudaGRU.empty
+
+    def poisoned(self, shape, dtype=None):
+        a = orig_empty(self, shape, dtype)
+        if np.dtype(a.dtype).kind == "f":
+            a.copy_to_device(np.full(a.shape, np.nan, a.dtype))
+        return a
+
+    monkeypatch.setattr(CudaGRU, "empty", poisoned)
+    yield
+
+
+def close(got, want, dtype, what=""):
+    """float64: 1e-10 absolute; float32: 1e-5 relative to the largest reference entry."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, what
+    assert np.all(np.isfinite(got)), f"{what}: unwritten (NaN) or non-finite"
+    err = np.max(np.abs(got - want)) if got.size else 0.0
+    tol = 1e-10 if dtype == np.float64 else 1e-5 * max(1.0, np.max(np.abs(want)))
+    assert err <= tol, f"{what}: max error {err:.3g} > {tol:.3g}"
+
+
+def close_hist(got, want, dtype, what):
+    """Residual histories: float64 to 1e-10 relative; float32 to 1e-5 relative to the largest
+    entry (a float32 residual near 1e-7 is round-off, and so is its difference)."""
+    assert len(got) == len(want), what
+    if dtype == np.float64:
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14, err_msg=what)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(want), err_msg=what)
+
+
+def data(dtype, T, L, seed=0):
+    p = init_gru(I, H, L, seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = 0.5 * rng.standard_normal((L, B, H)).astype(dtype)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    dh_T = rng.standard_normal((L, B, H)).astype(dtype)
+    return p, x, h0, dy, dh_T
+
+
+# ----------------------------------------------------------------------------------------------
+# MGRIT forward and backward: cuda == numpy (solution, residual history, grads, dx, dh0)
+# ----------------------------------------------------------------------------------------------
+CASES = [  # dtype, cell, L, T, forward options, backward options
+    (np.float64, "classic", 2, 8, dict(levels=3, cf=2, max_iter=2), dict(levels=3, cf=2)),
+    (np.float64, "implicit", 1, 8,
+     dict(levels=3, cf=2, max_iter=2, coarse_input="average", relax="F", skip=False),
+     dict(levels=2, cf=4, relax="FCF", c_weight=0.7, norm="max")),
+    (np.float32, "implicit", 2, 8, dict(levels=2, cf=4, max_iter=3, c_weight=0.8),
+     dict(levels=2, cf=2)),
+]
+
+
+@pytest.mark.parametrize("dtype, cell, L, T, fopts, bopts", CASES)
+def test_mgrit_forward_backward_equal_numpy(dtype, cell, L, T, fopts, bopts):
+    p, x, h0, dy, dh_T = data(dtype, T, L)
+    fopts = dict(fopts, tol=0.0, cell=cell)
+    bopts = dict(bopts, tol=0.0, max_iter=1)
+    y_c, hT_c, fi_c = mgrit_forward(p, x, h0, backend="cuda", **fopts)
+    y_n, hT_n, fi_n = mgrit_forward(p, x, h0, **fopts)
+    close(y_c, y_n, dtype, "y")
+    close(hT_c, hT_n, dtype, "h_T")
+    close_hist(fi_c.residual_history, fi_n.residual_history, dtype, "forward residuals")
+    assert fi_c.iterations == fi_n.iterations
+    g_c, dx_c, dh0_c, bi_c = mgrit_backward(p, fi_c, dy, dh_T, backend="cuda", **bopts)
+    g_n, dx_n, dh0_n, bi_n = mgrit_backward(p, fi_n, dy, dh_T, **bopts)
+    assert set(g_c) == set(g_n)
+    for k in g_n:
+        assert g_c[k].dtype == dtype
+        close(g_c[k], g_n[k], dtype, k)
+    close(dx_c, dx_n, dtype, "dx")
+    close(dh0_c, dh0_n, dtype, "dh0")
+    close_hist(bi_c.residual_history, bi_n.residual_history, dtype, "backward residuals")
+
+
+def test_mgrit_converged_cuda_equals_serial_bptt():
+    """Converged MGRIT on the device = serial BPTT (DESIGN.md 5.7), and one level = serial."""
+    p, x, h0, dy, _ = data(np.float64, 8, 1, seed=3)
+    y_s, hT_s, cache = gru_forward(p, x, h0, cell="implicit")
+    g_s, dx_s, dh0_s = gru_backward(p, cache, dy)
+    y, hT, fi = mgrit_forward(p, x, h0, cell="implicit", backend="cuda", levels=2, cf=2,
+                              max_iter=10, tol=1e-13)
+    assert fi.converged
+    close(y, y_s, np.float64, "y")
+    g, dx, dh0, bi = mgrit_backward(p, fi, dy, backend="cuda", levels=1)
+    for k in g_s:
+        close(g[k], g_s[k], np.float64, k)
+    close(dx, dx_s, np.float64, "dx")
+    close(dh0, dh0_s, np.float64, "dh0")
+
+
+def test_backend_mismatch_and_ranks_are_refused():
+    p, x, h0, dy, _ = data(np.float64, 4, 1)
+    _, _, fi = mgrit_forward(p, x, levels=1)
+    with pytest.raises(ValueError, match="other backend"):
+        mgrit_backward(p, fi, dy, backend="cuda")
+    with pytest.raises(ValueError, match="backend"):
+        mgrit_forward(p, x, backend="tpu")
+
+    class TwoRanks:
+        size, rank = 2, 0
+
+    from mgrit_gru.solve import _problem_classes
+    with pytest.raises(NotImplementedError, match="one rank"):
+        _problem_classes("cuda", TwoRanks())
+
+
+# ----------------------------------------------------------------------------------------------
+# serial forward and BPTT
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, cell, L", [(np.float64, "implicit", 2), (np.float32, "classic", 1)])
+def test_serial_forward_backward_equal_numpy(dtype, cell, L):
+    p, x, h0, dy, dh_T = data(dtype, 6, L, seed=2)
+    y_c, hT_c, cache_c = gru_forward(p, x, h0, cell=cell, dt=0.7, backend="cuda")
+    y_n, hT_n, cache_n = gru_forward(p, x, h0, cell=cell, dt=0.7)
+    close(y_c, y_n, dtype, "y")
+    close(hT_c, hT_n, dtype, "h_T")
+    g_c, dx_c, dh0_c = gru_backward(p, cache_c, dy, dh_T)
+    g_n, dx_n, dh0_n = gru_backward(p, cache_n, dy, dh_T)
+    for k in g_n:
+        close(g_c[k], g_n[k], dtype, k)
+    close(dx_c, dx_n, dtype, "dx")
+    close(dh0_c, dh0_n, dtype, "dh0")
+    g_c2, _, _ = gru_backward(p, cache_c, None, dh_T, backend="cuda")      # no dy
+    g_n2, _, _ = gru_backward(p, cache_n, None, dh_T)
+    close(g_c2["weight_hh_l0"], g_n2["weight_hh_l0"], dtype, "no dy")
+    with pytest.raises(ValueError, match="backend"):
+        gru_backward(p, cache_c, dy, backend="numpy")
+    with pytest.raises(ValueError, match="not this model"):
+        gru_backward(init_gru(I, H + 1, L, dtype=dtype), cache_c, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# the vector operations and the small kernels
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_vectors_equal_numpy_vectors(dtype):
+    from mgrit_gru.cuda.problems import CudaVectors
+    L = 2
+    gru = CudaGRU(init_gru(I, H, L, dtype=dtype))
+    shape = (L, B, H)
+    nv, cv = NumpyVectors(shape, dtype), CudaVectors(gru, shape)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal((7,) + shape).astype(dtype) for _ in range(3))
+    da, db, dc = (gru.to_device(v) for v in (a, b, c))
+    assert np.array_equal(cv.to_host(cv.zeros(5)), nv.zeros(5))
+    for name, args in [("sub", (a, b)), ("fas", (a, b, c)), ("fas", (a, None, c)),
+                       ("axpby", (0.3, a, 0.7, b))]:
+        want = nv.zeros(7)
+        getattr(nv, name)(want, *args)
+        out = cv.zeros(7)
+        dargs = [{id(a): da, id(b): db, id(c): dc}.get(id(v), v) for v in args]
+        getattr(cv, name)(out, *dargs)
+        close(cv.to_host(out), want, dtype, name)
+    # strided views (every 3rd point) in place, as the solver uses them
+    cv.axpby(da[1::3], 0.5, da[1::3], 2.0, db[0:4:3])
+    want = a.copy()
+    want[1::3] = 0.5 * a[1::3] + 2.0 * b[0:4:3]
+    close(cv.to_host(da), want, dtype, "strided axpby")
+    close(cv.to_host(da[1::3]), want[1::3], dtype, "to_host of a strided view")
+    cv.assign(da[0::2], db[0:4])
+    want[0::2] = b[0:4]
+    close(cv.to_host(da), want, dtype, "assign")
+    assert cv.sq_norm(db[2:6]) == pytest.approx(nv.sq_norm(b[2:6]), rel=1e-6)
+    assert cv.max_abs(db[::2]) == pytest.approx(nv.max_abs(b[::2]), rel=1e-6)
+    assert cv.sq_norm(db[0:0]) == 0.0
+    cv.from_host(da[2:3], c[0])
+    cv.from_host(da[::3], c[:3])                               # strided: staged then copied
+    want[2], want[::3] = c[0], c[:3]
+    close(cv.to_host(da), want, dtype, "from_host")
+    bad = gru.to_device(np.full((2,) + shape, np.nan, dtype))
+    assert np.isnan(cv.sq_norm(bad)) and np.isnan(cv.max_abs(bad))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_small_kernels(dtype):
+    from mgrit_gru.cuda.vector_kernels import take_rows, window_mean
+    gru = CudaGRU(init_gru(I, H, 1, dtype=dtype))
+    rng = np.random.default_rng(1)
+    src = rng.standard_normal((9, 2, B, H)).astype(dtype)
+    idx = np.array([8, 3, 3, 0, 5], np.int64)
+    out = gru.empty((5, 2, B, H))
+    take_rows(gru.to_device(src), gru.to_device(idx, np.int64), out)
+    close(gru.to_host(out), src[idx], dtype, "take_rows")
+    gx = rng.standard_normal((10, B, 6)).astype(dtype)
+    for span in (1, 4):
+        out = gru.empty((10 - span + 1, B, 6))
+        window_mean(gru.to_device(gx), span, out)
+        want = np.stack([gx[a:a + span].mean(0) for a in range(10 - span + 1)])
+        close(gru.to_host(out), want, dtype, f"window_mean span {span}")
+
+
+PTX_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from numba import cuda
+    from mgrit_gru.cuda.vector_kernels import vector_kernels, signatures
+    for dtype in (np.float32, np.float64):
+        ks = vector_kernels(dtype)
+        assert set(signatures(dtype)) == set(ks.py_funcs)
+        for name, sig in signatures(dtype).items():
+            ptx, _ = cuda.compile_ptx(ks.py_funcs[name], sig, cc=(9, 0))
+            assert ".entry" in ptx, name
+            assert dtype is np.float64 or ".f64" not in ptx, f"float64 ops in float32 {name}"
+            print(name, "ok")
+""")
+
+
+def test_vector_kernels_ptx_sm90():
+    """The backend's own small kernels compile for sm_90 (outside the simulator)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", PTX_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode != 0 and ("NVVM" in proc.stderr or "libnvvm" in proc.stderr):
+        pytest.skip("NVVM not installed (pip install numba-cuda[cu13])")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count(" ok") == 6
+
+
+# ----------------------------------------------------------------------------------------------
+# the benchmark: refuses without a GPU; its logic on tiny sizes under the simulator
+# ----------------------------------------------------------------------------------------------
+def test_bench_cuda_refuses_without_gpu(capsys):
+    from mgrit_gru.cli import main
+    if cuda_available():
+        pytest.skip("a GPU is present")
+    assert main(["bench", "--what", "cuda", "--seq-len", "8"]) == 2
+    assert "GPU" in capsys.readouterr().err
+
+
+def test_bench_cuda_logic_under_the_simulator(tmp_path):
+    import json
+
+    from mgrit_gru.bench import bench_cuda
+    out = tmp_path / "r.json"
+    recs = list(bench_cuda(seq_lens=(4,), batches=(1,), hidden=4, input_size=3, repeat=0,
+                           levels=2, cf=2, simulate=True, torch=False, out=str(out)))
+    kinds = {r["run"] for r in recs}
+    assert {"serial_forward", "serial_forward_backward", "mgrit_forward", "mgrit_backward",
+            "mgrit_forward_backward"} <= kinds
+    for r in recs:
+        assert r["seconds"] > 0 and r["seq_len"] == 4 and r["hidden"] == 4
+        if r["run"].startswith("mgrit"):
+            assert np.isfinite(r["residual"]) and np.isfinite(r["error_vs_serial"])
+    assert json.loads(out.read_text())["records"] == recs
+
+
+# ----------------------------------------------------------------------------------------------
+# real GPU only: production sizes
+# ----------------------------------------------------------------------------------------------
+@real_gpu
+@pytest.mark.parametrize("Bs", [1, 32])
+def test_real_gpu_mgrit_h256(Bs):
+    """H = 256, T = 512, float32: MGRIT forward+backward on the GPU = the NumPy backend."""
+    dtype, T, Hs = np.float32, 512, 256
+    p = init_gru(Hs, Hs, 1, seed=0, dtype=dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, Bs, Hs)).astype(dtype)
+    dy = rng.standard_normal((T, Bs, Hs)).astype(dtype)
+    opts = dict(cell="implicit", levels=3, cf=4, max_iter=2, tol=0.0)
+    y_c, _, fi_c = mgrit_forward(p, x, backend="cuda", **opts)
+    y_n, _, fi_n = mgrit_forward(p, x, **opts)
+    close(y_c, y_n, dtype, "y")
+    close_hist(fi_c.residual_history, fi_n.residual_history, np.float32, "residuals")
+    g_c, dx_c, dh0_c, _ = mgrit_backward(p, fi_c, dy, backend="cuda", levels=3, cf=4, max_iter=1)
+    g_n, dx_n, dh0_n, _ = mgrit_backward(p, fi_n, dy, levels=3, cf=4, max_iter=1)
+    for k in g_n:
+        close(g_c[k], g_n[k], dtype, k)
+    close(dx_c, dx_n, dtype, "dx")
+    close(dh0_c, dh0_n, dtype, "dh0")
+
+
+@real_gpu
+def test_real_gpu_serial_h256():
+    dtype, T, Hs = np.float32, 256, 256
+    p = init_gru(Hs, Hs, 2, seed=1, dtype=dtype)
+    x = np.random.default_rng(1).standard_normal((T, 4, Hs)).astype(dtype)
+    y_c, _, c_c = gru_forward(p, x, backend="cuda")
+    y_n, _, c_n = gru_forward(p, x)
+    close(y_c, y_n, dtype, "y")
+    g_c, dx_c, _ = gru_backward(p, c_c, np.ones_like(y_n))
+    g_n, dx_n, _ = gru_backward(p, c_n, np.ones_like(y_n))
+    for k in g_n:
+        close(g_c[k], g_n[k], dtype, k)
+    close(dx_c, dx_n, dtype, "dx")
