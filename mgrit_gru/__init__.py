@@ -3,7 +3,9 @@
 Where things live: `gru` (the GRU math, step + VJP, serial forward/BPTT), `head` (classifier),
 `gradcheck`, `mgrit` (the generic solver: cycle, hierarchy, comm, problem), `problems` (the GRU
 forward and adjoint as MGRIT problems), `solve` (`mgrit_forward`, `mgrit_backward`), `data`,
-`optim`, `cuda` (numba.cuda kernels), `diagnostics` (plots), `bench`, `cli`.
+`optim`, `model` (the GRU classifier, one serial or MGRIT training step), `train` (the training
+loop, checkpoints, resume, ``mgrit-gru train``/``demo``), `cuda` (numba.cuda kernels),
+`diagnostics` (plots), `bench`, `cli`.
 """
 from .gru import (init_gru, gru_forward, gru_backward, step_forward, step_backward,
                   cell_forward, cell_backward, gru_dims)
