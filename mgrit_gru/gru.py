@@ -181,6 +181,20 @@ def cell_forward(gx, h, W_hh, b_hh, cell="classic", dt=1.0, out=None):
     return h_new, {"r": r, "z": z, "n": n, "ghn": ghn, "h": h, "h_new": h_new}
 
 
+def cell_update(h, z, n, cell="classic", dt=1.0):
+    """h⁺ from the old state and the gates z, n: the last line of `cell_forward` on its own.
+
+    Lets a backward pass rebuild Φ(h) from stored gates instead of trusting a stored h⁺ (in an
+    unconverged MGRIT iterate the stored next state is not Φ of the previous one at C-points).
+    """
+    s = dt * (1.0 - z)
+    if cell == "classic":
+        return h + s * (n - h)
+    if cell == "implicit":
+        return (h + s * n) / (1.0 + s)
+    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+
+
 def cell_backward(dh_new, cache, W_hh, cell="classic", dt=1.0, out_dgx=None, out_dgh=None):
     """Vector-Jacobian product of `cell_forward`.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gru import gru_dims, step_forward
+from .gru import cell_update, gru_dims, step_forward
 from .mgrit.problem import Problem
 
 COARSE_INPUTS = ("inject", "average")
@@ -184,11 +184,7 @@ class GRUAdjointProblem(Problem):
             # h⁺ = Φ(u_i) as the stored gates give it, not the iterate u_{i+1}: the two differ at
             # C-points until MGRIT has converged, and the VJP of Φ at u_i needs Φ(u_i) (the
             # implicit cell's ∂h⁺/∂z uses h⁺; the CUDA kernel and TorchBraid recompute it too)
-            s = fwd.dt * (1.0 - gates["z"])
-            if fwd.cell == "implicit":
-                h_new = (h + s * gates["n"]) / (1.0 + s)
-            else:
-                h_new = h + s * (gates["n"] - h)
+            h_new = cell_update(h, gates["z"], gates["n"], fwd.cell, fwd.dt)
             caches = [{"r": gates["r"][k], "z": gates["z"][k], "n": gates["n"][k],
                        "ghn": gates["ghn"][k], "h": h[k], "h_new": h_new[k]}
                       for k in range(self.L)]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .gru import check_cell, check_sequence, gru_dims
 from .mgrit import MGRIT, Hierarchy, as_comm
-from .gru import param_grads
+from .gru import cell_update, param_grads
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
 BACKENDS = ("numpy", "cuda")
@@ -312,9 +312,13 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         grads, dx_loc = problem.gradients(lo, hi)
     else:
         steps = slice(first - (lo - 1), hi - (lo - 1))       # rows of `states` for u_i
-        nxt = slice(first + 1 - (lo - 1), hi + 1 - (lo - 1)) # rows for u_{i+1}
         x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
-        inputs = [x_rows] + [states[nxt, k - 1] for k in range(1, L)]
+        # layer k >= 1 took Φ(u_i)'s layer k-1 as input (rebuilt from the gates: the iterate's
+        # u_{i+1} differs from it at C-points until the forward solve has converged)
+        g = fproblem.gates
+        inputs = [x_rows] + [cell_update(states[steps, k - 1], g["z"][:, k - 1],
+                                         g["n"][:, k - 1], fproblem.cell, fproblem.dt)
+                             for k in range(1, L)]
         grads = param_grads(params, inputs, [states[steps, k] for k in range(L)],
                             problem.dgx, problem.dgh)
     names = list(grads)

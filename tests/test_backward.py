@@ -422,3 +422,39 @@ def test_bench_train_step_prints_json_lines(capsys):
     assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1)
     assert not paper["bwd_converged"] and conv["fwd_converged"] and conv["bwd_converged"]
     assert conv["grad_error"] < 1e-3 < paper["grad_error"] < 1
+
+
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+def test_inexact_forward_gives_the_vjp_at_its_own_states(cell):
+    """After 1 forward cycle the states are not a GRU trajectory; the backward must still be the
+    exact adjoint of Φ linearised at those states (checked by an independent serial loop that
+    recomputes every step from u_i), for every tensor including the upper layer's W_ih."""
+    from mgrit_gru.gru import param_grads, step_backward, step_forward
+    rng = np.random.default_rng(3)
+    T, B, I, H, L = 24, 2, 3, 4, 2
+    p = mg.init_gru(I, H, L, seed=5)
+    x = rng.normal(size=(T, B, I))
+    dy, dhT = rng.normal(size=(T, B, H)), rng.normal(size=(L, B, H))
+    _, _, fwd = mg.mgrit_forward(p, x, cell=cell, levels=2, cf=4, max_iter=1, tol=0.0,
+                                 skip=False)
+    assert fwd.final_residual > 1e-3                         # really an inexact forward solve
+    u = fwd.solver.U[0][1:]                                  # its states u_0 .. u_T
+    g, dx, dh0, _ = mg.mgrit_backward(p, fwd, dy, dhT, levels=2, cf=4, max_iter=60, tol=1e-14)
+    gx0 = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
+    lam = dhT.copy()
+    lam[L - 1] += dy[T - 1]
+    dgx = [np.empty((T, B, 3 * H)) for _ in range(L)]
+    dgh = [np.empty((T, B, 3 * H)) for _ in range(L)]
+    hplus = np.empty((T, L, B, H))
+    for i in reversed(range(T)):
+        hplus[i], caches = step_forward(p, gx0[i], u[i], cell, 1.0)   # Φ(u_i), recomputed
+        lam, gxs, ghs = step_backward(p, caches, lam, cell, 1.0)
+        for k in range(L):
+            dgx[k][i], dgh[k][i] = gxs[k], ghs[k]
+        if i >= 1:
+            lam[L - 1] += dy[i - 1]
+    ref = param_grads(p, [x, hplus[:, 0]], [u[:-1, 0], u[:-1, 1]], dgx, dgh)
+    for k in ref:
+        assert np.abs(g[k] - ref[k]).max() <= 1e-10 * np.abs(ref[k]).max(), k
+    assert np.abs(dx - dgx[0] @ p["weight_ih_l0"]).max() < 1e-10
+    assert np.abs(dh0 - lam).max() < 1e-10

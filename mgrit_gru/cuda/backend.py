@@ -228,12 +228,15 @@ class CudaGRU:
         ks.reduce_chunks[(P + nt - 1) // nt, nt](part, out, accumulate)
         return out
 
-    def param_grads(self, x, u, dgx, dgh, grads=None, chunks=None):
+    def param_grads(self, x, u, dgx, dgh, grads=None, chunks=None, u_next=None):
         """Parameter gradients Σ_t (∂Φ_t/∂θ)ᵀ λ_{t+1} from the stored gate cotangents.
 
         x (T, B, I) inputs, u (T+1, L, B, H) the fine states u_0..u_T, dgx, dgh (T, L, B, 3H) from
-        `vjp(..., dg=)`. Returns a dict of device arrays with nn.GRU names; with ``grads`` given
-        (such a dict) the sums are added to it (accumulation over batches).
+        `vjp(..., dg=)`. ``u_next`` (T, L, B, H), if given, is Φ(u_t) for every t, the input the
+        upper layers really saw; by default u_{t+1} (the same once the states are a trajectory,
+        not at the C-points of an unconverged MGRIT iterate). Returns a dict of device arrays with
+        nn.GRU names; with ``grads`` given (such a dict) the sums are added to it (accumulation
+        over batches).
         """
         T = x.shape[0]
         accumulate = grads is not None
@@ -247,7 +250,8 @@ class CudaGRU:
                 grads[f"bias_hh_l{k}"] = self.empty(3 * self.H)
         for k in range(self.L):
             gx_k, gh_k = dgx[:T, k], dgh[:T, k]
-            inp = x if k == 0 else u[1:T + 1, k - 1]          # layer k's input: layer k-1's h⁺
+            nxt = u[1:T + 1] if u_next is None else u_next
+            inp = x if k == 0 else nxt[:T, k - 1]             # layer k's input: layer k-1's h⁺
             self.outer_sum(gx_k, inp, grads[f"weight_ih_l{k}"], accumulate, chunks)
             self.outer_sum(gh_k, u[0:T, k], grads[f"weight_hh_l{k}"], accumulate, chunks)
             self.col_sum(gx_k, grads[f"bias_ih_l{k}"], accumulate, chunks)

@@ -252,7 +252,13 @@ class CudaAdjointProblem(Problem):
         u = self.states[first - self.states_first: hi + 1 - self.states_first]   # u_first..u_hi
         x = fwd.x[first - fwd.t_offset: hi - fwd.t_offset]
         dgx, dgh = self.dgx[: hi - first], self.dgh[: hi - first]
-        grads = gru.param_grads(x, u, dgx, dgh)
+        u_next = None
+        if fwd.shape[0] > 1:                                 # upper layers saw Φ(u_i), not u_{i+1}:
+            n = hi - first                                   # recompute it, one launch, all steps
+            u_next = gru.empty((n,) + tuple(fwd.shape))
+            tx = fwd.arange[first - fwd.t_offset: first - fwd.t_offset + n]
+            gru.step(u[:n], tx, fwd.gx0, fwd.dt, u_next, fine=True)
+        grads = gru.param_grads(x, u, dgx, dgh, u_next=u_next)
         dx = input_grad(gru, fwd.params, dgx[:, 0])
         return {k: gru.to_host(v) for k, v in grads.items()}, gru.to_host(dx)
 
