@@ -177,6 +177,8 @@ def _train_options(p):
     g.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None,
                    help="XBraid's skip (default on)")
     g.add_argument("--coarse-input", choices=("inject", "average"))
+    g.add_argument("--backend", choices=("numpy", "cuda"),
+                   help="numpy (default) or cuda: the GRU steps on one GPU")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
     g.add_argument("--lr", type=float, help="learning rate (default 1e-2)")

@@ -100,6 +100,8 @@ class SolverOptions:
     skip : bool
         XBraid's skip (no fine work on the first down-cycle).
     coarse_input : {"inject", "average"}
+    backend : {"numpy", "cuda"}
+        Where the GRU steps run (``"cuda"``: one GPU, states on the device for the whole solve).
     """
 
     solver: str = "mgrit"
@@ -113,10 +115,13 @@ class SolverOptions:
     tol: float = 1e-9
     skip: bool = True
     coarse_input: str = "inject"
+    backend: str = "numpy"
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.backend not in ("numpy", "cuda"):
+            raise ValueError(f"backend must be 'numpy' or 'cuda', got {self.backend!r}")
         self.cf = _level_list(self.cf, "cf", int)
         self.relax = _level_list(self.relax, "relax", str)
         for name in ("levels", "fwd_iters", "bwd_iters"):
@@ -170,10 +175,11 @@ def _final_state(gru, x, opts, comm):
     if opts.solver == "serial":
         if isinstance(x, TimeSlice):
             raise ValueError("solver='serial' needs the whole sequence, got a TimeSlice")
-        _, h_T, cache = gru_forward(gru, x, cell=opts.cell, dt=opts.dt)
+        _, h_T, cache = gru_forward(gru, x, cell=opts.cell, dt=opts.dt, backend=opts.backend)
         return h_T, cache
     _, h_T, info = mgrit_forward(gru, x, cell=opts.cell, dt=opts.dt, comm=comm,
                                  coarse_input=opts.coarse_input, gather="local",
+                                 backend=opts.backend,
                                  **opts.mgrit_kwargs(opts.fwd_iters))
     return h_T, info
 
@@ -210,6 +216,7 @@ def forward_backward(params, x, labels, opts, comm=None):
         grads, _, _ = gru_backward(gru, state, dh_T=dh_T)
     else:
         grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T, comm=comm, gather="local",
+                                            backend=opts.backend,
                                             **opts.mgrit_kwargs(opts.bwd_iters))
         res.update(fwd_residual=state.final_residual, bwd_residual=binfo.final_residual,
                    fwd_iterations=state.iterations, bwd_iterations=binfo.iterations)

@@ -93,6 +93,7 @@ class TrainConfig:
     tol: float = 1e-9
     skip: bool = True
     coarse_input: str = "inject"
+    backend: str = "numpy"
     optimizer: str = "adam"
     lr: float = 1e-2
     momentum: float = 0.9
@@ -104,7 +105,7 @@ class TrainConfig:
     dtype: str = "float64"
 
     # options that may change between a run and its resumption
-    RESUMABLE = ("epochs", "cache_dir")
+    RESUMABLE = ("epochs", "cache_dir", "backend")
 
     def __post_init__(self):
         opts = self.solver_options()                         # validates the solver fields
@@ -140,7 +141,7 @@ class TrainConfig:
         return SolverOptions(solver=self.solver, cell=self.cell, dt=self.dt, levels=self.levels,
                              cf=self.cf, relax=self.relax, fwd_iters=self.fwd_iters,
                              bwd_iters=self.bwd_iters, tol=self.tol, skip=self.skip,
-                             coarse_input=self.coarse_input)
+                             coarse_input=self.coarse_input, backend=self.backend)
 
     def to_dict(self):
         return asdict(self)

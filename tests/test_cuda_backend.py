@@ -345,3 +345,20 @@ def test_real_gpu_serial_h256():
     for k in g_n:
         close(g_c[k], g_n[k], dtype, k)
     close(dx_c, dx_n, dtype, "dx")
+
+
+@pytest.mark.parametrize("solver", ["mgrit", "serial"])
+def test_training_step_on_cuda_equals_numpy(solver):
+    """backend='cuda' reaches training: one classifier step gives the numpy step's loss/grads."""
+    from mgrit_gru.model import SolverOptions, forward_backward, init_classifier
+    rng = np.random.default_rng(0)
+    params = init_classifier(3, 4, 2, 3, seed=1)
+    x, labels = rng.standard_normal((8, 2, 3)), np.array([0, 2])
+    kw = dict(solver=solver, levels=2, cf=2, fwd_iters=2, bwd_iters=1, cell="implicit")
+    ref = forward_backward(params, x, labels, SolverOptions(**kw))
+    got = forward_backward(params, x, labels, SolverOptions(backend="cuda", **kw))
+    assert abs(got.loss - ref.loss) <= 1e-10 * abs(ref.loss)
+    for k in ref.grads:
+        close(got.grads[k], ref.grads[k], np.float64, k)
+    with pytest.raises(ValueError, match="backend"):
+        SolverOptions(backend="opencl")
