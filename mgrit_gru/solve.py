@@ -75,7 +75,7 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
                   max_iter=10, tol=1e-9, skip=True, comm=None, backend="numpy", dt=1.0,
                   coarse_input="inject", cycle="V", tol_type="absolute", norm="2",
                   min_coarse=1, c_weight=1.0, gather="all", verbose=False,
-                  record_iterates=False):
+                  record_iterates=False, trace=False):
     """Forward pass of the stacked GRU solved by MGRIT (parallel-in-time when ``comm`` has ranks).
 
     Parameters
@@ -98,8 +98,9 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
         Fine step size (1 = nn.GRU for the classic cell).
     coarse_input : {"inject", "average"}
         Coarse-step input: the fine input at the interval start (the paper) or the interval mean.
-    cycle, tol_type, norm, min_coarse, c_weight, verbose, record_iterates
-        Further solver options.
+    cycle, tol_type, norm, min_coarse, c_weight, verbose, record_iterates, trace
+        Further solver options (``trace``: record the cycle's building blocks in
+        ``info.trace`` for `mgrit_gru.diagnostics.plot_cycle`).
     gather : {"all", "root", "local"}
         Under MPI: full ``y`` on every rank, only on rank 0 (None elsewhere), or each rank's own
         rows (``info.y_rows`` says which).
@@ -139,7 +140,7 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     solver = MGRIT(problem, levels=levels, cf=cf, relax=relax, c_weight=c_weight, cycle=cycle,
                    max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
                    min_coarse=min_coarse, comm=comm,
-                   verbose=verbose, record_iterates=record_iterates)
+                   verbose=verbose, record_iterates=record_iterates, trace=trace)
     u, info = solver.solve()
     info.problem, info.solver = problem, solver
     # a copy, not a reference: an optimizer updates params in place, and mgrit_backward must
