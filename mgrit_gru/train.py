@@ -9,7 +9,8 @@ total with exactly the result of an uninterrupted run (nothing random is left ou
 checkpoint: the batch order of epoch e is drawn from ``default_rng([seed, e])``).
 
 Under MPI (``comm`` with P > 1 ranks and ``solver="mgrit"``) every rank keeps only the time rows
-of each sequence that its part of the MGRIT hierarchy needs (`mgrit_gru.input_rows`), the GRU
+of each sequence that its part of the MGRIT hierarchy needs (`mgrit_gru.input_rows`; synthetic
+videos are rendered for those rows only), the GRU
 gradients are summed over ranks inside `mgrit_backward`, so parameters and optimiser state stay
 identical on every rank, and only rank 0 prints and writes files. (``solver="serial"`` under MPI
 computes the whole sequence redundantly on every rank: correct, not faster.)
@@ -193,17 +194,18 @@ class Dataset:
 
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
-              projection_dim=None, cache_dir=None, seed=0):
+              projection_dim=None, cache_dir=None, seed=0, time_window=None):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
-    training dtype.
+    training dtype. ``time_window=(start, stop)``: the synthetic videos render only those frames
+    (``x`` is then (N, stop - start, F)); other sources ignore it and return every row.
     """
     kind, arg = _data_kind(spec)
     if kind == "synthetic":
         T = 256 if seq_len is None else seq_len
         x, y = moving_objects(num_sequences, T, frame_size=frame_size, num_classes=num_classes,
-                              noise=noise, seed=seed, dtype=np.float32)
+                              noise=noise, seed=seed, dtype=np.float32, time_window=time_window)
         desc = (f"synthetic moving-object videos: {num_sequences} x {T} frames of "
                 f"{frame_size}x{frame_size}, {num_classes} classes")
         return x, y, num_classes, desc
@@ -246,16 +248,22 @@ def prepare_data(cfg, comm=None):
         if rank == 0:                                        # decode once, then all read the cache
             load_data(cfg.data, **args)
         comm.Barrier()
-    x, y, C, desc = load_data(cfg.data, **args)
+    window = None
+    if kind == "synthetic":                                  # render only our own time rows
+        T = 256 if cfg.seq_len is None else cfg.seq_len
+        window = _time_slice(cfg, T, comm)
+    x, y, C, desc = load_data(cfg.data, time_window=window, **args)
     if cfg.test_fraction > 0:
         x_tr, y_tr, x_te, y_te = train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
     else:
         x_tr, y_tr, x_te, y_te = x, y, x[:0], y[:0]
-    T = x.shape[1]
-    start, stop = _time_slice(cfg, T, comm)
-    if (start, stop) != (0, T):                              # keep only our rows, drop the rest
-        x_tr = np.ascontiguousarray(x_tr[:, start:stop])
-        x_te = np.ascontiguousarray(x_te[:, start:stop])
+    if window is None:                                       # loaded whole: keep only our rows
+        T = x.shape[1]
+        window = _time_slice(cfg, T, comm)
+        if window != (0, T):
+            x_tr = np.ascontiguousarray(x_tr[:, window[0]:window[1]])
+            x_te = np.ascontiguousarray(x_te[:, window[0]:window[1]])
+    start = window[0]
     del x
     return Dataset(x_tr, y_tr, x_te, y_te, C, T, x_tr.shape[2], start, desc)
 

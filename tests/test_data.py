@@ -289,3 +289,15 @@ def test_frame_folder_errors(tmp_path):
         load_frame_folder(root2, 3)
     with pytest.raises(ValueError, match="seq_len"):
         load_frame_folder(root2, 0)
+
+
+@pytest.mark.parametrize("n, T, window", [(5, 100, (13, 57)), (300, 70, (40, 70)), (4, 9, (0, 1))])
+def test_moving_objects_time_window_is_a_slice_of_the_full_data(n, T, window):
+    """A rank renders only its frames; they are exactly those rows of the whole data set
+    (noise chunks outside the window are drawn and dropped, so the random stream is the same)."""
+    x, y = moving_objects(n, T, seed=3)
+    xw, yw = moving_objects(n, T, seed=3, time_window=window)
+    assert xw.shape == (n, window[1] - window[0], x.shape[2])
+    assert np.array_equal(xw, x[:, window[0]:window[1]]) and np.array_equal(yw, y)
+    with pytest.raises(ValueError, match="time_window"):
+        moving_objects(n, T, seed=3, time_window=(5, T + 1))

@@ -297,7 +297,13 @@ from mgrit_gru import init_gru, mgrit_forward, mgrit_backward
 from mgrit_gru.train import TrainConfig, prepare_data
 comm = MPI.COMM_WORLD
 # each rank holds only its time rows of the data
-d = prepare_data(TrainConfig(seq_len=64, num_sequences=8, frame_size=4, levels=3, cf=4), comm)
+cfg = TrainConfig(seq_len=64, num_sequences=8, frame_size=4, levels=3, cf=4)
+d = prepare_data(cfg, comm)
+full = prepare_data(cfg, None)        # the whole data set, to check our rows are its rows
+n = d.x_train.shape[1]
+same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
+            and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
+            and np.array_equal(d.y_train, full.y_train))
 # mgrit_backward frees the reversed-rank communicator it makes (MPICH has 2048 context ids)
 made = []
 class Spy:
@@ -310,7 +316,7 @@ x = np.random.default_rng(0).standard_normal((16, 1, 2))
 for _ in range(3):
     _, hT, info = mgrit_forward(p, x, levels=2, cf=2, max_iter=1, comm=Spy(comm), gather="local")
     mgrit_backward(p, info, dh_T=np.ones_like(hT), levels=2, cf=2, max_iter=1, gather="local")
-rows = comm.gather([d.start, d.x_train.shape[1], d.seq_len], root=0)
+rows = comm.gather([d.start, d.x_train.shape[1], d.seq_len, same], root=0)
 if comm.rank == 0:
     print(json.dumps({"rows": rows, "made": len(made),
                       "freed": all(c == MPI.COMM_NULL for c in made)}))
@@ -324,6 +330,7 @@ def test_ranks_hold_only_their_rows_and_free_their_communicators(tmp_path):
     proc = _mpirun(2, [str(script)])
     assert proc.returncode == 0, proc.stderr
     rec = json.loads(proc.stdout.strip().splitlines()[-1])
-    (s0, n0, T0), (s1, n1, T1) = rec["rows"]
+    (s0, n0, T0, same0), (s1, n1, T1, same1) = rec["rows"]
     assert T0 == T1 == 64 and n0 < 64 and n1 < 64 and s0 == 0 and s1 + n1 == 64
+    assert same0 and same1                       # rendered windows = rows of the full data
     assert rec["made"] == 3 and rec["freed"]

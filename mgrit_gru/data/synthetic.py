@@ -42,7 +42,8 @@ def _float_dtype(dtype):
 # moving objects: a video task that needs memory
 # ----------------------------------------------------------------------------------------------
 def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
-                   dtype=np.float32, speed=0.25, walk=0.2, jitter=1.0, blob_sigma=1.5):
+                   dtype=np.float32, speed=0.25, walk=0.2, jitter=1.0, blob_sigma=1.5,
+                   time_window=None):
     """Videos of a Gaussian blob drifting on a torus; the class is the drift direction.
 
     Each video's blob centre follows, in pixels,
@@ -78,10 +79,13 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     dtype : float32 or float64, optional
     speed, walk, jitter, blob_sigma : float, optional
         Drift in pixels per frame, random-walk step std, per-frame jitter std, blob width.
+    time_window : (start, stop), optional
+        Render only frames start..stop-1: exactly ``x[:, start:stop]`` of the full data set,
+        without ever holding the rest (an MPI rank's own time rows).
 
     Returns
     -------
-    x : ndarray (n, seq_len, frame_size²) of ``dtype``
+    x : ndarray (n, seq_len, frame_size²) of ``dtype`` (``stop - start`` frames with a window)
         Values roughly in [0, 1] (the blob) plus noise.
     y : ndarray (n,) int64
         Classes, balanced (``arange(n) % num_classes``, shuffled).
@@ -99,6 +103,10 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     if blob_sigma == 0:
         raise ValueError("blob_sigma must be > 0")
     dtype = _float_dtype(dtype)
+    t_lo, t_hi = (0, T) if time_window is None else (int(time_window[0]), int(time_window[1]))
+    if not 0 <= t_lo < t_hi <= T:
+        raise ValueError(f"time_window must satisfy 0 <= start < stop <= seq_len={T}, "
+                         f"got {time_window}")
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % C).astype(np.int64)   # balanced classes
     theta = 2 * np.pi * y / C
@@ -115,18 +123,23 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     d -= S * np.round(d / S)                                 # periodic distance in [-S/2, S/2]
     profile = np.exp(-(d * d) / (2 * blob_sigma ** 2)).astype(dtype)   # 1-D blob per centre
     k = np.rint(c * R).astype(np.int64) % (S * R)            # (n, T, 2): centre -> table row
-    x = np.empty((n, T, S, S), dtype)
+    x = np.empty((n, t_hi - t_lo, S, S), dtype)
     chunk = max(1, 2 ** 22 // (S * S * n))                   # ~4M floats per chunk
-    for t0 in range(0, T, chunk):
-        g_col = profile[k[:, t0:t0 + chunk, 0]]              # (n, chunk, S) along columns
-        g_row = profile[k[:, t0:t0 + chunk, 1]]              # (n, chunk, S) along rows
-        xc = x[:, t0:t0 + chunk]                             # view of this chunk's frames
+    for t0 in range(0, t_hi, chunk):
+        t1 = min(t0 + chunk, T)
+        a, b = max(t0, t_lo), min(t1, t_hi)                  # the part of this chunk we keep
+        eps = rng.standard_normal((n, t1 - t0, S, S), dtype=dtype) if noise else None
+        if a >= b:                                           # outside the window: the noise is
+            continue                                         # drawn all the same (same stream)
+        g_col = profile[k[:, a:b, 0]]                        # (n, b - a, S) along columns
+        g_row = profile[k[:, a:b, 1]]                        # (n, b - a, S) along rows
+        xc = x[:, a - t_lo:b - t_lo]                         # view of these frames
         np.multiply(g_row[..., :, None], g_col[..., None, :], out=xc)
         if noise:                                            # chunked: no second full-size array
-            eps = rng.standard_normal(xc.shape, dtype=dtype)
-            eps *= noise
-            xc += eps
-    return x.reshape(n, T, S * S), y
+            e = eps[:, a - t0:b - t0]
+            e *= noise
+            xc += e
+    return x.reshape(n, t_hi - t_lo, S * S), y
 
 
 # ----------------------------------------------------------------------------------------------
