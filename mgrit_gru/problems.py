@@ -16,15 +16,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gru import cell_update, gru_dims, step_forward
+from .gru import cell_update, gru_dims, step_backward, step_forward, step_workspace
 from .mgrit.problem import Problem
 
 COARSE_INPUTS = ("inject", "average")
+GATES = ("r", "z", "n", "ghn")
 
 
 def _layer_first(a):
     """(n, L, B, H) -> (L, n, B, H) view."""
     return a.transpose(1, 0, 2, 3)
+
+
+CHUNK_ELEMS = 1 << 16
+"""Elements of one layer's states per chunk (256 KiB in float32): big enough for one efficient
+GEMM, small enough that the gate arithmetic stays in cache. Measured at B=32, H=256 on one
+core: a batched step costs 140 µs per interval in chunks against 307 µs in one piece (and
+217 µs for a serial step)."""
+
+
+def _chunks(n, row_elems):
+    """Split n intervals into ranges [a, b) of about CHUNK_ELEMS elements per layer."""
+    m = max(1, CHUNK_ELEMS // row_elems)
+    return [(a, min(a + m, n)) for a in range(0, n, m)]
+
+
+def _flat(a):
+    """(m, L, B, X) (any strides) -> contiguous (L, m·B, X): every layer one 2-D GEMM operand."""
+    m, L, B, X = a.shape
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(L, m * B, X)
+
+
+def _unflat(a, m):
+    """(L, m·B, X) -> (m, L, B, X) view, to write back into a level's rows."""
+    L, mB, X = a.shape
+    return a.reshape(L, m, mB // m, X).transpose(1, 0, 2, 3)
 
 
 class GRUForwardProblem(Problem):
@@ -67,7 +93,8 @@ class GRUForwardProblem(Problem):
         self._avg = {}
         self.store_from = self.t_offset if store_from is None else int(store_from)
         n_store = self.t_offset + T_loc - self.store_from
-        self.gates = {g: np.empty((n_store, L, B, H), dtype) for g in ("r", "z", "n", "ghn")}
+        self.gates = {g: np.empty((n_store, L, B, H), dtype) for g in GATES}
+        self._ws = {}
 
     def initial(self):
         return self.h0.copy()
@@ -93,17 +120,32 @@ class GRUForwardProblem(Problem):
             self._avg[span] = avg.astype(self.dtype)
         return self._rows(self._avg[span], t, self.t_offset)
 
+    def _work(self, rows):
+        """Scratch arrays for `step_forward` over ``rows`` batch rows (kept per size)."""
+        if rows not in self._ws:
+            L, _, H = self.shape
+            self._ws[rows] = step_workspace(L, (rows,), H, self.dtype)
+        return self._ws[rows]
+
     def step(self, level, u, t, span, out, g=None, store=False):
         if level == 0:
             gx, cell, dt = self._rows(self.gx0, t, self.t_offset), self.cell, self.dt
         else:
             gx, cell, dt = self.coarse_gx0(t, span), "implicit", self.dt * span
-        gates = None
-        if store and level == 0:
-            gates = {k: _layer_first(self._rows(v, t, self.store_from))
-                     for k, v in self.gates.items()}
-        step_forward(self.params, gx, _layer_first(u), cell, dt, h_new=_layer_first(out),
-                     gates=gates)
+        L, B, H = self.shape
+        store = store and level == 0
+        if store:
+            tables = {k: self._rows(v, t, self.store_from) for k, v in self.gates.items()}
+        for a, b in _chunks(len(t), B * H):                  # intervals a..b-1: 2-D GEMMs
+            m = b - a
+            gx_c = np.ascontiguousarray(gx[a:b]).reshape(m * B, 3 * H)
+            gates = {k: np.empty((L, m * B, H), self.dtype) for k in GATES} if store else None
+            h_new = step_forward(self.params, gx_c, _flat(u[a:b]), cell, dt, gates=gates,
+                                 work=self._work(m * B))[0]
+            out[a:b] = _unflat(h_new, m)
+            if store:
+                for k in GATES:
+                    tables[k][a:b] = _unflat(gates[k], m)
         if g is not None:
             out += g
 
@@ -172,33 +214,42 @@ class GRUAdjointProblem(Problem):
             if i.step < 0 else self.dy[rows: rows + i.step * (len(i) - 1) + 1: i.step]
 
     def step(self, level, u, t, span, out, g=None, store=False):
-        from .gru import caches_at, step_backward
         N, fwd = self.n_steps, self.fwd
         n = len(t)
+        L, B, H = self.shape
         i0 = N - (t.start + span)                            # forward step of the first target
-        h = _layer_first(_rows_down(self.states, i0 - self.states_first, n, t.step))
+        states = _rows_down(self.states, i0 - self.states_first, n, t.step)   # u_i of each step
         if level == 0:
-            # stored gates of forward steps i0, i0 - step, ...: rebuild the caches as views
-            gates = {k: _layer_first(_rows_down(v, i0 - fwd.store_from, n, t.step))
-                     for k, v in fwd.gates.items()}
-            # h⁺ = Φ(u_i) as the stored gates give it, not the iterate u_{i+1}: the two differ at
-            # C-points until MGRIT has converged, and the VJP of Φ at u_i needs Φ(u_i) (the
-            # implicit cell's ∂h⁺/∂z uses h⁺; the CUDA kernel and TorchBraid recompute it too)
-            h_new = cell_update(h, gates["z"], gates["n"], fwd.cell, fwd.dt)
-            caches = [{"r": gates["r"][k], "z": gates["z"][k], "n": gates["n"][k],
-                       "ghn": gates["ghn"][k], "h": h[k], "h_new": h_new[k]}
-                      for k in range(self.L)]
+            tables = {k: _rows_down(v, i0 - fwd.store_from, n, t.step) for k, v in fwd.gates.items()}
             cell, dt = fwd.cell, fwd.dt
         else:
             gx = _rows_down(fwd.gx0, i0 - fwd.t_offset, n, t.step)   # injected input
             cell, dt = "implicit", fwd.dt * span
-            caches = step_forward(fwd.params, gx, h, cell, dt)[1]     # re-linearise at u_{i0}
-        dh, dgx, dgh = step_backward(fwd.params, caches, _layer_first(u), cell, dt)
-        _layer_first(out)[...] = dh
+        store = store and level == 0
+        if store:
+            d_tables = ([_rows_down(d, i0 - fwd.store_from, n, t.step) for d in self.dgx],
+                        [_rows_down(d, i0 - fwd.store_from, n, t.step) for d in self.dgh])
+        for a, b in _chunks(n, B * H):                       # intervals a..b-1: 2-D GEMMs
+            m = b - a
+            h = _flat(states[a:b])
+            if level == 0:
+                # stored gates of forward steps i0, i0 - step, ...; h⁺ = Φ(u_i) as they give it,
+                # not the iterate u_{i+1}: the two differ at C-points until MGRIT has converged,
+                # and the VJP of Φ at u_i needs Φ(u_i) (the implicit cell's ∂h⁺/∂z uses h⁺)
+                gates = {k: _flat(v[a:b]) for k, v in tables.items()}
+                h_new = cell_update(h, gates["z"], gates["n"], cell, dt)
+                caches = [{"r": gates["r"][k], "z": gates["z"][k], "n": gates["n"][k],
+                           "ghn": gates["ghn"][k], "h": h[k], "h_new": h_new[k]}
+                          for k in range(L)]
+            else:                                            # re-linearise at u_{i0}
+                gx_c = np.ascontiguousarray(gx[a:b]).reshape(m * B, 3 * H)
+                caches = step_forward(fwd.params, gx_c, h, cell, dt)[1]
+            dh, dgx, dgh = step_backward(fwd.params, caches, _flat(u[a:b]), cell, dt)
+            out[a:b] = _unflat(dh, m)
+            if store:
+                for k in range(L):
+                    d_tables[0][k][a:b] = dgx[k].reshape(m, B, 3 * H)
+                    d_tables[1][k][a:b] = dgh[k].reshape(m, B, 3 * H)
         self._add_forcing(out, range(i0, i0 - t.step * n, -t.step))
         if g is not None:
             out += g
-        if store and level == 0:
-            for k in range(self.L):
-                _rows_down(self.dgx[k], i0 - fwd.store_from, n, t.step)[...] = dgx[k]
-                _rows_down(self.dgh[k], i0 - fwd.store_from, n, t.step)[...] = dgh[k]
