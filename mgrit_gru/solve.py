@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gru import check_cell, check_sequence, gru_dims
+from .gru import cell_update, check_cell, check_sequence, gru_dims, param_grads
 from .mgrit import MGRIT, Hierarchy, as_comm
-from .gru import cell_update, param_grads
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
 BACKENDS = ("numpy", "cuda")

@@ -7,12 +7,11 @@ a strided device view raises (as on a GPU), and every device array the backend a
 NaN-poisoned (an output a kernel forgets to write shows). Tests marked `real_gpu` need a GPU.
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru
@@ -268,14 +267,7 @@ PTX_SCRIPT = textwrap.dedent("""
 
 def test_vector_kernels_ptx_sm90():
     """The backend's own small kernels compile for sm_90 (outside the simulator)."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", PTX_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
-    if proc.returncode != 0 and ("NVVM" in proc.stderr or "libnvvm" in proc.stderr):
-        pytest.skip("NVVM not installed (pip install numba-cuda[cu13])")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_without_simulator(PTX_SCRIPT)
     assert proc.stdout.count(" ok") == 6
 
 

@@ -7,12 +7,11 @@ Every output is poisoned with NaN before the launch, so an element a kernel forg
 catches the typing errors the simulator cannot see. Tests marked `real_gpu` need a real GPU.
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
@@ -334,14 +333,7 @@ def test_ptx_sm90():
     """Every kernel compiles to PTX for sm_90 (H100/H200), float32 and float64, in a subprocess
     without the simulator (compile_ptx needs NVVM from numba-cuda[cu13], no GPU)."""
     pytest.importorskip("numba.cuda")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", PTX_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
-    if proc.returncode != 0 and ("NVVM" in proc.stderr or "libnvvm" in proc.stderr):
-        pytest.skip("NVVM not installed (pip install numba-cuda[cu13])")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_without_simulator(PTX_SCRIPT)
     assert proc.stdout.count(" ok") == 2 * (len(PTX_NAMES) + 2)
 
 
