@@ -180,6 +180,16 @@ class MGRIT:
         self.problem.step(l, src, t, lv.stride, dst, gv, store)
         return dst
 
+    def _march(self, l, first, count, store=False):
+        """Sequential Φ_l from point first-1 through first+count-1 (`Problem.march`)."""
+        lv = self.levels[l]
+        s = first - lv.lo + 1
+        u = self._rows(self.U[l], s - 1, count + 1, 1)       # the start point and the count targets
+        G = self.G[l]
+        g = None if G is None else self._rows(G, s - 1, count + 1, 1)
+        t = range((first - 1) * lv.stride, (first - 2 + count) * lv.stride + 1, lv.stride)
+        self.problem.march(l, u, t, lv.stride, g, store)
+
     def _send(self, A, dest, tag):
         """Send A's last point (this rank's last owned point) to ``dest``."""
         self.comm.isend(self.vec.to_host(A[-1]), dest, tag)
@@ -344,8 +354,9 @@ class MGRIT:
         with self._timed(l, "coarsest"):
             if lv.left is not None:
                 self._recv(self.U[l], lv.left, 200 + l)  # wait for the left part to finish
-            for i in range(max(lv.lo, 1), lv.hi + 1):
-                self._step(l, i, 1, 1, store=store)
+            first = max(lv.lo, 1)
+            if lv.hi >= first:
+                self._march(l, first, lv.hi - first + 1, store=store)
             if lv.right is not None:
                 self._send(self.U[l], lv.right, 200 + l)
             comm.waitall()

@@ -97,6 +97,18 @@ class Problem:
         """
         raise NotImplementedError
 
+    def march(self, level, u, t, span, g=None, store=False):
+        """Sequential stepping: ``u[i+1] = Φ_level(u[i]) (+ g[i+1])`` for i = 0 .. len(t)-1.
+
+        The coarsest level's solve. ``u`` and ``g`` hold len(t) + 1 points (u[0] is the given
+        start, g[0] is unused); ``t`` is the fine index of each step's start point. The default
+        calls `step` once per point; a problem can do better (the CUDA problems run the whole
+        recurrence in one persistent kernel launch).
+        """
+        for i in range(len(t)):
+            self.step(level, u[i:i + 1], t[i:i + 1], span, u[i + 1:i + 2],
+                      None if g is None else g[i + 1:i + 2], store)
+
 
 # ----------------------------------------------------------------------------------------------
 # linear test problems
