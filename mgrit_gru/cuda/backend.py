@@ -11,6 +11,7 @@ from numba import cuda
 
 from ..gru import check_cell, gru_dims
 from .kernels import MAX_H, RED, TILE, kernels
+from .scan_kernels import NI, NT, scan_kernels
 
 GATES = ("r", "z", "n", "ghn")
 SHARED_BYTES = 48 * 1024          # dynamic shared memory available without an opt-in
@@ -186,6 +187,69 @@ class CudaGRU:
             u, lam, *tabs, tg, self.W_hh, self.W_ih, self.dtype.type(dt), self._cell(fine),
             self._d4 if g is None else g, g is not None, out, *dgs, td, store)
         return out
+
+    # ------------------------------------------------------------------------------------------
+    # whole recurrences in one launch (persistent kernels, `scan_kernels`)
+    # ------------------------------------------------------------------------------------------
+    def scan_blocks(self, B):
+        """Blocks of the persistent kernels: enough for B*H items, at most one per multiprocessor
+        (the grid barrier needs every block resident); one under the simulator."""
+        from numba.cuda import config
+        if config.ENABLE_CUDASIM:
+            return 1
+        if not hasattr(self, "_sms"):
+            self._sms = int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+        return max(1, min(self._sms, (B * self.H + NI - 1) // NI))
+
+    def _barrier(self):
+        return cuda.to_device(np.zeros(1, np.int64))
+
+    def scan(self, us, t, gx, dt, fine=True, g=None, gates=None, tg=None, blocks=None):
+        """us[i+1] = Φ(us[i]) (+ g[i+1]) for i = 0 .. n-1, ONE launch (us: (n+1, L, B, H)).
+
+        t : (n,) int64 device rows of gx for each step; gates / tg as in `step` (the gates of
+        step i stored at row tg[i]); g : (n+1, L, B, H) or None (g[0] unused). ``blocks``
+        overrides `scan_blocks` (tests).
+        """
+        self._check("us", us, 4)
+        n1, L, B, H = us.shape
+        if n1 <= 1:
+            return us
+        ks = scan_kernels(self.dtype)
+        store = gates is not None
+        tabs = [gates[k] for k in GATES] if store else [self._d4] * 4
+        tg = (t if tg is None else tg) if store else self._i1
+        nblk = self.scan_blocks(B) if blocks is None else int(blocks)
+        ks.gru_scan[nblk, NT](
+            us, t, gx, self.W_hh, self.b_hh, self.W_ih, self.b_ih, self.dtype.type(dt),
+            self._cell(fine), self._d4 if g is None else g, g is not None, self.empty((L, B, H)),
+            *tabs, tg, store, self._barrier())
+        return us
+
+    def vjp_scan(self, U, tu, lam, gates, tg, dt, fine=True, g=None, f=None, dg=None, td=None,
+                 blocks=None):
+        """lam[i+1] = (∂Φ/∂u at U[tu[i]], gates at row tg[i])ᵀ lam[i] (+ g[i+1]) (+ f[i+1] on
+        the top layer) for i = 0 .. n-1, ONE launch (lam: (n+1, L, B, H), f: (n+1, 1, B, H)).
+
+        The adjoint recurrence (BPTT, or the coarsest level of the adjoint solve) with the gates
+        stored by `step` / `scan`; dg = (dgx, dgh) stores step i's gate cotangents at td[i].
+        """
+        self._check("lam", lam, 4)
+        n1, L, B, H = lam.shape
+        if n1 <= 1:
+            return lam
+        ks = scan_kernels(self.dtype)
+        store = dg is not None
+        dgs = list(dg) if store else [self._d4] * 2
+        td = (tg if td is None else td) if store else self._i1
+        nblk = self.scan_blocks(B) if blocks is None else int(blocks)
+        ks.gru_vjp_scan[nblk, NT](
+            U, tu, lam, *[gates[k] for k in GATES], tg, self.W_hhT, self.W_ihT,
+            self.dtype.type(dt), self._cell(fine), self._d4 if g is None else g, g is not None,
+            self._d4 if f is None else f, f is not None, *dgs, td, store,
+            self.empty((B, 3 * H)), self.empty((B, H)), self.empty((B, H)), self.empty((B, H)),
+            self._barrier())
+        return lam
 
     def _scratch_gates(self, n, L, B, H):
         key = (n, L, B, H)
