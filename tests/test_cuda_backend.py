@@ -190,6 +190,24 @@ def test_serial_forward_backward_equal_numpy(dtype, cell, L):
         gru_backward(init_gru(I, H + 1, L, dtype=dtype), cache_c, None)
 
 
+def test_serial_per_step_launches_equal_the_scan():
+    """The one-launch-per-step baseline (benchmark rows) = the persistent scan = NumPy."""
+    from mgrit_gru.cuda import serial
+    p, x, h0, dy, dh_T = data(np.float64, 5, 2, seed=4)
+    y_n, _, cache_n = gru_forward(p, x, h0, cell="implicit")
+    g_n, dx_n, dh0_n = gru_backward(p, cache_n, dy, dh_T)
+    for launches in ("per_step", "scan"):
+        y_c, _, cache_c = serial.gru_forward(p, x, h0, cell="implicit", launches=launches)
+        close(y_c, y_n, np.float64, f"y {launches}")
+        g_c, dx_c, dh0_c = serial.gru_backward(p, cache_c, dy, dh_T, launches=launches)
+        for k in g_n:
+            close(g_c[k], g_n[k], np.float64, f"{k} {launches}")
+        close(dx_c, dx_n, np.float64, f"dx {launches}")
+        close(dh0_c, dh0_n, np.float64, f"dh0 {launches}")
+    with pytest.raises(ValueError, match="launches"):
+        serial.gru_forward(p, x, h0, launches="graph")
+
+
 # ----------------------------------------------------------------------------------------------
 # the vector operations and the small kernels
 # ----------------------------------------------------------------------------------------------

@@ -166,6 +166,23 @@ class CudaForwardProblem(Problem):
             tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
             self.gru.step(u, tx, gx, self.dt * span, out, fine=False, g=g)
 
+    def march(self, level, u, t, span, g=None, store=False):
+        """The coarsest level's sequential solve as ONE persistent launch (`CudaGRU.scan`)."""
+        n = len(t)
+        if n == 0:
+            return
+        if level == 0:
+            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
+            kw = {}
+            if store:
+                kw = {"gates": self.gates,
+                      "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
+            self.gru.scan(u, tx, self.gx0, self.dt, fine=True, g=g, **kw)
+        else:
+            gx = self.coarse_gx0(span)
+            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
+            self.gru.scan(u, tx, gx, self.dt * span, fine=False, g=g)
+
 
 class CudaAdjointProblem(Problem):
     """`GRUAdjointProblem` on the device: λ_i = (∂Φ_i/∂u_i)ᵀ λ_{i+1} + f_i in reversed time s = N - i.
@@ -239,6 +256,35 @@ class CudaAdjointProblem(Problem):
         if self.dyr is not None:                             # + f_i on the top layer
             top = out[:, self.L - 1: self.L]
             gru.axpby(1.0, top, 1.0, self.dyr[sl], top)
+
+    def march(self, level, u, t, span, g=None, store=False):
+        """The coarsest level's adjoint solve as ONE persistent launch (`CudaGRU.vjp_scan`).
+
+        Fine level: the stored gates. Coarse: the gates of every coarse step are recomputed by
+        one batched `step` launch first (the forward states are known), then the scan.
+        """
+        n = len(t)
+        if n == 0:
+            return
+        fwd, gru = self.fwd, self.gru
+        s0 = t.start + span
+        last = s0 + t.step * (n - 1)
+        if last > self.n_steps:
+            raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
+        sl = slice(s0, last + 1, t.step)                     # the targets: u_i at i = N - s
+        h = self.R[sl]
+        idx = fwd.arange[:n]                                 # h[idx[i]] is step i's state
+        f = None if self.dyr is None else self.dyr[t.start: last + 1: t.step]   # f[i+1] at target i
+        if level == 0:
+            tg = self.rev(fwd.store_from)[sl]
+            kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
+            gru.vjp_scan(h, idx, u, fwd.gates, tg, fwd.dt, fine=True, g=g, f=f, **kw)
+        else:
+            L, B, H = self.shape
+            scr = gru._scratch_gates(n, L, B, H)
+            gru.step(h, self.rev(fwd.t_offset)[sl], fwd.gx0, fwd.dt * span, scr["h_new"],
+                     fine=False, gates=scr, tg=scr["arange"])
+            gru.vjp_scan(h, idx, u, scr, scr["arange"], fwd.dt * span, fine=False, g=g, f=f)
 
     def gradients(self, lo, hi):
         """Parameter gradients and dx of the steps this problem stored, as host arrays.

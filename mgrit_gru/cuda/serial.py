@@ -1,17 +1,15 @@
 """Serial forward pass and BPTT on the device: `gru_forward` / `gru_backward` with backend="cuda".
 
-The same recurrences as `mgrit_gru.gru.gru_forward` / `gru_backward`, one kernel launch per time
-step (`CudaGRU.step` over a batch of one interval; the backward adds one `axpby` launch for the
-output cotangent). States, gates and cotangents stay on the device; the host sees x and h0 going
-in, and y, h_T (forward) or grads, dx, dh0 (backward) coming out, once per call.
+The same recurrences as `mgrit_gru.gru.gru_forward` / `gru_backward`. By default each runs as ONE
+launch of a persistent kernel (`CudaGRU.scan` / `CudaGRU.vjp_scan`, see `scan_kernels`): the
+blocks march through all T steps together, with a grid-wide barrier between steps. States, gates
+and cotangents stay on the device; the host sees x and h0 going in, and y, h_T (forward) or grads,
+dx, dh0 (backward) coming out, once per call.
 
-One launch per step is the latency-bound baseline of DESIGN.md section 7 (63 µs per launch
-measured with a naive kernel, most of it launch overhead and Python argument marshalling). A
-persistent kernel would change that: one launch for all T steps, each thread block owning a slice
-of the hidden units, with a grid-wide barrier (cooperative launch, or a flag in global memory)
-between steps, since step t+1 needs every unit of step t; the weights would stay in shared memory
-/ registers across steps. That is the usual remedy for the coarsest MGRIT level too, where the
-same serial recurrence runs over N / cf^(levels-1) points. Not done here.
+``launches="per_step"`` keeps the naive baseline of DESIGN.md section 7: one `CudaGRU.step`
+launch per step (the backward: one `axpby` for the output cotangent and one `vjp`), bound by the
+launch cost (about 290 µs per launch from Python on an H100: argument marshalling of ~20 arrays).
+The benchmark reports both.
 """
 from __future__ import annotations
 
@@ -22,12 +20,22 @@ from .backend import GATES, CudaGRU
 from .problems import input_grad, to_host
 
 
-def forward_device(gru, x, h0, dt):
+LAUNCHES = ("scan", "per_step")
+
+
+def _check_launches(launches):
+    if launches not in LAUNCHES:
+        raise ValueError(f"launches must be one of {LAUNCHES}, got {launches!r}")
+
+
+def forward_device(gru, x, h0, dt, launches="scan"):
     """Serial stepping on device arrays: x (T, B, I), h0 (L, B, H) -> (hs, gates, t_index).
 
     ``hs`` (T+1, L, B, H) holds u_0..u_T, ``gates`` the (T, L, B, H) tables `gru_backward`
-    needs. One `step` launch per time step; nothing is copied to the host.
+    needs. One persistent launch (``launches="scan"``) or one launch per step ("per_step");
+    nothing is copied to the host.
     """
+    _check_launches(launches)
     T = x.shape[0]
     L, B, H = h0.shape
     gx0 = gru.project(x)
@@ -35,23 +43,27 @@ def forward_device(gru, x, h0, dt):
     gru.copy(h0.reshape(1, L, B, H), hs[0:1])
     gates = {g: gru.empty((T, L, B, H)) for g in GATES}
     tix = gru.to_device(np.arange(T + 1), np.int64)        # views tix[t:t+1]: no transfer per step
-    for t in range(T):
-        gru.step(hs[t:t + 1], tix[t:t + 1], gx0, dt, hs[t + 1:t + 2], gates=gates)
+    if launches == "scan":
+        gru.scan(hs, tix[:T], gx0, dt, gates=gates)
+    else:
+        for t in range(T):
+            gru.step(hs[t:t + 1], tix[t:t + 1], gx0, dt, hs[t + 1:t + 2], gates=gates)
     return hs, gates, tix
 
 
-def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
+def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
     """`mgrit_gru.gru.gru_forward` on the device (same arguments and returns).
 
     The cache holds device arrays (states, gates, x) and is only for `gru_backward` with the
-    cuda backend.
+    cuda backend. ``launches``: "scan" (one persistent launch) or "per_step" (the baseline).
     """
+    _check_launches(launches)
     L, I, H, dtype = gru_dims(params)
     x, h0 = check_sequence(x, h0, L, I, H, dtype)
     cell, dt = check_cell(cell, dt)
     gru = CudaGRU(params, cell, dtype=dtype)
     d_x = gru.to_device(x)
-    hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt)
+    hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt, launches)
     T = x.shape[0]
     top = to_host(gru, hs[1:, L - 1:L])[:, 0]                  # y_t = u_{t+1}'s top layer
     h_T = gru.to_host(hs[T:T + 1])[0]
@@ -60,25 +72,46 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     return top, h_T, cache
 
 
-def backward_device(gru, params, cache, dy=None, lam=None):
-    """BPTT on device arrays: dy (T, 1, B, H) or None, lam (1, L, B, H) = λ_T, overwritten with
-    λ_0. Returns (grads, dx) as device arrays. Two launches per step (forcing, VJP)."""
+def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
+    """BPTT on device arrays: dy (T, B, H) host array or None, lam (1, L, B, H) = λ_T, overwritten
+    with λ_0. Returns (grads, dx) as device arrays.
+
+    "scan": one `vjp_scan` launch for the recurrence μ_t = J_tᵀ μ_{t+1} + dy_{t-1} (top layer) in
+    reversed time, μ_t = λ_t + dy_{t-1} being the cotangent the step t-1 VJP takes; "per_step": two
+    launches per step (the output cotangent, then the VJP).
+    """
+    _check_launches(launches)
     hs, gates, tix, dt = cache["hs"], cache["gates"], cache["tix"], cache["dt"]
     T, B, L, I, H = cache["shape"]
     dgx = gru.empty((T, L, B, 3 * H))
     dgh = gru.empty((T, L, B, 3 * H))
-    top = lam[:, L - 1:L]
-    for t in reversed(range(T)):
+    if launches == "scan":
+        dyr = np.zeros((T + 1, 1, B, H), gru.dtype)          # dyr[s] = dy_{T-1-s}, zero at s = T
         if dy is not None:
-            gru.axpby(1.0, top, 1.0, dy[t:t + 1], top)     # λ += dy_t on the top layer
-        gru.vjp(hs[t:t + 1], lam, tix[t:t + 1], dt, lam, fine=True, gates=gates,
-                dg=(dgx, dgh))
+            dyr[:T, 0] = dy[::-1]
+        mu0 = gru.to_host(lam)[0]
+        mu0[L - 1] += dyr[0, 0]                              # μ_T = λ_T + dy_{T-1}
+        mus = gru.empty((T + 1, L, B, H))
+        gru.copy(gru.to_device(mu0[None]), mus[0:1])
+        rev = gru.to_device(np.arange(T - 1, -1, -1), np.int64)    # step T-1-s at scan index s
+        gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True,
+                     f=gru.to_device(dyr) if dy is not None else None, dg=(dgx, dgh))
+        gru.copy(mus[T:T + 1], lam)
+    else:
+        d_dy = None if dy is None else gru.to_device(dy.reshape(T, 1, B, H))
+        top = lam[:, L - 1:L]
+        for t in reversed(range(T)):
+            if d_dy is not None:
+                gru.axpby(1.0, top, 1.0, d_dy[t:t + 1], top)   # λ += dy_t on the top layer
+            gru.vjp(hs[t:t + 1], lam, tix[t:t + 1], dt, lam, fine=True, gates=gates,
+                    dg=(dgx, dgh))
     grads = gru.param_grads(cache["x"], hs, dgx, dgh)
     return grads, input_grad(gru, params, dgx[:, 0])
 
 
-def gru_backward(params, cache, dy=None, dh_T=None):
+def gru_backward(params, cache, dy=None, dh_T=None, launches="scan"):
     """`mgrit_gru.gru.gru_backward` on the device for a cache from `gru_forward` (cuda)."""
+    _check_launches(launches)
     L, I, H, dtype = gru_dims(params)
     if not isinstance(cache, dict) or cache.get("backend") != "cuda":
         raise ValueError("cache must be the third output of gru_forward(..., backend='cuda')")
@@ -91,7 +124,6 @@ def gru_backward(params, cache, dy=None, dh_T=None):
     dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
     gru = CudaGRU(params, cache["cell"], dtype=dtype)         # this call's params, like NumPy's
     lam = gru.to_device((np.zeros((L, B, H), dtype) if dh_T is None else dh_T)[None])
-    d_dy = None if dy is None else gru.to_device(dy.reshape(T, 1, B, H))
-    grads, dx = backward_device(gru, params, cache, d_dy, lam)
+    grads, dx = backward_device(gru, params, cache, dy, lam, launches)
     grads = {k: gru.to_host(v) for k, v in grads.items()}
     return grads, gru.to_host(dx), gru.to_host(lam)[0]
