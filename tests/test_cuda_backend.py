@@ -303,17 +303,24 @@ def test_bench_cuda_refuses_without_gpu(capsys):
 def test_bench_cuda_logic_under_the_simulator(tmp_path):
     import json
 
+    from numba.cuda import config
+
     from mgrit_gru.bench import bench_cuda
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("a real GPU run: the simulator is off")
     out = tmp_path / "r.json"
     recs = list(bench_cuda(seq_lens=(4,), batches=(1,), hidden=4, input_size=3, repeat=0,
                            levels=2, cf=2, simulate=True, torch=False, out=str(out)))
     kinds = {r["run"] for r in recs}
     assert {"serial_forward", "serial_forward_backward", "mgrit_forward", "mgrit_backward",
-            "mgrit_forward_backward"} <= kinds
+            "mgrit_forward_backward", "serial_forward_per_step",
+            "serial_forward_backward_per_step"} <= kinds
     for r in recs:
         assert r["seconds"] > 0 and r["seq_len"] == 4 and r["hidden"] == 4
         if r["run"].startswith("mgrit"):
             assert np.isfinite(r["residual"]) and np.isfinite(r["error_vs_serial"])
+        if r["run"].endswith("per_step"):                    # the same numbers as the scan
+            assert r["error_vs_serial"] < 1e-5
     assert json.loads(out.read_text())["records"] == recs
 
 

@@ -1,7 +1,8 @@
 """``mgrit-gru bench --backend cuda``: serial stepping vs MGRIT on one GPU (and cuDNN if present).
 
-For every (T, B): serial forward and forward+backward on the device (one launch per step,
-`mgrit_gru.cuda.serial`), MGRIT forward, backward and forward+backward (``backend="cuda"``,
+For every (T, B): serial forward and forward+backward on the device (`mgrit_gru.cuda.serial`: one
+persistent launch for the whole recurrence; for T <= ``per_step_max`` also the naive baseline of
+one launch per step, rows ``*_per_step``), MGRIT forward, backward and forward+backward (``backend="cuda"``,
 the paper's budget by default: 3 levels, cf 4, 2 forward / 1 backward cycles, FCF), and, when
 PyTorch with CUDA is importable, ``torch.nn.GRU`` (cuDNN) forward and forward+backward on the same
 sizes. Every MGRIT record states its final residual and its error against the serial solution
@@ -12,6 +13,8 @@ Timing: one warm-up run (compilation), then ``repeat`` runs (fewer when one run 
 one) with ``cuda.synchronize()`` before and after each, median reported. The MGRIT rows time the
 public functions, which copy their results to the host at the end (the solver returns every fine
 state: ``host_copy_s`` records what that copy alone costs).
+
+``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ import time
 import numpy as np
 from numba import cuda
 
-from ..gru import gru_backward, gru_forward, init_gru
+from ..gru import init_gru
 from ..solve import mgrit_backward, mgrit_forward
 from .backend import cuda_available
+from .serial import gru_backward, gru_forward
 
 LONG_RUN_S = 20.0                    # at most about this many seconds of timed runs per row
 
@@ -100,7 +104,7 @@ def _torch_rows(T, B, H, I, repeat, seed, base):
 def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                input_size=None, layers=1, cell="implicit", dtype="float32", levels=3, cf=4,
                iters=2, bwd_iters=1, relax="FCF", repeat=5, seed=0, torch=True,
-               simulate=False, out=None):
+               simulate=False, out=None, per_step_max=1024):
     """Yield one record per (T, B, run); see the module docstring.
 
     ``simulate=True`` runs under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, tiny sizes only:
@@ -130,20 +134,31 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
             base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
                         layers=layers, cell=cell, dtype=dtype.name)
             rows = []
-            # serial stepping: one launch per step (warm-up on a short sequence: same kernels)
+            # serial stepping: one persistent launch; the per-step baseline on short sequences
             if repeat:
-                gru_forward(params, x[:16], cell=cell, backend="cuda")
+                gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
             s, reps, (y_s, hT_s, cache) = _timed(
-                lambda: gru_forward(params, x, cell=cell, backend="cuda"), repeat)
+                lambda: gru_forward(params, x, cell=cell), repeat)
             rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T))
+                             us_per_step=1e6 * s / T, launches="scan"))
 
-            def serial_fb():
-                c = gru_forward(params, x, cell=cell, backend="cuda")[2]
-                return gru_backward(params, c, dy)
+            def serial_fb(launches="scan"):
+                c = gru_forward(params, x, cell=cell, launches=launches)[2]
+                return gru_backward(params, c, dy, launches=launches)
             s, reps, ref_b = _timed(serial_fb, repeat)
             rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T))
+                             us_per_step=1e6 * s / T, launches="scan"))
+            if T <= per_step_max:
+                s, reps, (y_p, _, _) = _timed(
+                    lambda: gru_forward(params, x, cell=cell, launches="per_step"), repeat)
+                rows.append(dict(base, run="serial_forward_per_step", seconds=s, repeat=reps,
+                                 us_per_step=1e6 * s / T, launches="per_step",
+                                 error_vs_serial=_rel(y_p, y_s)))
+                s, reps, b_p = _timed(lambda: serial_fb("per_step"), repeat)
+                rows.append(dict(base, run="serial_forward_backward_per_step", seconds=s,
+                                 repeat=reps, us_per_step=1e6 * s / T, launches="per_step",
+                                 error_vs_serial=max(_rel(b_p[0][k], ref_b[0][k])
+                                                     for k in ref_b[0])))
             # MGRIT
             mg = dict(levels=levels, cf=cf, relax=relax, iters=iters, bwd_iters=bwd_iters)
             s, reps, (y, _, finfo) = _timed(
@@ -180,21 +195,29 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
             for r in rows:
                 records.append(r)
                 yield r
-    if out is not None:
-        with open(out, "w") as f:
-            json.dump({"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
-                       "records": records}, f, indent=1)
+            if out is not None:
+                _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
+                             "records": records})
     print(table(records), file=sys.stderr)
+
+
+def _write(path, obj):
+    """Atomic JSON write (a temporary file, then a rename)."""
+    import os
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def table(records):
     """A short text table: milliseconds per run and (T, B), residual and error of MGRIT rows."""
-    lines = [f"{'run':<24}{'T':>7}{'B':>4}{'ms':>11}{'µs/step':>10}{'residual':>11}"
+    lines = [f"{'run':<34}{'T':>7}{'B':>4}{'ms':>11}{'µs/step':>10}{'residual':>11}"
              f"{'err vs serial':>15}"]
     for r in records:
         res = r.get("residual")
         err = r.get("error_vs_serial")
-        lines.append(f"{r['run']:<24}{r['seq_len']:>7}{r['batch']:>4}{1e3 * r['seconds']:>11.2f}"
+        lines.append(f"{r['run']:<34}{r['seq_len']:>7}{r['batch']:>4}{1e3 * r['seconds']:>11.2f}"
                      f"{r['us_per_step']:>10.2f}"
                      f"{'' if res is None else f'{res:.2e}':>11}"
                      f"{'' if err is None else f'{err:.2e}':>15}")
