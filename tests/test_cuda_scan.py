@@ -146,6 +146,7 @@ PTX_SCRIPT = textwrap.dedent("""
         for name, sig in scan_signatures(dtype).items():
             ptx, _ = cuda.compile_ptx(ks.py_funcs[name], sig, cc=(9, 0))
             assert ".entry" in ptx and "atom" in ptx and "membar.gl" in ptx, name
+            assert "ld.global.cg" in ptx, name               # cross-block reads bypass L1
             assert dtype is np.float64 or ".f64" not in ptx, f"float64 ops in float32 {name}"
             print(np.dtype(dtype).name, name, "ok")
 """)

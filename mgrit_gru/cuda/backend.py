@@ -222,7 +222,8 @@ class CudaGRU:
         nblk = self.scan_blocks(B) if blocks is None else int(blocks)
         ks.gru_scan[nblk, NT](
             us, t, gx, self.W_hh, self.b_hh, self.W_ih, self.b_ih, self.dtype.type(dt),
-            self._cell(fine), self._d4 if g is None else g, g is not None, self.empty((L, B, H)),
+            self._cell(fine), self._d4 if g is None else g, g is not None,
+            self.empty((1, L, B, H)),
             *tabs, tg, store, self._barrier())
         return us
 

@@ -29,7 +29,7 @@ coalesced. The VJP runs in two phases per layer: the gate cotangents (elementwis
 of the grid), a barrier, then the transposed matvecs (items), a barrier.
 
 Scratch in global memory: ``phi`` (L, B, H) holds layer k's Φ value (without the forcing g) as
-layer k+1's input; ``dga`` (B, 3H), ``dan``, ``dhd``, ``carry`` (B, H) the VJP's staged gate
+layer k+1's input (stored as (1, L, B, H)); ``dga`` (B, 3H), ``dan``, ``dhd``, ``carry`` (B, H) the VJP's staged gate
 cotangents, da_n, the direct term and the carry dgx_{k+1} W_ih_{k+1} to layer k. ``bar`` is the
 barrier counter (int64, zeroed by the host before each launch).
 """
@@ -39,7 +39,8 @@ import math
 from functools import lru_cache
 from types import SimpleNamespace
 
-from numba import cuda, types
+from numba import cuda, int64, types
+from numba.cuda import config
 
 from .kernels import _nb_type
 
@@ -47,6 +48,31 @@ NT = 256                # threads per block
 S = 32                  # threads splitting one item's dot products (a warp's worth)
 NI = NT // S            # items per block per round
 SHARED = 6 * NT         # shared partial sums: 6 rows (3 gates x 2 matvecs) of NT (a constant for numba)
+
+
+# Loads of what other blocks wrote during this launch (states, λ, the scratch) go through L2
+# (ld.global.cg): the SM's L1 is not coherent across SMs, and a line cached before the barrier
+# would be stale after it. Weights, biases, inputs and stored gates (written before the launch)
+# use ordinary loads and stay in L1. The simulator has no cache hints: a plain load there.
+if config.ENABLE_CUDASIM:
+    @cuda.jit(device=True, inline="always")
+    def ld4(a, i, k, b, j):
+        return a[i, k, b, j]
+
+    @cuda.jit(device=True, inline="always")
+    def ld2(a, i, j):
+        return a[i, j]
+else:
+    # the intrinsic behind cuda.ldcg: the overload would need a live device to compile (PTX tests)
+    from numba.cuda.cache_hints import ldcg_intrinsic
+
+    @cuda.jit(device=True, inline="always")
+    def ld4(a, i, k, b, j):
+        return ldcg_intrinsic(a, (int64(i), int64(k), int64(b), int64(j)))
+
+    @cuda.jit(device=True, inline="always")
+    def ld2(a, i, j):
+        return ldcg_intrinsic(a, (int64(i), int64(j)))
 
 
 @cuda.jit(device=True, inline="always")
@@ -109,12 +135,12 @@ def _make_scans(dtype, nb_t):
                     x_n = ZERO
                     if ok:
                         for c in range(sp, H, S):            # coalesced across the slot's threads
-                            h_c = us[i, k, b, c]
+                            h_c = ld4(us, i, k, b, c)
                             a_r += W_hh[k, j, c] * h_c
                             a_z += W_hh[k, H + j, c] * h_c
                             a_n += W_hh[k, 2 * H + j, c] * h_c
                             if k > 0:
-                                x_c = phi[k - 1, b, c]       # layer k-1's Φ value (no forcing)
+                                x_c = ld4(phi, 0, k - 1, b, c)   # layer k-1's Φ value (no forcing)
                                 x_r += W_ih[k, j, c] * x_c
                                 x_z += W_ih[k, H + j, c] * x_c
                                 x_n += W_ih[k, 2 * H + j, c] * x_c
@@ -141,13 +167,13 @@ def _make_scans(dtype, nb_t):
                         r = sigmoid(gx_r + gh_r)
                         z = sigmoid(gx_z + gh_z)
                         n = math.tanh(gx_n + r * ghn)
-                        h = us[i, k, b, j]
+                        h = ld4(us, i, k, b, j)
                         s = dt * (ONE - z)
                         if implicit:
                             h_new = (s * n + h) / (ONE + s)
                         else:
                             h_new = (n - h) * s + h
-                        phi[k, b, j] = h_new
+                        phi[0, k, b, j] = h_new
                         if use_g:
                             us[i + 1, k, b, j] = h_new + g[i + 1, k, b, j]
                         else:
@@ -185,9 +211,9 @@ def _make_scans(dtype, nb_t):
                 for e in range(gtid, items, nblk * NT):
                     b = e // H
                     j = e - b * H
-                    d = lam[i, k, b, j]
+                    d = ld4(lam, i, k, b, j)
                     if k < L - 1:
-                        d += carry[b, j]                     # dgx_{k+1} W_ih_{k+1}: layer k fed layer k+1
+                        d += ld2(carry, b, j)                     # dgx_{k+1} W_ih_{k+1}: layer k fed layer k+1
                     r = r_tab[ti, k, b, j]
                     z = z_tab[ti, k, b, j]
                     n = n_tab[ti, k, b, j]
@@ -235,13 +261,13 @@ def _make_scans(dtype, nb_t):
                     x_n = ZERO
                     if ok:
                         for m in range(sp, H, S):            # W_hhT[k, j, g*H + m] = W_hh[k, g*H + m, j]
-                            a_r += dga[b, m] * W_hhT[k, j, m]
-                            a_z += dga[b, H + m] * W_hhT[k, j, H + m]
-                            a_n += dga[b, 2 * H + m] * W_hhT[k, j, 2 * H + m]
+                            a_r += ld2(dga, b, m) * W_hhT[k, j, m]
+                            a_z += ld2(dga, b, H + m) * W_hhT[k, j, H + m]
+                            a_n += ld2(dga, b, 2 * H + m) * W_hhT[k, j, 2 * H + m]
                             if k > 0:
-                                x_r += dga[b, m] * W_ihT[k, j, m]
-                                x_z += dga[b, H + m] * W_ihT[k, j, H + m]
-                                x_n += dan[b, m] * W_ihT[k, j, 2 * H + m]
+                                x_r += ld2(dga, b, m) * W_ihT[k, j, m]
+                                x_z += ld2(dga, b, H + m) * W_ihT[k, j, H + m]
+                                x_n += ld2(dan, b, m) * W_ihT[k, j, 2 * H + m]
                     red[tid] = a_r
                     red[NT + tid] = a_z
                     red[2 * NT + tid] = a_n
@@ -251,7 +277,7 @@ def _make_scans(dtype, nb_t):
                     cuda.syncthreads()
                     tree6(red, tid, sp)
                     if ok and sp == 0:
-                        v = dhd[b, j] + (red[tid] + red[NT + tid] + red[2 * NT + tid])
+                        v = ld2(dhd, b, j) + (red[tid] + red[NT + tid] + red[2 * NT + tid])
                         if use_g:
                             v = v + g[i + 1, k, b, j]
                         if use_f and k == L - 1:
@@ -284,7 +310,7 @@ def scan_signatures(dtype):
     a1, a2, a3, a4 = f[:], f[:, :], f[:, :, :], f[:, :, :, :]
     i1, bo, c1 = types.int64[:], types.boolean, types.int64[:]
     return {
-        "gru_scan": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a3,
+        "gru_scan": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
                                a4, a4, a4, a4, i1, bo, c1),
         "gru_vjp_scan": types.void(a4, i1, a4, a4, a4, a4, a4, i1, a3, a3, f, bo,
                                    a4, bo, a4, bo, a4, a4, i1, bo, a2, a2, a2, a2, c1),
