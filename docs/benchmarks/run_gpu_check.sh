@@ -6,22 +6,70 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
 # .whl/ is git-ignored: the device tool must carry it (run(..., carry=[".whl"])).
-# Budget: ~1-2 min of tests, then the benchmark (serial one-launch-per-step rows dominate).
-# Results: $OUT/bench_cuda.json (full) and $OUT/*.log; the table is printed last.
+#
+# Order (most wanted first, each step time-boxed; at most about 8.5 minutes in all):
+#   1. the real-GPU tests (production sizes: kernels, persistent scans at several grid sizes,
+#      MGRIT and serial against NumPy). A hang here means the grid barrier deadlocked: stop.
+#   2. the benchmark, T = 16384, B = 1 first (the issue's target), JSON rewritten after each (T, B)
+#   3. a host profile of one MGRIT forward+backward (where the launch overhead goes)
+#   4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
+# Results under $OUT: gpu.txt, pytest_*.log, bench_cuda.json, bench_table.txt, profile.txt.
 set -u
 OUT=${OUT:-$(mktemp -d)}
 ls .whl/numpy-2.4*.whl >/dev/null 2>&1 || { echo "no numpy 2.4 wheel in .whl/ (see header)"; exit 2; }
 S=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --no-compile --upgrade \
   --target "$S" .whl/numpy-2.4*.whl && export PYTHONPATH="$S:$PWD" || exit 1
+export MGRIT_GRU_REAL_CUDA=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import numpy, numba, numba.cuda as c; print(numpy.__version__, numba.__version__, c.is_available())"
-# 1. correctness first: kernels and backend against NumPy on the real GPU (real_gpu tests run)
-MGRIT_GRU_REAL_CUDA=1 timeout 300 python3 -m pytest -q -x tests/test_cuda_kernels.py \
-  tests/test_cuda_backend.py 2>&1 | tee "$OUT/pytest.log" | tail -15
-[ "${PIPESTATUS[0]}" = 0 ] || { echo "tests failed: no timings"; exit 1; }
-# 2. timings: serial vs MGRIT vs cuDNN, T = 1024..65536, B = 1 and 32, H = 256, float32
-timeout 420 python3 -m mgrit_gru.cli bench --backend cuda --repeat 3 --out "$OUT/bench_cuda.json" \
-  > "$OUT/bench_cuda.jsonl" 2> "$OUT/bench_table.txt"
+python3 -c "import numpy, numba, numba.cuda as c; print(numpy.__version__, numba.__version__, \
+c.is_available(), c.get_current_device().MULTIPROCESSOR_COUNT)" | tee -a "$OUT/gpu.txt"
+
+# 1. correctness at production sizes
+timeout 120 python3 -m pytest -q -p no:cacheprovider -k real_gpu tests/test_cuda_scan.py \
+  tests/test_cuda_kernels.py tests/test_cuda_backend.py > "$OUT/pytest_real.log" 2>&1
 rc=$?
+echo "real-GPU tests: rc=$rc"; tail -25 "$OUT/pytest_real.log" | cut -c1-400
+[ $rc = 124 ] && { echo "tests timed out (a deadlocked barrier?): no timings"; exit 1; }
+
+# 2. timings: serial (persistent, per-step) vs MGRIT vs cuDNN, H = 256, float32
+timeout 260 python3 - > "$OUT/bench_cuda.jsonl" 2> "$OUT/bench_table.txt" <<'PY'
+import json, os
+from mgrit_gru.cuda.bench import bench_cuda
+pairs = [(16384, 1), (1024, 1), (1024, 32), (4096, 1), (4096, 32), (16384, 32), (65536, 1),
+         (65536, 32)]
+for r in bench_cuda(pairs=pairs, hidden=256, dtype="float32", cell="implicit", repeat=3,
+                    out=os.environ["OUT"] + "/bench_cuda.json", deadline_s=170):
+    print(json.dumps(r), flush=True)
+PY
+echo "bench: rc=$?"
+
+# 3. where the host time of one MGRIT forward+backward goes (T = 16384, B = 1)
+timeout 45 python3 - > "$OUT/profile.txt" 2>&1 <<'PY'
+import cProfile, pstats
+import numpy as np
+from numba import cuda
+from mgrit_gru.gru import init_gru
+from mgrit_gru.solve import mgrit_backward, mgrit_forward
+T, B, H = 16384, 1, 256
+p = init_gru(H, H, 1, seed=0, dtype=np.float32)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((T, B, H)).astype(np.float32)
+dy = rng.standard_normal((T, B, H)).astype(np.float32)
+o = dict(levels=3, cf=4, relax="FCF", tol=0.0)
+def run():
+    fi = mgrit_forward(p, x, backend="cuda", cell="implicit", max_iter=2, **o)[2]
+    mgrit_backward(p, fi, dy, backend="cuda", max_iter=1, **o)
+    cuda.synchronize()
+run()
+pr = cProfile.Profile(); pr.enable(); run(); pr.disable()
+st = pstats.Stats(pr); st.sort_stats("tottime").print_stats(30)
+st.sort_stats("cumulative").print_stats(40)
+PY
+echo "profile: rc=$?"
+
+# 4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
+timeout 60 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_scan.py \
+  tests/test_cuda_backend.py > "$OUT/pytest_small.log" 2>&1
+echo "small tests on the GPU: rc=$?"; tail -6 "$OUT/pytest_small.log" | cut -c1-400
+
 cat "$OUT/bench_table.txt"
-exit $rc

@@ -104,12 +104,15 @@ def _torch_rows(T, B, H, I, repeat, seed, base):
 def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                input_size=None, layers=1, cell="implicit", dtype="float32", levels=3, cf=4,
                iters=2, bwd_iters=1, relax="FCF", repeat=5, seed=0, torch=True,
-               simulate=False, out=None, per_step_max=1024):
+               simulate=False, out=None, per_step_max=1024, pairs=None, deadline_s=None):
     """Yield one record per (T, B, run); see the module docstring.
 
     ``simulate=True`` runs under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, tiny sizes only:
-    it checks the logic, its timings mean nothing; ``repeat=0`` runs each row once). Without a GPU (and not simulating) it raises
-    ValueError before doing anything. ``out``: write {"device", "options", "records"} as JSON.
+    it checks the logic, its timings mean nothing; ``repeat=0`` runs each row once). Without a
+    GPU (and not simulating) it raises ValueError before doing anything. ``out``: write
+    {"device", "options", "records"} as JSON. ``pairs``: an explicit order of (T, B) instead of
+    seq_lens x batches (the most wanted first); ``deadline_s``: start no new (T, B) after that
+    many seconds (a time-limited GPU session keeps what it finished).
     """
     from numba.cuda import config
     if simulate:
@@ -125,79 +128,84 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
     fopts = dict(cell=cell, levels=levels, cf=cf, relax=relax, max_iter=iters, tol=0.0)
     bopts = dict(levels=levels, cf=cf, relax=relax, max_iter=bwd_iters, tol=0.0)
     records = []
-    for T in seq_lens:
-        for B in batches:
-            params = init_gru(I, H, layers, seed=seed, dtype=dtype)
-            rng = np.random.default_rng(seed)
-            x = rng.standard_normal((T, B, I)).astype(dtype)
-            dy = rng.standard_normal((T, B, H)).astype(dtype)
-            base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
-                        layers=layers, cell=cell, dtype=dtype.name)
-            rows = []
-            # serial stepping: one persistent launch; the per-step baseline on short sequences
-            if repeat:
-                gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
-            s, reps, (y_s, hT_s, cache) = _timed(
-                lambda: gru_forward(params, x, cell=cell), repeat)
-            rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, launches="scan"))
+    if pairs is None:
+        pairs = [(T, B) for T in seq_lens for B in batches]
+    t_start = time.perf_counter()
+    for T, B in pairs:
+        if deadline_s is not None and time.perf_counter() - t_start > deadline_s:
+            print(f"deadline: (T, B) = {(T, B)} and later not run", file=sys.stderr)
+            break
+        params = init_gru(I, H, layers, seed=seed, dtype=dtype)
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        dy = rng.standard_normal((T, B, H)).astype(dtype)
+        base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
+                    layers=layers, cell=cell, dtype=dtype.name)
+        rows = []
+        # serial stepping: one persistent launch; the per-step baseline on short sequences
+        if repeat:
+            gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
+        s, reps, (y_s, hT_s, cache) = _timed(
+            lambda: gru_forward(params, x, cell=cell), repeat)
+        rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, launches="scan"))
 
-            def serial_fb(launches="scan"):
-                c = gru_forward(params, x, cell=cell, launches=launches)[2]
-                return gru_backward(params, c, dy, launches=launches)
-            s, reps, ref_b = _timed(serial_fb, repeat)
-            rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, launches="scan"))
-            if T <= per_step_max:
-                s, reps, (y_p, _, _) = _timed(
-                    lambda: gru_forward(params, x, cell=cell, launches="per_step"), repeat)
-                rows.append(dict(base, run="serial_forward_per_step", seconds=s, repeat=reps,
-                                 us_per_step=1e6 * s / T, launches="per_step",
-                                 error_vs_serial=_rel(y_p, y_s)))
-                s, reps, b_p = _timed(lambda: serial_fb("per_step"), repeat)
-                rows.append(dict(base, run="serial_forward_backward_per_step", seconds=s,
-                                 repeat=reps, us_per_step=1e6 * s / T, launches="per_step",
-                                 error_vs_serial=max(_rel(b_p[0][k], ref_b[0][k])
-                                                     for k in ref_b[0])))
-            # MGRIT
-            mg = dict(levels=levels, cf=cf, relax=relax, iters=iters, bwd_iters=bwd_iters)
-            s, reps, (y, _, finfo) = _timed(
-                lambda: mgrit_forward(params, x, backend="cuda", **fopts), repeat)
-            U = finfo.solver.U[0]
-            t0 = time.perf_counter()
-            finfo.problem.vec.to_host(U[1:])
-            host_copy = time.perf_counter() - t0
-            f_res, f_err = finfo.final_residual, _rel(y, y_s)
-            rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
-                             host_copy_s=host_copy, **mg))
+        def serial_fb(launches="scan"):
+            c = gru_forward(params, x, cell=cell, launches=launches)[2]
+            return gru_backward(params, c, dy, launches=launches)
+        s, reps, ref_b = _timed(serial_fb, repeat)
+        rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, launches="scan"))
+        if T <= per_step_max:
+            s, reps, (y_p, _, _) = _timed(
+                lambda: gru_forward(params, x, cell=cell, launches="per_step"), repeat)
+            rows.append(dict(base, run="serial_forward_per_step", seconds=s, repeat=reps,
+                             us_per_step=1e6 * s / T, launches="per_step",
+                             error_vs_serial=_rel(y_p, y_s)))
+            s, reps, b_p = _timed(lambda: serial_fb("per_step"), repeat)
+            rows.append(dict(base, run="serial_forward_backward_per_step", seconds=s,
+                             repeat=reps, us_per_step=1e6 * s / T, launches="per_step",
+                             error_vs_serial=max(_rel(b_p[0][k], ref_b[0][k])
+                                                 for k in ref_b[0])))
+        # MGRIT
+        mg = dict(levels=levels, cf=cf, relax=relax, iters=iters, bwd_iters=bwd_iters)
+        s, reps, (y, _, finfo) = _timed(
+            lambda: mgrit_forward(params, x, backend="cuda", **fopts), repeat)
+        U = finfo.solver.U[0]
+        t0 = time.perf_counter()
+        finfo.problem.vec.to_host(U[1:])
+        host_copy = time.perf_counter() - t0
+        f_res, f_err = finfo.final_residual, _rel(y, y_s)
+        rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
+                         host_copy_s=host_copy, **mg))
 
-            def bwd_err(res):
-                g, dx, dh0 = res[:3]
-                errs = [_rel(g[k], ref_b[0][k]) for k in g]
-                return max(errs + [_rel(dx, ref_b[1]), _rel(dh0, ref_b[2])])
-            s, reps, bres = _timed(
-                lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
-            rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, residual=bres[3].final_residual,
-                             error_vs_serial=bwd_err(bres), **mg))
+        def bwd_err(res):
+            g, dx, dh0 = res[:3]
+            errs = [_rel(g[k], ref_b[0][k]) for k in g]
+            return max(errs + [_rel(dx, ref_b[1]), _rel(dh0, ref_b[2])])
+        s, reps, bres = _timed(
+            lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
+        rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, residual=bres[3].final_residual,
+                         error_vs_serial=bwd_err(bres), **mg))
 
-            def mgrit_fb():
-                fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
-                return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
-            s, reps, (bres, fi) = _timed(mgrit_fb, repeat)
-            rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, residual=fi.final_residual,
-                             residual_backward=bres[3].final_residual,
-                             error_vs_serial=bwd_err(bres), **mg))
-            if torch and not simulate:
-                rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
-            for r in rows:
-                records.append(r)
-                yield r
-            if out is not None:
-                _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
-                             "records": records})
+        def mgrit_fb():
+            fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
+            return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
+        s, reps, (bres, fi) = _timed(mgrit_fb, repeat)
+        rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, residual=fi.final_residual,
+                         residual_backward=bres[3].final_residual,
+                         error_vs_serial=bwd_err(bres), **mg))
+        if torch and not simulate:
+            rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
+        for r in rows:
+            records.append(r)
+            yield r
+        if out is not None:
+            _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
+                         "records": records})
     print(table(records), file=sys.stderr)
 
 
@@ -221,4 +229,14 @@ def table(records):
                      f"{r['us_per_step']:>10.2f}"
                      f"{'' if res is None else f'{res:.2e}':>11}"
                      f"{'' if err is None else f'{err:.2e}':>15}")
+    by = {(r["seq_len"], r["batch"], r["run"]): r["seconds"] for r in records}
+    for (T, B, run), sec in by.items():                      # the issue's comparisons, per (T, B)
+        if run != "mgrit_forward_backward":
+            continue
+        parts = [f"T={T} B={B}: MGRIT fwd+bwd {1e3 * sec:.1f} ms"]
+        for other, name in (("torch_forward_backward", "cuDNN fwd+bwd"),
+                            ("serial_forward_backward", "serial fwd+bwd")):
+            if (T, B, other) in by:
+                parts.append(f"{name} / MGRIT = {by[(T, B, other)] / sec:.2f}x")
+        lines.append("  ".join(parts))
     return "\n".join(lines)
