@@ -28,6 +28,28 @@ def cuda_available():
         return False
 
 
+def view(a, item):
+    """``a[item]`` for a numba device array, without numba's cost for strided views.
+
+    numba's ``DeviceNDArray.__getitem__`` lists every contiguous extent of a non-contiguous
+    result only to find that there is more than one: for a (4096, L, B, H) view taking every
+    cf-th point that is 4096 L B Python-level index computations (the H200 profile of one MGRIT
+    solve spent most of its host time there). This builds the same array numba builds in that
+    case: the same dummy-array shape and strides over the memory range spanned by the view.
+    Contiguous results, element indexing and the simulator go through ``a[item]`` unchanged.
+    """
+    dummy = getattr(a, "_dummy", None)
+    if dummy is None:                                        # simulator arrays, host arrays
+        return a[item]
+    d = dummy[item]
+    if not d.is_array or d.is_c_contig or d.is_f_contig:
+        return a[item]                                       # numba's fast path
+    if any(s < 0 for s in d.strides):
+        raise ValueError("negative-stride device views are not supported")
+    return type(a)(shape=d.shape, strides=d.strides, dtype=a.dtype,
+                   gpu_data=a.gpu_data.view(*d.extent), stream=a.stream)
+
+
 def _threads(K):
     """Threads per block of the 1-d kernels: K rounded up to a warp, at most RED."""
     return min(RED, 32 * ((K + 31) // 32))
@@ -314,11 +336,12 @@ class CudaGRU:
                 grads[f"bias_ih_l{k}"] = self.empty(3 * self.H)
                 grads[f"bias_hh_l{k}"] = self.empty(3 * self.H)
         for k in range(self.L):
-            gx_k, gh_k = dgx[:T, k], dgh[:T, k]
-            nxt = u[1:T + 1] if u_next is None else u_next
-            inp = x if k == 0 else nxt[:T, k - 1]             # layer k's input: layer k-1's h⁺
+            gx_k, gh_k = view(dgx, (slice(0, T), k)), view(dgh, (slice(0, T), k))
+            nxt = view(u, slice(1, T + 1)) if u_next is None else u_next
+            inp = x if k == 0 else view(nxt, (slice(0, T), k - 1))   # layer k's input: layer k-1's h⁺
             self.outer_sum(gx_k, inp, grads[f"weight_ih_l{k}"], accumulate, chunks)
-            self.outer_sum(gh_k, u[0:T, k], grads[f"weight_hh_l{k}"], accumulate, chunks)
+            self.outer_sum(gh_k, view(u, (slice(0, T), k)), grads[f"weight_hh_l{k}"], accumulate,
+                           chunks)
             self.col_sum(gx_k, grads[f"bias_ih_l{k}"], accumulate, chunks)
             self.col_sum(gh_k, grads[f"bias_hh_l{k}"], accumulate, chunks)
         return grads

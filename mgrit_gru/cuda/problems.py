@@ -26,7 +26,7 @@ import numpy as np
 from ..gru import gru_dims
 from ..mgrit.problem import Problem
 from ..problems import COARSE_INPUTS
-from .backend import GATES, CudaGRU
+from .backend import GATES, CudaGRU, view
 from .vector_kernels import fill, take_rows, window_mean
 
 
@@ -76,6 +76,10 @@ class CudaVectors:
     def max_abs(self, a):
         return self._norms(a)[1]
 
+    def rows(self, A, slot, count, step):
+        """``A[slot : slot + step (count - 1) + 1 : step]`` as a cheap device view (`view`)."""
+        return view(A, slice(slot, slot + step * (count - 1) + 1, step))
+
     def to_host(self, a):
         return to_host(self.gru, a)
 
@@ -107,7 +111,7 @@ def _arange_view(table, t, offset, n_rows, what):
     if a < 0 or last >= n_rows:
         raise IndexError(f"fine steps {t.start}..{t.start + t.step * (n - 1)} are outside the "
                          f"{what} rows {offset}..{offset + n_rows - 1}")
-    return table[a: last + 1: t.step]
+    return view(table, slice(a, last + 1, t.step))
 
 
 class CudaForwardProblem(Problem):
@@ -245,17 +249,17 @@ class CudaAdjointProblem(Problem):
         sl = slice(s0, s0 + t.step * (n - 1) + 1, t.step)
         if s0 + t.step * (n - 1) > self.n_steps:
             raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
-        h = self.R[sl]                                       # u_i at forward steps i = N - s
+        h = view(self.R, sl)                                 # u_i at forward steps i = N - s
         if level == 0:
-            tg = self.rev(fwd.store_from)[sl]
+            tg = view(self.rev(fwd.store_from), sl)
             kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
             gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, **kw)
         else:
-            gru.vjp(h, u, self.rev(fwd.t_offset)[sl], fwd.dt * span, out, fine=False,
+            gru.vjp(h, u, view(self.rev(fwd.t_offset), sl), fwd.dt * span, out, fine=False,
                     gx=fwd.gx0, g=g)
         if self.dyr is not None:                             # + f_i on the top layer
-            top = out[:, self.L - 1: self.L]
-            gru.axpby(1.0, top, 1.0, self.dyr[sl], top)
+            top = view(out, (slice(None), slice(self.L - 1, self.L)))
+            gru.axpby(1.0, top, 1.0, view(self.dyr, sl), top)
 
     def march(self, level, u, t, span, g=None, store=False):
         """The coarsest level's adjoint solve as ONE persistent launch (`CudaGRU.vjp_scan`).
@@ -272,17 +276,17 @@ class CudaAdjointProblem(Problem):
         if last > self.n_steps:
             raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
         sl = slice(s0, last + 1, t.step)                     # the targets: u_i at i = N - s
-        h = self.R[sl]
+        h = view(self.R, sl)
         idx = fwd.arange[:n]                                 # h[idx[i]] is step i's state
-        f = None if self.dyr is None else self.dyr[t.start: last + 1: t.step]   # f[i+1] at target i
+        f = None if self.dyr is None else view(self.dyr, slice(t.start, last + 1, t.step))   # f[i+1] at target i
         if level == 0:
-            tg = self.rev(fwd.store_from)[sl]
+            tg = view(self.rev(fwd.store_from), sl)
             kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
             gru.vjp_scan(h, idx, u, fwd.gates, tg, fwd.dt, fine=True, g=g, f=f, **kw)
         else:
             L, B, H = self.shape
             scr = gru._scratch_gates(n, L, B, H)
-            gru.step(h, self.rev(fwd.t_offset)[sl], fwd.gx0, fwd.dt * span, scr["h_new"],
+            gru.step(h, view(self.rev(fwd.t_offset), sl), fwd.gx0, fwd.dt * span, scr["h_new"],
                      fine=False, gates=scr, tg=scr["arange"])
             gru.vjp_scan(h, idx, u, scr, scr["arange"], fwd.dt * span, fine=False, g=g, f=f)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..gru import _check_cotangent, check_cell, check_sequence, gru_dims
-from .backend import GATES, CudaGRU
+from .backend import GATES, CudaGRU, view
 from .problems import input_grad, to_host
 
 
@@ -65,7 +65,7 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
     d_x = gru.to_device(x)
     hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt, launches)
     T = x.shape[0]
-    top = to_host(gru, hs[1:, L - 1:L])[:, 0]                  # y_t = u_{t+1}'s top layer
+    top = to_host(gru, view(hs, (slice(1, None), slice(L - 1, L))))[:, 0]   # y_t: u_{t+1}, top
     h_T = gru.to_host(hs[T:T + 1])[0]
     cache = {"backend": "cuda", "x": d_x, "hs": hs, "gates": gates, "cell": cell, "dt": dt,
              "tix": tix, "shape": (T, x.shape[1], L, I, H), "dtype": np.dtype(dtype)}
@@ -99,7 +99,7 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
         gru.copy(mus[T:T + 1], lam)
     else:
         d_dy = None if dy is None else gru.to_device(dy.reshape(T, 1, B, H))
-        top = lam[:, L - 1:L]
+        top = view(lam, (slice(None), slice(L - 1, L)))
         for t in reversed(range(T)):
             if d_dy is not None:
                 gru.axpby(1.0, top, 1.0, d_dy[t:t + 1], top)   # λ += dy_t on the top layer

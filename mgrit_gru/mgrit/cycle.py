@@ -162,9 +162,12 @@ class MGRIT:
         count = 0 if first > lv.hi else (lv.hi - first) // lv.cf + 1
         return first, count
 
-    @staticmethod
-    def _rows(A, slot, count, step):
-        """View of ``count`` rows of A from ``slot`` every ``step``."""
+    def _rows(self, A, slot, count, step):
+        """View of ``count`` rows of A from ``slot`` every ``step`` (through the vector
+        operations when they provide ``rows``: device arrays slice cheaply that way)."""
+        rows = getattr(self.vec, "rows", None)
+        if rows is not None:
+            return rows(A, slot, count, step)
         return A[slot: slot + step * (count - 1) + 1: step]
 
     def _step(self, l, first, count, step_pts, out_slot_first=None, out=None, g=True, store=False):

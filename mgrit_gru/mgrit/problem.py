@@ -53,6 +53,10 @@ class NumpyVectors:
     def max_abs(self, a):
         return float(np.max(np.abs(a))) if a.size else 0.0
 
+    def rows(self, A, slot, count, step):
+        """``count`` points of A from ``slot``, every ``step`` (a view)."""
+        return A[slot: slot + step * (count - 1) + 1: step]
+
     def to_host(self, a):
         return np.ascontiguousarray(a)
 
