@@ -7,6 +7,8 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
 # .whl/ is git-ignored: the device tool must carry it (run(..., carry=[".whl"])).
 #
+# Starting the machine may itself take minutes of the session's device time (an H200 took ~5 of
+# 15 on 2026-11-26): run this once, with timeout_s of about 555, and give the machine back.
 # Order (most wanted first, each step time-boxed; at most about 8.5 minutes in all):
 #   1. the real-GPU tests (production sizes: kernels, persistent scans at several grid sizes,
 #      MGRIT and serial against NumPy). A hang here means the grid barrier deadlocked: stop.
