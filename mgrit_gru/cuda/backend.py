@@ -216,12 +216,27 @@ class CudaGRU:
     def scan_blocks(self, B):
         """Blocks of the persistent kernels: enough for B*H items, at most one per multiprocessor
         (the grid barrier needs every block resident); one under the simulator."""
+        return max(1, min(self.max_scan_blocks(), (B * self.H + NI - 1) // NI))
+
+    def max_scan_blocks(self):
+        """One block per multiprocessor (1 under the simulator, which runs blocks in turn)."""
         from numba.cuda import config
         if config.ENABLE_CUDASIM:
             return 1
         if not hasattr(self, "_sms"):
             self._sms = int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
-        return max(1, min(self._sms, (B * self.H + NI - 1) // NI))
+        return self._sms
+
+    def _scan_grid(self, B, blocks):
+        """`scan_blocks`, or a checked override: more blocks than can be resident at once
+        would deadlock the grid barrier (the simulator runs one block at a time: 1 there)."""
+        if blocks is None:
+            return self.scan_blocks(B)
+        most = self.max_scan_blocks()
+        if not (isinstance(blocks, (int, np.integer)) and 1 <= blocks <= most):
+            raise ValueError(f"blocks must be an int in 1..{most} (one block per multiprocessor "
+                             f"at most: the grid barrier needs them all resident), got {blocks!r}")
+        return int(blocks)
 
     def _barrier(self):
         return cuda.to_device(np.zeros(1, np.int64))
@@ -241,7 +256,7 @@ class CudaGRU:
         store = gates is not None
         tabs = [gates[k] for k in GATES] if store else [self._d4] * 4
         tg = (t if tg is None else tg) if store else self._i1
-        nblk = self.scan_blocks(B) if blocks is None else int(blocks)
+        nblk = self._scan_grid(B, blocks)
         ks.gru_scan[nblk, NT](
             us, t, gx, self.W_hh, self.b_hh, self.W_ih, self.b_ih, self.dtype.type(dt),
             self._cell(fine), self._d4 if g is None else g, g is not None,
@@ -265,7 +280,7 @@ class CudaGRU:
         store = dg is not None
         dgs = list(dg) if store else [self._d4] * 2
         td = (tg if td is None else td) if store else self._i1
-        nblk = self.scan_blocks(B) if blocks is None else int(blocks)
+        nblk = self._scan_grid(B, blocks)
         ks.gru_vjp_scan[nblk, NT](
             U, tu, lam, *[gates[k] for k in GATES], tg, self.W_hhT, self.W_ihT,
             self.dtype.type(dt), self._cell(fine), self._d4 if g is None else g, g is not None,
