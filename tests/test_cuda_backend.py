@@ -319,6 +319,8 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
         assert r["seconds"] > 0 and r["seq_len"] == 4 and r["hidden"] == 4
         if r["run"].startswith("mgrit"):
             assert np.isfinite(r["residual"]) and np.isfinite(r["error_vs_serial"])
+        if r["run"] in ("mgrit_forward", "mgrit_backward"):
+            assert 0 < r["solver_s"] <= r["seconds"] and r["phase_s"]
         if r["run"].endswith("per_step"):                    # the same numbers as the scan
             assert r["error_vs_serial"] < 1e-5
     assert json.loads(out.read_text())["records"] == recs

@@ -12,7 +12,10 @@ gradients, dx and dh0 against serial BPTT).
 Timing: one warm-up run (compilation), then ``repeat`` runs (fewer when one run is long, at least
 one) with ``cuda.synchronize()`` before and after each, median reported. The MGRIT rows time the
 public functions, which copy their results to the host at the end (the solver returns every fine
-state: ``host_copy_s`` records what that copy alone costs).
+state: ``host_copy_s`` records what that copy alone costs). ``solver_s`` is the solver's own
+wall time (the rest of ``seconds`` is set-up and transfers) and ``phase_s`` its host-clock
+split by phase (relax, residual, coarsest, ...; launches are asynchronous, so a phase's device
+work may be billed to the next phase that waits for it, e.g. the residual norm).
 
 ``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.
 """
@@ -178,7 +181,8 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
         f_res, f_err = finfo.final_residual, _rel(y, y_s)
         rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
                          us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
-                         host_copy_s=host_copy, **mg))
+                         host_copy_s=host_copy, solver_s=finfo.wall_time,
+                         phase_s=dict(finfo.phase_times), **mg))
 
         def bwd_err(res):
             g, dx, dh0 = res[:3]
@@ -188,7 +192,8 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
             lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
         rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
                          us_per_step=1e6 * s / T, residual=bres[3].final_residual,
-                         error_vs_serial=bwd_err(bres), **mg))
+                         error_vs_serial=bwd_err(bres), solver_s=bres[3].wall_time,
+                         phase_s=dict(bres[3].phase_times), **mg))
 
         def mgrit_fb():
             fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
