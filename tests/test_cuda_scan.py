@@ -64,7 +64,7 @@ COMBOS = [(np.float64, "classic", 1, False), (np.float64, "implicit", 2, True),
 @pytest.mark.parametrize("dtype, cell, L, forcing", COMBOS)
 def test_scan_equals_stepping(dtype, cell, L, forcing):
     p, gx0, t, rng = problem(dtype, L)
-    n, T = len(t), gx0.shape[0]
+    n = len(t)
     _, B, _ = gx0.shape
     H = p["weight_hh_l0"].shape[1]
     u0 = rng.standard_normal((L, B, H)).astype(dtype)
@@ -90,7 +90,7 @@ def test_vjp_scan_equals_adjoint_stepping(dtype, cell, L, forcing):
     """lam[i+1] = J_iᵀ lam[i] (+ g[i+1]) (+ f[i+1] on the top layer) at states U[tu[i]] with the
     gates at rows tg[i]; the gate cotangents stored at td[i]."""
     p, gx0, t, rng = problem(dtype, L, seed=3)
-    n, (T, B, _) = len(t), gx0.shape
+    n, (_, B, _) = len(t), gx0.shape
     H = p["weight_hh_l0"].shape[1]
     U = rng.standard_normal((n + 2, L, B, H)).astype(dtype)
     tu = rng.permutation(n + 2)[:n].astype(np.int64)

@@ -60,15 +60,68 @@ def _nb_type(dtype):
 
 
 # ----------------------------------------------------------------------------------------------
+# one hidden unit's cell update and its VJP, side by side (shared by the step and scan kernels)
+# ----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def cell_math(dtype):
+    """Device functions for one unit, in ``dtype`` arithmetic (IR-inlined: compile_ptx then
+    needs no device). The math is `mgrit_gru.gru.cell_update` and its VJP:
+
+        r = σ(a_r), z = σ(a_z), n = tanh(gx_n + r ghn), s = dt (1 - z)
+        classic  h⁺ = h + s (n - h)             implicit  h⁺ = (h + s n) / (1 + s)
+    """
+    dtype = np.dtype(dtype)
+    HALF, ONE = dtype.type(0.5), dtype.type(1.0)
+
+    @cuda.jit(device=True, inline="always")
+    def sigmoid(a):
+        return HALF * math.tanh(HALF * a) + HALF             # σ(a) without overflow, as gru.sigmoid
+
+    @cuda.jit(device=True, inline="always")
+    def cell(gx_r, gx_z, gx_n, gh_r, gh_z, ghn, h, dt, implicit):
+        """(r, z, n, h⁺) from the input and hidden projections of one unit."""
+        r = sigmoid(gx_r + gh_r)
+        z = sigmoid(gx_z + gh_z)
+        n = math.tanh(gx_n + r * ghn)
+        s = dt * (ONE - z)                                   # the step's weight dt (1 - z)
+        if implicit:
+            h_new = (s * n + h) / (ONE + s)                  # (h + s n) / (1 + s)
+        else:
+            h_new = (n - h) * s + h                          # h + s (n - h)
+        return r, z, n, h_new
+
+    @cuda.jit(device=True, inline="always")
+    def cell_vjp(d, r, z, n, ghn, h, dt, implicit):
+        """d = ∂L/∂h⁺ -> (da_r, da_z, da_n, ∂L/∂h|direct), a_· the gates' pre-activations.
+
+        classic:  ∂h⁺/∂n = s, ∂h⁺/∂z = -dt (n - h), ∂h⁺/∂h|direct = 1 - s
+        implicit: ∂h⁺/∂n = s/(1+s), ∂h⁺/∂z = -dt (n - h⁺)/(1+s), ∂h⁺/∂h|direct = 1/(1+s)
+        then da_n = dn (1 - n²), da_r = da_n ghn r (1 - r), da_z = dz z (1 - z).
+        """
+        s = dt * (ONE - z)
+        if implicit:
+            inv = ONE / (ONE + s)
+            h_new = (s * n + h) / (ONE + s)                  # the forward's h⁺, recomputed
+            dn = d * s * inv
+            dz = -dt * d * (n - h_new) * inv
+            dh = d * inv
+        else:
+            dn = d * s
+            dz = -dt * d * (n - h)
+            dh = d * (ONE - s)
+        da_n = dn * (ONE - n * n)
+        return da_n * ghn * r * (ONE - r), dz * z * (ONE - z), da_n, dh
+
+    return SimpleNamespace(sigmoid=sigmoid, cell=cell, cell_vjp=cell_vjp)
+
+
+# ----------------------------------------------------------------------------------------------
 # the stacked GRU step Φ for a batch of states at a batch of time indices
 # ----------------------------------------------------------------------------------------------
 def _make_step(dtype, nb_t, BT):
-    ZERO, HALF, ONE = dtype.type(0.0), dtype.type(0.5), dtype.type(1.0)
+    ZERO = dtype.type(0.0)
     BT3 = 3 * BT
-
-    @cuda.jit(device=True, inline="always")   # IR-inlined: compile_ptx then needs no device
-    def sigmoid(a):
-        return HALF * math.tanh(HALF * a) + HALF             # σ(a) without overflow, as gru.sigmoid
+    cell = cell_math(dtype).cell
 
     def gru_step(u, t, gx, W_hhT, b_hh, W_ihT, b_ih, dt, implicit, g, use_g, out,
                  r_tab, z_tab, n_tab, ghn_tab, tg, store):
@@ -135,15 +188,8 @@ def _make_step(dtype, nb_t, BT):
                         gx_r = acc_x[3 * q] + b_ih[k, j]
                         gx_z = acc_x[3 * q + 1] + b_ih[k, H + j]
                         gx_n = acc_x[3 * q + 2] + b_ih[k, 2 * H + j]
-                    r = sigmoid(gx_r + gh_r)
-                    z = sigmoid(gx_z + gh_z)
-                    n = math.tanh(gx_n + r * ghn)
-                    h = h_s[q * H + j]
-                    s = dt * (ONE - z)                       # the step's weight dt (1 - z)
-                    if implicit:
-                        h_new = (s * n + h) / (ONE + s)      # (h + s n) / (1 + s)
-                    else:
-                        h_new = (n - h) * s + h              # h + s (n - h)
+                    r, z, n, h_new = cell(gx_r, gx_z, gx_n, gh_r, gh_z, ghn, h_s[q * H + j],
+                                          dt, implicit)
                     x_s[q * H + j] = h_new                   # next layer's input (Φ's own value, no g)
                     if row0 + q < rows:                      # the repeated rows write nothing
                         if use_g:
@@ -160,7 +206,8 @@ def _make_step(dtype, nb_t, BT):
 
 
 def _make_vjp(dtype, nb_t, BT):
-    ZERO, ONE = dtype.type(0.0), dtype.type(1.0)
+    ZERO = dtype.type(0.0)
+    cell_vjp = cell_math(dtype).cell_vjp
 
     def gru_vjp(u, lam, r_tab, z_tab, n_tab, ghn_tab, tg, W_hh, W_ih, dt, implicit, g, use_g,
                 out, dgx_tab, dgh_tab, td, store):
@@ -194,24 +241,10 @@ def _make_vjp(dtype, nb_t, BT):
                     ti = tg[i]
                     d = lam[i, k, b, j] + carry[q]
                     r = r_tab[ti, k, b, j]
-                    z = z_tab[ti, k, b, j]
-                    n = n_tab[ti, k, b, j]
-                    ghn = ghn_tab[ti, k, b, j]
-                    h = u[i, k, b, j]
-                    s = dt * (ONE - z)
-                    if implicit:
-                        inv = ONE / (ONE + s)
-                        h_new = (s * n + h) / (ONE + s)      # the forward's h⁺, recomputed
-                        dn = d * s * inv
-                        dz = -dt * d * (n - h_new) * inv
-                        dh_dir[q] = d * inv
-                    else:
-                        dn = d * s
-                        dz = -dt * d * (n - h)
-                        dh_dir[q] = d * (ONE - s)
-                    da_n = dn * (ONE - n * n)
-                    da_r = da_n * ghn * r * (ONE - r)
-                    da_z = dz * z * (ONE - z)
+                    da_r, da_z, da_n, dh = cell_vjp(
+                        d, r, z_tab[ti, k, b, j], n_tab[ti, k, b, j], ghn_tab[ti, k, b, j],
+                        u[i, k, b, j], dt, implicit)
+                    dh_dir[q] = dh
                     dgh_s[q * 3 * H + j] = da_r
                     dgh_s[q * 3 * H + H + j] = da_z
                     dgh_s[q * 3 * H + 2 * H + j] = da_n * r

@@ -35,14 +35,13 @@ barrier counter (int64, zeroed by the host before each launch).
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from types import SimpleNamespace
 
 from numba import cuda, int64, types
 from numba.cuda import config
 
-from .kernels import _nb_type
+from .kernels import _nb_type, cell_math
 
 NT = 256                # threads per block
 S = 32                  # threads splitting one item's dot products (a warp's worth)
@@ -89,11 +88,9 @@ def grid_barrier(bar, target):
 
 
 def _make_scans(dtype, nb_t):
-    ZERO, HALF, ONE = dtype.type(0.0), dtype.type(0.5), dtype.type(1.0)
-
-    @cuda.jit(device=True, inline="always")
-    def sigmoid(a):
-        return HALF * math.tanh(HALF * a) + HALF
+    ZERO = dtype.type(0.0)
+    cm = cell_math(dtype)
+    cell, cell_vjp = cm.cell, cm.cell_vjp
 
     @cuda.jit(device=True, inline="always")
     def tree6(red, tid, sp):
@@ -164,15 +161,8 @@ def _make_scans(dtype, nb_t):
                             gx_r = red[3 * NT + tid] + b_ih[k, j]
                             gx_z = red[4 * NT + tid] + b_ih[k, H + j]
                             gx_n = red[5 * NT + tid] + b_ih[k, 2 * H + j]
-                        r = sigmoid(gx_r + gh_r)
-                        z = sigmoid(gx_z + gh_z)
-                        n = math.tanh(gx_n + r * ghn)
-                        h = ld4(us, i, k, b, j)
-                        s = dt * (ONE - z)
-                        if implicit:
-                            h_new = (s * n + h) / (ONE + s)
-                        else:
-                            h_new = (n - h) * s + h
+                        r, z, n, h_new = cell(gx_r, gx_z, gx_n, gh_r, gh_z, ghn,
+                                              ld4(us, i, k, b, j), dt, implicit)
                         phi[0, k, b, j] = h_new
                         if use_g:
                             us[i + 1, k, b, j] = h_new + g[i + 1, k, b, j]
@@ -215,24 +205,10 @@ def _make_scans(dtype, nb_t):
                     if k < L - 1:
                         d += ld2(carry, b, j)                     # dgx_{k+1} W_ih_{k+1}: layer k fed layer k+1
                     r = r_tab[ti, k, b, j]
-                    z = z_tab[ti, k, b, j]
-                    n = n_tab[ti, k, b, j]
-                    ghn = ghn_tab[ti, k, b, j]
-                    h = U[ui, k, b, j]
-                    s = dt * (ONE - z)
-                    if implicit:
-                        inv = ONE / (ONE + s)
-                        h_new = (s * n + h) / (ONE + s)
-                        dn = d * s * inv
-                        dz = -dt * d * (n - h_new) * inv
-                        dhd[b, j] = d * inv
-                    else:
-                        dn = d * s
-                        dz = -dt * d * (n - h)
-                        dhd[b, j] = d * (ONE - s)
-                    da_n = dn * (ONE - n * n)
-                    da_r = da_n * ghn * r * (ONE - r)
-                    da_z = dz * z * (ONE - z)
+                    da_r, da_z, da_n, dh = cell_vjp(
+                        d, r, z_tab[ti, k, b, j], n_tab[ti, k, b, j], ghn_tab[ti, k, b, j],
+                        U[ui, k, b, j], dt, implicit)
+                    dhd[b, j] = dh
                     dga[b, j] = da_r
                     dga[b, H + j] = da_z
                     dga[b, 2 * H + j] = da_n * r
@@ -307,7 +283,7 @@ def scan_kernels(dtype):
 def scan_signatures(dtype):
     """Argument types of both kernels for ``dtype`` (arrays of any layout)."""
     _, f = _nb_type(dtype)
-    a1, a2, a3, a4 = f[:], f[:, :], f[:, :, :], f[:, :, :, :]
+    a2, a3, a4 = f[:, :], f[:, :, :], f[:, :, :, :]
     i1, bo, c1 = types.int64[:], types.boolean, types.int64[:]
     return {
         "gru_scan": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
