@@ -11,28 +11,13 @@ import textwrap
 
 import numpy as np
 import pytest
+from _cuda_helpers import DTYPES, GATES, close, nan, real_gpu
 from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
 
 n, L2, B, H, I, T = 3, 2, 2, 4, 3, 5                         # intervals, layers, batch, hidden, input, steps
-GATES = ("r", "z", "n", "ghn")
-DTYPES = (np.float64, np.float32)
-real_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU")
-
-
-def close(got, want, dtype):
-    """float64: 1e-10 absolute; float32: 1e-5 relative to the largest reference entry."""
-    assert got.shape == want.shape
-    assert np.all(np.isfinite(got)), "unwritten (NaN-poisoned) or non-finite output"
-    err = np.max(np.abs(got - want)) if got.size else 0.0
-    tol = 1e-10 if dtype == np.float64 else 1e-5 * max(1.0, np.max(np.abs(want)))
-    assert err <= tol, f"max error {err:.3g} > {tol:.3g}"
-
-
-def nan(shape, dtype):
-    return np.full(shape, np.nan, dtype)
 
 
 def setup(dtype, L, seed=0):

@@ -10,26 +10,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from _cuda_helpers import GATES, close, nan, real_gpu
 from _nosim import run_without_simulator
 
-from mgrit_gru.cuda import CudaGRU, cuda_available
+from mgrit_gru.cuda import CudaGRU
 from mgrit_gru.gru import init_gru, step_backward, step_forward
-
-GATES = ("r", "z", "n", "ghn")
-DTYPES = (np.float64, np.float32)
-real_gpu = pytest.mark.skipif(not cuda_available(), reason="needs a real CUDA GPU")
-
-
-def close(got, want, dtype):
-    assert got.shape == want.shape
-    assert np.all(np.isfinite(got)), "unwritten (NaN-poisoned) or non-finite output"
-    err = np.max(np.abs(got - want)) if got.size else 0.0
-    tol = 1e-10 if dtype == np.float64 else 1e-5 * max(1.0, np.max(np.abs(want)))
-    assert err <= tol, f"max error {err:.3g} > {tol:.3g}"
-
-
-def nan(shape, dtype):
-    return np.full(shape, np.nan, dtype)
 
 
 def problem(dtype, L, n=4, B=3, H=5, I=3, T=7, seed=0):

@@ -196,9 +196,7 @@ class CudaGRU:
         else:
             if gx is None:
                 raise ValueError("the coarse VJP recomputes the gates: pass gx")
-            scr = self._scratch_gates(n, L, B, H)
-            tg = scr["arange"]
-            self.step(u, t, gx, dt, scr["h_new"], fine=False, gates=scr, tg=tg)
+            scr, tg = self.coarse_gates(u, t, gx, dt)
             tabs = [scr[k] for k in GATES]
         store = dg is not None
         dgs = list(dg) if store else [self._d4] * 2
@@ -288,6 +286,15 @@ class CudaGRU:
             self.empty((B, 3 * H)), self.empty((B, H)), self.empty((B, H)), self.empty((B, H)),
             self._barrier())
         return lam
+
+    def coarse_gates(self, u, t, gx, dt):
+        """Re-linearise the implicit coarse step at the states u[i] (inputs gx[t[i]]): one `step`
+        launch storing the gates of state i at row i of scratch tables. Returns (tables, rows),
+        rows being a device arange: what `vjp` / `vjp_scan` take as (gates, tg)."""
+        n, L, B, H = u.shape
+        scr = self._scratch_gates(n, L, B, H)
+        self.step(u, t, gx, dt, scr["h_new"], fine=False, gates=scr, tg=scr["arange"])
+        return scr, scr["arange"]
 
     def _scratch_gates(self, n, L, B, H):
         key = (n, L, B, H)

@@ -22,6 +22,7 @@ work may be billed to the next phase that waits for it, e.g. the residual norm).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -216,7 +217,6 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
 
 def _write(path, obj):
     """Atomic JSON write (a temporary file, then a rename)."""
-    import os
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)

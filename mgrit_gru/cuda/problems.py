@@ -284,11 +284,9 @@ class CudaAdjointProblem(Problem):
             kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
             gru.vjp_scan(h, idx, u, fwd.gates, tg, fwd.dt, fine=True, g=g, f=f, **kw)
         else:
-            L, B, H = self.shape
-            scr = gru._scratch_gates(n, L, B, H)
-            gru.step(h, view(self.rev(fwd.t_offset), sl), fwd.gx0, fwd.dt * span, scr["h_new"],
-                     fine=False, gates=scr, tg=scr["arange"])
-            gru.vjp_scan(h, idx, u, scr, scr["arange"], fwd.dt * span, fine=False, g=g, f=f)
+            gates, tg = gru.coarse_gates(h, view(self.rev(fwd.t_offset), sl), fwd.gx0,
+                                         fwd.dt * span)
+            gru.vjp_scan(h, idx, u, gates, tg, fwd.dt * span, fine=False, g=g, f=f)
 
     def gradients(self, lo, hi):
         """Parameter gradients and dx of the steps this problem stored, as host arrays.

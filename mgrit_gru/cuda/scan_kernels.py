@@ -93,8 +93,16 @@ def _make_scans(dtype, nb_t):
     cell, cell_vjp = cm.cell, cm.cell_vjp
 
     @cuda.jit(device=True, inline="always")
-    def tree6(red, tid, sp):
-        """Sum the S partials of each of the 6 rows red[q*NT + slot*S + 0..S-1] into sp = 0."""
+    def reduce6(red, tid, sp, v0, v1, v2, v3, v4, v5):
+        """Stage this thread's 6 partial sums, then sum each row's S partials of the slot into
+        red[q*NT + tid] of its sp = 0 thread (a fixed-order tree; every thread must call it)."""
+        red[tid] = v0
+        red[NT + tid] = v1
+        red[2 * NT + tid] = v2
+        red[3 * NT + tid] = v3
+        red[4 * NT + tid] = v4
+        red[5 * NT + tid] = v5
+        cuda.syncthreads()
         w = S // 2
         while w > 0:
             if sp < w:
@@ -141,14 +149,7 @@ def _make_scans(dtype, nb_t):
                                 x_r += W_ih[k, j, c] * x_c
                                 x_z += W_ih[k, H + j, c] * x_c
                                 x_n += W_ih[k, 2 * H + j, c] * x_c
-                    red[tid] = a_r
-                    red[NT + tid] = a_z
-                    red[2 * NT + tid] = a_n
-                    red[3 * NT + tid] = x_r
-                    red[4 * NT + tid] = x_z
-                    red[5 * NT + tid] = x_n
-                    cuda.syncthreads()
-                    tree6(red, tid, sp)
+                    reduce6(red, tid, sp, a_r, a_z, a_n, x_r, x_z, x_n)
                     if ok and sp == 0:
                         gh_r = red[tid] + b_hh[k, j]
                         gh_z = red[NT + tid] + b_hh[k, H + j]
@@ -244,14 +245,7 @@ def _make_scans(dtype, nb_t):
                                 x_r += ld2(dga, b, m) * W_ihT[k, j, m]
                                 x_z += ld2(dga, b, H + m) * W_ihT[k, j, H + m]
                                 x_n += ld2(dan, b, m) * W_ihT[k, j, 2 * H + m]
-                    red[tid] = a_r
-                    red[NT + tid] = a_z
-                    red[2 * NT + tid] = a_n
-                    red[3 * NT + tid] = x_r
-                    red[4 * NT + tid] = x_z
-                    red[5 * NT + tid] = x_n
-                    cuda.syncthreads()
-                    tree6(red, tid, sp)
+                    reduce6(red, tid, sp, a_r, a_z, a_n, x_r, x_z, x_n)
                     if ok and sp == 0:
                         v = ld2(dhd, b, j) + (red[tid] + red[NT + tid] + red[2 * NT + tid])
                         if use_g:

@@ -86,16 +86,17 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
     dgx = gru.empty((T, L, B, 3 * H))
     dgh = gru.empty((T, L, B, 3 * H))
     if launches == "scan":
-        dyr = np.zeros((T + 1, 1, B, H), gru.dtype)          # dyr[s] = dy_{T-1-s}, zero at s = T
-        if dy is not None:
-            dyr[:T, 0] = dy[::-1]
-        mu0 = gru.to_host(lam)[0]
-        mu0[L - 1] += dyr[0, 0]                              # μ_T = λ_T + dy_{T-1}
         mus = gru.empty((T + 1, L, B, H))
-        gru.copy(gru.to_device(mu0[None]), mus[0:1])
+        gru.copy(lam, mus[0:1])
+        f = None
+        if dy is not None:
+            dyr = np.zeros((T + 1, 1, B, H), gru.dtype)      # dyr[s] = dy_{T-1-s}, zero at s = T
+            dyr[:T, 0] = dy[::-1]
+            f = gru.to_device(dyr)
+            top = view(mus, (slice(0, 1), slice(L - 1, L)))
+            gru.axpby(1.0, top, 1.0, f[0:1], top)            # μ_T = λ_T + dy_{T-1}
         rev = gru.to_device(np.arange(T - 1, -1, -1), np.int64)    # step T-1-s at scan index s
-        gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True,
-                     f=gru.to_device(dyr) if dy is not None else None, dg=(dgx, dgh))
+        gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True, f=f, dg=(dgx, dgh))
         gru.copy(mus[T:T + 1], lam)
     else:
         d_dy = None if dy is None else gru.to_device(dy.reshape(T, 1, B, H))
