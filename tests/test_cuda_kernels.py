@@ -114,11 +114,13 @@ def test_step_in_place():
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("forcing", [False, True])
 def test_vjp_fine(dtype, cell, L, forcing):
-    """Fine VJP from the gate tables the reference forward stored, plus the dgx, dgh store."""
+    """Fine VJP from the gate tables the reference forward stored, plus the dgx, dgh store;
+    with forcing, the FAS forcing g on every layer and the output forcing f on the top one."""
     p, _, u, t, gx0 = setup(dtype, L)
     rng = np.random.default_rng(3)
     lam = rng.standard_normal(u.shape).astype(dtype)
     g = rng.standard_normal(u.shape).astype(dtype) if forcing else None
+    f = rng.standard_normal((n, 1, B, H)).astype(dtype) if forcing else None
     _, caches = ref_step(p, gx0, u, t, cell, 0.7)
     tabs = {k: np.zeros((T, L, B, H), dtype) for k in GATES}
     for k in GATES:
@@ -128,9 +130,13 @@ def test_vjp_fine(dtype, cell, L, forcing):
     dg = (be.to_device(nan((T, L, B, 3 * H), dtype)), be.to_device(nan((T, L, B, 3 * H), dtype)))
     be.vjp(be.to_device(u), be.to_device(lam), be.to_device(t, np.int64), 0.7, out,
            gates={k: be.to_device(v) for k, v in tabs.items()},
-           g=None if g is None else be.to_device(g), dg=dg)
+           g=None if g is None else be.to_device(g), dg=dg,
+           f=None if f is None else be.to_device(f))
     dh, dgx, dgh = ref_vjp(p, caches, lam, cell, 0.7)
-    close(be.to_host(out), dh + (g if forcing else 0), dtype)
+    if forcing:
+        dh[:, L - 1] += f[:, 0]                              # dy on the top layer only
+        dh += g
+    close(be.to_host(out), dh, dtype)
     close(be.to_host(dg[0])[t], dgx, dtype)
     close(be.to_host(dg[1])[t], dgh, dtype)
 
@@ -138,15 +144,20 @@ def test_vjp_fine(dtype, cell, L, forcing):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", [1, 2])
 def test_vjp_coarse_in_place(dtype, L):
-    """Coarse VJP (implicit, dt = 4) recomputes the gates from the states; out is lam itself."""
+    """Coarse VJP (implicit, dt = 4) recomputes the gates from the states; out is lam itself,
+    the output forcing f added on the top layer."""
     p, _, u, t, gx0 = setup(dtype, L)
-    lam = np.random.default_rng(4).standard_normal(u.shape).astype(dtype)
+    rng = np.random.default_rng(4)
+    lam = rng.standard_normal(u.shape).astype(dtype)
+    f = rng.standard_normal((n, 1, B, H)).astype(dtype)
     be = CudaGRU(p, "classic")
     d_lam = be.to_device(lam)
     be.vjp(be.to_device(u), d_lam, be.to_device(t, np.int64), 4.0, d_lam, fine=False,
-           gx=be.to_device(gx0))
+           gx=be.to_device(gx0), f=be.to_device(f))
     _, caches = ref_step(p, gx0, u, t, "implicit", 4.0)
-    close(be.to_host(d_lam), ref_vjp(p, caches, lam, "implicit", 4.0)[0], dtype)
+    dh = ref_vjp(p, caches, lam, "implicit", 4.0)[0]
+    dh[:, L - 1] += f[:, 0]
+    close(be.to_host(d_lam), dh, dtype)
 
 
 def test_vjp_needs_gates_or_gx():

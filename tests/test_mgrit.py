@@ -404,6 +404,30 @@ def test_gru_skip_and_no_skip_agree():
     assert out[0][2].initial_residual is None and out[1][2].initial_residual is not None
 
 
+@pytest.mark.parametrize("relax", ["F", "FCF"])
+def test_a_solver_solves_again_from_scratch(relax):
+    """A second solve() of the same MGRIT object repeats the first exactly: the skip cycle's
+    coarse forcing g = 0 is re-zeroed (the first solve left its last FAS forcing there)."""
+    solver = MGRIT(linear_rnn(96), levels=3, cf=4, relax=relax, max_iter=3, tol=0.0)
+    u1, i1 = solver.solve()
+    u2, i2 = solver.solve()
+    u3, i3 = MGRIT(linear_rnn(96), levels=3, cf=4, relax=relax, max_iter=3, tol=0.0).solve()
+    np.testing.assert_array_equal(u2, u1)
+    np.testing.assert_array_equal(u3, u1)
+    assert i2.residual_history == i1.residual_history == i3.residual_history
+
+
+def test_scratch_is_poisoned_and_diff_norm_is_the_norm_of_the_difference():
+    """NumpyVectors.empty is NaN-filled (a read before the write would show in every result),
+    and diff_norm(a, b) is sq_norm / max_abs of a - b."""
+    vec = linear_rnn(8).vec
+    assert np.isnan(vec.empty(3)).all() and vec.empty(3).shape == (3, 3)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 5, 3))
+    assert vec.diff_norm(a, b, "2") == pytest.approx(np.sum((a - b) ** 2), rel=1e-15)
+    assert vec.diff_norm(a, b, "max") == np.max(np.abs(a - b))
+
+
 def test_complex_dahlquist_two_norm():
     """Bug fixed in NumpyVectors.sq_norm: complex states crashed the 2-norm residual."""
     problem = Dahlquist(np.array([0.9 + 0.3j, 0.5 - 0.1j]), 64)

@@ -173,8 +173,10 @@ class CudaGRU:
             self._cell(fine), self._d4 if g is None else g, g is not None, out, *tabs, tg, store)
         return out
 
-    def vjp(self, u, lam, t, dt, out, fine=True, gates=None, gx=None, g=None, dg=None, td=None):
-        """out[i] = (∂Φ/∂u[i])ᵀ lam[i] (+ g[i]): the adjoint step, one launch (fine) or two (coarse).
+    def vjp(self, u, lam, t, dt, out, fine=True, gates=None, gx=None, g=None, dg=None, td=None,
+            f=None):
+        """out[i] = (∂Φ/∂u[i])ᵀ lam[i] (+ f[i] on the top layer) (+ g[i]): the adjoint step, one
+        launch (fine) or two (coarse).
 
         Fine (``fine=True``): linearised at the stored gate values ``gates[·][t[i]]`` (as written
         by `step` with ``gates``) and the states u[i]. Coarse (``fine=False``): the implicit cell
@@ -182,6 +184,7 @@ class CudaGRU:
         launch into scratch tables, then the same VJP kernel runs on them.
         dg : optional pair (dgx, dgh) of (T, L, B, 3H) device arrays: the gate cotangents of step i
             are stored at rows td[i] (td defaults to t), for `param_grads`.
+        f : optional (n, 1, B, H) forcing added to the top layer (the adjoint's dy), before g.
         out may be lam itself.
         """
         self._check("u", u, 4)
@@ -205,7 +208,8 @@ class CudaGRU:
         shmem = 4 * ks.BT * H * self.dtype.itemsize
         ks.gru_vjp[grid, H, 0, shmem](
             u, lam, *tabs, tg, self.W_hh, self.W_ih, self.dtype.type(dt), self._cell(fine),
-            self._d4 if g is None else g, g is not None, out, *dgs, td, store)
+            self._d4 if g is None else g, g is not None, self._d4 if f is None else f,
+            f is not None, out, *dgs, td, store)
         return out
 
     # ------------------------------------------------------------------------------------------

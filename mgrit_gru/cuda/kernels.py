@@ -33,8 +33,9 @@ indexed by loops over the compile-time BT only, so they live in registers (no .l
 Launches per MGRIT operation (every interval of a level at once): F-relaxation = cf - 1 launches
 of `gru_step` (one per F-point of the interval, all intervals in parallel), C-relaxation = 1,
 C-point residual = 1 `gru_step` + 1 `diff_norms` (+ 1 `total` for the time norm); adjoint: the
-same with `gru_vjp` (+ 1 `gru_step` per coarse VJP to recompute the gates). Gradients = one
-batched `gru_vjp` over all T steps + 2 launches per `outer_partial` / `colsum_partial` sum.
+same with `gru_vjp`, which also adds the output forcing dy (+ 1 `gru_step` per coarse VJP to
+recompute the gates). Gradients: the gate cotangents stored by the adjoint's last fine sweep,
+then 2 launches per `outer_partial` / `colsum_partial` sum.
 """
 from __future__ import annotations
 
@@ -210,8 +211,10 @@ def _make_vjp(dtype, nb_t, BT):
     cell_vjp = cell_math(dtype).cell_vjp
 
     def gru_vjp(u, lam, r_tab, z_tab, n_tab, ghn_tab, tg, W_hh, W_ih, dt, implicit, g, use_g,
-                out, dgx_tab, dgh_tab, td, store):
-        """out[i] = (∂Φ/∂u at u[i], gates at row tg[i])ᵀ lam[i] (+ g[i]); dgx, dgh stored at td[i].
+                f, use_f, out, dgx_tab, dgh_tab, td, store):
+        """out[i] = (∂Φ/∂u at u[i], gates at row tg[i])ᵀ lam[i] (+ f[i] on the top layer) (+ g[i]);
+        dgx, dgh stored at td[i]. f (n, 1, B, H) is the adjoint's output forcing dy (so the adjoint
+        step needs no second launch to add it).
 
         Layers run last to first; layer k's cotangent gets the carry dgx_{k+1} W_ih_{k+1} from the
         layer above (its input was layer k's new state). Thread j owns hidden unit j of the
@@ -271,10 +274,12 @@ def _make_vjp(dtype, nb_t, BT):
                     if row < rows:
                         i = row // B
                         b = row - i * B
+                        v = dh_dir[q]
+                        if use_f and k == L - 1:         # (vjp + f) + g: NumPy's order
+                            v += f[i, 0, b, j]
                         if use_g:
-                            out[i, k, b, j] = dh_dir[q] + g[i, k, b, j]
-                        else:
-                            out[i, k, b, j] = dh_dir[q]
+                            v += g[i, k, b, j]
+                        out[i, k, b, j] = v
                 if k > 0:
                     for q in range(BT):
                         carry[q] = ZERO
@@ -538,7 +543,7 @@ def signatures(dtype):
     return {
         "gru_step": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
                                a4, a4, a4, a4, i1, bo),
-        "gru_vjp": types.void(a4, a4, a4, a4, a4, a4, i1, a3, a3, f, bo, a4, bo,
+        "gru_vjp": types.void(a4, a4, a4, a4, a4, a4, i1, a3, a3, f, bo, a4, bo, a4, bo,
                               a4, a4, a4, i1, bo),
         "project": types.void(a3, a2, a1, a3),
         "outer_partial": types.void(a3, a3, a3),

@@ -22,6 +22,7 @@ the forward states (one `take_rows` gather at the start), both read with positiv
 from __future__ import annotations
 
 import numpy as np
+from numba.cuda import config
 
 from ..gru import gru_dims
 from ..mgrit.problem import Problem
@@ -46,6 +47,12 @@ class CudaVectors:
 
     def zeros(self, n):
         return fill(self.gru.empty((n,) + self.shape), 0.0)
+
+    def empty(self, n):
+        """Uninitialised scratch (no launch); under the simulator poisoned with NaN, so that the
+        CPU tests see any element the solver would read before writing it."""
+        a = self.gru.empty((n,) + self.shape)
+        return fill(a, np.nan) if config.ENABLE_CUDASIM else a
 
     def assign(self, dst, src):
         self.gru.copy(src, dst)
@@ -75,6 +82,15 @@ class CudaVectors:
 
     def max_abs(self, a):
         return self._norms(a)[1]
+
+    def diff_norm(self, a, b, norm="2"):
+        """Σ|a - b|² (norm "2") or max|a - b|: one `diff_norms` launch (per-point norms, a - b
+        into scratch) and one `total`; the two numbers come back to the host."""
+        if a.shape[0] == 0:
+            return 0.0
+        _, sq, mx = self.gru.residual(a, b, self.gru.empty(a.shape))
+        tot = self.gru.to_host(self.gru.total(sq, mx, self._tot))
+        return float(tot[1]) if norm == "max" else float(tot[0])
 
     def rows(self, A, slot, count, step):
         """``A[slot : slot + step (count - 1) + 1 : step]`` as a cheap device view (`view`)."""
@@ -194,7 +210,7 @@ class CudaAdjointProblem(Problem):
     Fine steps: one `CudaGRU.vjp` launch at the stored gates (nothing recomputed); coarse steps:
     the VJP of the implicit coarse step re-linearised at the forward state u_{N-s} with the
     injected input (two launches), exactly as the NumPy problem. The output forcing f_i (dy_{i-1}
-    on the top layer) is one `axpby` launch on the top layer's view.
+    on the top layer) is added by the same `gru_vjp` launch.
 
     Device tables in reversed time, read with positive strides (module docstring): ``R[s]`` =
     u_{N-s} (one gather), ``rev(offset)[s]`` = N - s - offset (rows of gx0 / gates / cotangents),
@@ -250,16 +266,14 @@ class CudaAdjointProblem(Problem):
         if s0 + t.step * (n - 1) > self.n_steps:
             raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
         h = view(self.R, sl)                                 # u_i at forward steps i = N - s
+        f = None if self.dyr is None else view(self.dyr, sl)   # + f_i on the top layer (in the kernel)
         if level == 0:
             tg = view(self.rev(fwd.store_from), sl)
             kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
-            gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, **kw)
+            gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, f=f, **kw)
         else:
             gru.vjp(h, u, view(self.rev(fwd.t_offset), sl), fwd.dt * span, out, fine=False,
-                    gx=fwd.gx0, g=g)
-        if self.dyr is not None:                             # + f_i on the top layer
-            top = view(out, (slice(None), slice(self.L - 1, self.L)))
-            gru.axpby(1.0, top, 1.0, view(self.dyr, sl), top)
+                    gx=fwd.gx0, g=g, f=f)
 
     def march(self, level, u, t, span, g=None, store=False):
         """The coarsest level's adjoint solve as ONE persistent launch (`CudaGRU.vjp_scan`).

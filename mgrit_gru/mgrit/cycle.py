@@ -222,11 +222,14 @@ class MGRIT:
     # setup
     # ------------------------------------------------------------------------------------------
     def _alloc(self, l):
+        """Level l's arrays, zeroed, on first use; True if they were allocated just now."""
         lv = self.levels[l]
         if self.U[l] is None and not lv.empty:
             self.U[l] = self.vec.zeros(lv.count + 1)
             if l > 0:
                 self.G[l] = self.vec.zeros(lv.count + 1)
+            return True
+        return False
 
     def _init_fine(self, u_init=None):
         lv = self.levels[0]
@@ -271,7 +274,7 @@ class MGRIT:
         if count == 0:
             return first, 0, None
         with self._timed(l, "residual"):
-            out = self.vec.zeros(count)
+            out = self.vec.empty(count)                      # written in full by the step
             self._step(l, first, count, lv.cf, out=out, store=store)
         return first, count, out
 
@@ -280,15 +283,17 @@ class MGRIT:
         if lv.empty:
             return
         self._log(l, "C")
+        if self.c_weight == 1.0:                             # u_C <- Φ(u_{C-1}) + g_C, in place:
+            first, count = self._points(l, 0)                # one batched step, no scratch
+            if count:
+                with self._timed(l, "relax"):
+                    self._step(l, first, count, lv.cf)
+            return
         first, count, phi = self.phi_at_c(l)
         if count == 0:
             return
-        s = first - lv.lo + 1
-        C = self._rows(self.U[l], s, count, lv.cf)
-        if self.c_weight == 1.0:
-            self.vec.assign(C, phi)
-        else:                                                # u_C <- (1 - ω) u_C + ω Φ(u_{C-1})
-            self.vec.axpby(C, 1.0 - self.c_weight, C, self.c_weight, phi)
+        C = self._rows(self.U[l], first - lv.lo + 1, count, lv.cf)
+        self.vec.axpby(C, 1.0 - self.c_weight, C, self.c_weight, phi)   # (1 - ω) u_C + ω Φ(u_{C-1})
 
     def relax_level(self, l):
         self.f_relax(l)
@@ -304,9 +309,7 @@ class MGRIT:
         local = 0.0
         if count:
             C = self._rows(self.U[0], first - lv.lo + 1, count, lv.cf)
-            r = self.vec.zeros(count)
-            self.vec.sub(r, phi, C)
-            local = self.vec.max_abs(r) if self.norm == "max" else self.vec.sq_norm(r)
+            local = self.vec.diff_norm(phi, C, self.norm)   # Σ|r|² or max|r|, r = Φ(u_{C-1}) - u_C
         if self.norm == "max":
             return self.comm.allreduce_max(local)
         return math.sqrt(self.comm.allreduce_sum(local))
@@ -314,7 +317,7 @@ class MGRIT:
     def restrict(self, l, phi_c=None):
         """Level l -> l+1: inject the C-points; FAS forcing from ``phi_c`` (None: skip, g = 0)."""
         lv, lc, comm = self.levels[l], self.levels[l + 1], self.comm
-        self._alloc(l + 1)
+        fresh = self._alloc(l + 1)
         self._log(l, "restrict")
         if lc.empty:
             return
@@ -322,8 +325,9 @@ class MGRIT:
             V, U = self.U[l + 1], self.U[l]
             s = lc.lo * lv.cf - lv.lo + 1                    # slot of level-l point lo_c * cf
             self.vec.assign(V[1:], self._rows(U, s, lc.count, lv.cf))
-            if phi_c is None:                                # skip: plain coarse problem
-                self.vec.assign(self.G[l + 1], self.vec.zeros(lc.count + 1))
+            if phi_c is None:                                # skip: plain coarse problem, g = 0
+                if not fresh:                                # (an earlier solve's g is stale)
+                    self.G[l + 1] = self.vec.zeros(lc.count + 1)
                 return
             if lc.right is not None:
                 self._send(V, lc.right, 100 + l + 1)
@@ -332,7 +336,7 @@ class MGRIT:
             comm.waitall()
             first, count = max(lc.lo, 1), lc.hi - max(lc.lo, 1) + 1
             if count > 0:
-                phi_coarse = self.vec.zeros(count)
+                phi_coarse = self.vec.empty(count)
                 self._step(l + 1, first, count, 1, out=phi_coarse, g=False)
                 # g_j = Φ_l(u_{j cf - 1}) + g_{j cf} - Φ_c(v_{j-1}); phi_c already holds the first two
                 self.vec.fas(self.G[l + 1][first - lc.lo + 1:], phi_c[2], None, phi_coarse)

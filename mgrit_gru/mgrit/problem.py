@@ -8,8 +8,9 @@ all intervals is one call. The solver knows nothing else about the problem: it o
     initial()                                            u_0, shape ``shape``
     initial_guess(level, t)                              states at fine indices t (n, *shape)
 
-and the vector operations of `NumpyVectors` (``zeros``, ``assign``, ``sub``, ``fas``,
-``axpby``, ``sq_norm``, ``max_abs``, ``to_host``, ``from_host``), which a GPU problem replaces with device versions.
+and the vector operations of `NumpyVectors` (``zeros``, ``empty``, ``assign``, ``sub``, ``fas``,
+``axpby``, ``sq_norm``, ``max_abs``, ``diff_norm``, ``rows``, ``to_host``, ``from_host``), which a
+GPU problem replaces with device versions.
 
 Here too: `Dahlquist` (u' = λ u, diagonal λ, any coarse propagator) and `LinearRNN`
 (u⁺ = A u + B x_t), used by the tests to check the theory of DESIGN.md section 5.
@@ -27,6 +28,12 @@ class NumpyVectors:
 
     def zeros(self, n):
         return np.zeros((n,) + self.shape, self.dtype)
+
+    def empty(self, n):
+        """Scratch for n points that the solver writes in full before reading. Filled with NaN
+        here, so that a read before the write shows up in every result (a device twin returns
+        uninitialised memory: no launch)."""
+        return np.full((n,) + self.shape, np.nan, self.dtype)
 
     def assign(self, dst, src):
         dst[...] = src
@@ -52,6 +59,12 @@ class NumpyVectors:
 
     def max_abs(self, a):
         return float(np.max(np.abs(a))) if a.size else 0.0
+
+    def diff_norm(self, a, b, norm="2"):
+        """``sq_norm(a - b)`` (norm "2") or ``max_abs(a - b)`` (norm "max"): the residual's
+        local norm (a device twin does it in one pass, without storing a - b)."""
+        d = np.subtract(a, b)
+        return self.max_abs(d) if norm == "max" else self.sq_norm(d)
 
     def rows(self, A, slot, count, step):
         """``count`` points of A from ``slot``, every ``step`` (a view)."""
