@@ -323,7 +323,10 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
             assert 0 < r["solver_s"] <= r["seconds"] and r["phase_s"]
         if r["run"].endswith("per_step"):                    # the same numbers as the scan
             assert r["error_vs_serial"] < 1e-5
-    assert json.loads(out.read_text())["records"] == recs
+    saved = json.loads(out.read_text())
+    assert saved["records"] == recs
+    assert set(saved["launch_us"]) == {"axpby", "gru_step"}
+    assert all(v > 0 for v in saved["launch_us"].values())
 
 
 # ----------------------------------------------------------------------------------------------

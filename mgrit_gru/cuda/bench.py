@@ -17,6 +17,10 @@ wall time (the rest of ``seconds`` is set-up and transfers) and ``phase_s`` its 
 split by phase (relax, residual, coarsest, ...; launches are asynchronous, so a phase's device
 work may be billed to the next phase that waits for it, e.g. the residual norm).
 
+``launch_us`` (in the JSON, and on stderr first): the host cost of one launch from Python
+(`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 50, backward 33 at
+the default settings) bounds what the solve costs at small T.
+
 ``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.
 """
 from __future__ import annotations
@@ -72,6 +76,32 @@ def _device_name(simulate):
         return "numba CUDA simulator (CPU): timings meaningless"
     name = cuda.get_current_device().name
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def launch_cost(hidden, input_size, dtype, reps=200):
+    """Host cost of one kernel launch from Python, in µs: ``reps`` back-to-back launches of a
+    one-point `axpby` (5 arguments) and of a one-row `gru_step` (18 arguments), then one
+    synchronize. The kernels themselves take a few µs, so this is numba's dispatch and argument
+    marshalling: what every MGRIT operation pays once, whatever T is."""
+    from .backend import CudaGRU
+    dtype = np.dtype(dtype)
+    gru = CudaGRU(init_gru(input_size, hidden, 1, seed=0, dtype=dtype), "implicit", dtype=dtype)
+    u = gru.to_device(np.zeros((1, 1, 1, hidden), dtype))
+    out = gru.empty(u.shape)
+    t = gru.to_device(np.zeros(1), np.int64)
+    gx = gru.to_device(np.zeros((1, 1, 3 * hidden), dtype))
+    launches = {"axpby": lambda: gru.axpby(1.0, u, 1.0, u, out),
+                "gru_step": lambda: gru.step(u, t, gx, 1.0, out)}
+    cost = {}
+    for name, launch in launches.items():
+        launch()                                             # compile
+        _sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            launch()
+        _sync()
+        cost[name] = 1e6 * (time.perf_counter() - t0) / reps
+    return cost
 
 
 def _torch_rows(T, B, H, I, repeat, seed, base):
@@ -134,6 +164,9 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
     records = []
     if pairs is None:
         pairs = [(T, B) for T in seq_lens for B in batches]
+    launch_us = launch_cost(H, I, dtype, reps=5 if simulate else 200)
+    print("host cost per launch: " + ", ".join(f"{k} {v:.1f} µs" for k, v in launch_us.items()),
+          file=sys.stderr)
     t_start = time.perf_counter()
     for T, B in pairs:
         if deadline_s is not None and time.perf_counter() - t_start > deadline_s:
@@ -211,7 +244,7 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
             yield r
         if out is not None:
             _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
-                         "records": records})
+                         "launch_us": launch_us, "records": records})
     print(table(records), file=sys.stderr)
 
 
