@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from _cuda_helpers import nan
 from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
@@ -133,6 +134,29 @@ def test_mgrit_forward_backward_equal_numpy(dtype, cell, L, T, fopts, bopts):
     close_hist(bi_c.residual_history, bi_n.residual_history, dtype, "backward residuals")
 
 
+def test_device_built_initial_guesses_and_reversed_dy():
+    """What the device problems build on the GPU instead of uploading: the forward's initial
+    guess (h_0 everywhere), the adjoint's (zeros), and dy in reversed time (dyr[s] = dy_{N-1-s},
+    zero at s = N and where a slice of dy has no row) = the host constructions."""
+    from mgrit_gru.cuda.problems import CudaAdjointProblem
+    T, L = 8, 2
+    p, x, h0, dy, _ = data(np.float64, T, L)
+    _, _, fi = mgrit_forward(p, x, h0, backend="cuda", levels=2, cf=2, max_iter=1)
+    fwd, gru = fi.problem, fi.problem.gru
+    for prob in (fwd, CudaAdjointProblem(fwd, fi.solver.U[0], 0, dy, 0, None)):
+        dst = gru.to_device(nan((T + 1, L, B, H), np.float64))
+        prob.initial_guess_into(dst[1:], range(1, T + 1))
+        want = np.concatenate([nan((1, L, B, H), np.float64), prob.initial_guess(0, range(T))])
+        np.testing.assert_array_equal(gru.to_host(dst), want)
+    for first, rows in ((0, dy), (3, dy[3:6])):                # whole dy (device), a slice (host)
+        adj = CudaAdjointProblem(fwd, fi.solver.U[0], 0, rows, first, None)
+        want = np.zeros((T + 1, 1, B, H))
+        for s in range(T):
+            if 0 <= T - 1 - s - first < len(rows):
+                want[s, 0] = rows[T - 1 - s - first]
+        np.testing.assert_array_equal(gru.to_host(adj.dyr), want)
+
+
 def test_mgrit_converged_cuda_equals_serial_bptt():
     """Converged MGRIT on the device = serial BPTT (DESIGN.md 5.7), and one level = serial."""
     p, x, h0, dy, _ = data(np.float64, 8, 1, seed=3)
@@ -242,6 +266,11 @@ def test_cuda_vectors_equal_numpy_vectors(dtype):
     assert cv.sq_norm(db[2:6]) == pytest.approx(nv.sq_norm(b[2:6]), rel=1e-6)
     assert cv.max_abs(db[::2]) == pytest.approx(nv.max_abs(b[::2]), rel=1e-6)
     assert cv.sq_norm(db[0:0]) == 0.0
+    for norm in ("2", "max"):                                  # the residual's fused norm
+        assert cv.diff_norm(da[1::2], db[0:3], norm) == pytest.approx(
+            nv.diff_norm(want[1::2], b[0:3], norm), rel=1e-6)   # want mirrors da
+    assert cv.diff_norm(da[0:0], db[0:0]) == 0.0
+    assert np.isnan(cv.to_host(cv.empty(2))).all()             # scratch is poisoned here
     cv.from_host(da[2:3], c[0])
     cv.from_host(da[::3], c[:3])                               # strided: staged then copied
     want[2], want[::3] = c[0], c[:3]

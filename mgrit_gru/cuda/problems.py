@@ -9,8 +9,9 @@ arithmetic through ``problem.vec`` — here `CudaVectors`, one kernel launch per
 What stays on the device for the whole solve: the inputs x, the input projection gx0 = W_ih x + b
 (one `project` launch), the weights (`CudaGRU`), every level's states and FAS forcing, the gate
 tables for the backward pass, the adjoint's cotangent tables, the gradients until the end. What
-crosses to the host: u_0 and the initial guess once (``from_host``), the two scalars of the
-residual norm once per iteration, and the solution (``to_host``) once at the end.
+crosses to the host: u_0 once (``from_host``; the initial guess is built on the device,
+`initial_guess_into`), the two scalars of the residual norm once per iteration, and the solution
+(``to_host``) once at the end.
 
 Time indices: the kernels take the row of every table (gx0, gates, cotangents) as an int64 device
 array ``t``. A solver ``range(start, stop, step)`` becomes a positive-stride view of one device
@@ -161,6 +162,14 @@ class CudaForwardProblem(Problem):
     def initial(self):
         return self.h0.copy()
 
+    def initial_guess_into(self, dst, t):
+        """h_0 at every point, broadcast on the device (one `take_rows` with a zero index
+        table) instead of building T copies on the host and uploading them."""
+        n = dst.shape[0]
+        if n:
+            h0 = self.gru.to_device(self.h0[None])
+            take_rows(h0, self.gru.to_device(np.zeros(n), np.int64), dst)
+
     def coarse_gx0(self, span):
         """The layer-0 input table of coarse steps over ``span`` (row a: step starting at a)."""
         if self.coarse_input == "inject":
@@ -231,13 +240,27 @@ class CudaAdjointProblem(Problem):
         take_rows(states, self.rev(self.states_first), self.R)
         self.dyr = None
         if dy is not None:
-            dyr = np.zeros((N + 1, 1, B, H), self.dtype)
-            rows = np.arange(N - 1, -1, -1) - self.dy_first    # dy_{N-1-s} for s = 0..N-1
-            ok = (rows >= 0) & (rows < dy.shape[0])
-            dyr[:N][ok, 0] = dy[rows[ok]]
-            self.dyr = gru.to_device(dyr)
+            self.dyr = self._reversed_dy(dy)
         self.dgx = gru.empty((fwd.n_store, L, B, 3 * H))
         self.dgh = gru.empty((fwd.n_store, L, B, 3 * H))
+
+    def _reversed_dy(self, dy):
+        """``dyr[s]`` = dy_{N-1-s} (zero where dy has no row, and at s = N) as (N+1, 1, B, H).
+
+        dy covering every step (one GPU, the whole sequence): uploaded as it is and reversed by
+        one `take_rows` gather; otherwise (a slice of the steps) assembled on the host."""
+        N, gru = self.n_steps, self.gru
+        B, H = self.shape[1:]
+        if self.dy_first == 0 and dy.shape[0] == N and N > 0:
+            dyr = gru.empty((N + 1, 1, B, H))
+            take_rows(gru.to_device(dy.reshape(N, 1, B, H)), self.rev(1)[:N], dyr[:N])
+            fill(dyr[N:], 0.0)
+            return dyr
+        dyr = np.zeros((N + 1, 1, B, H), self.dtype)
+        rows = np.arange(N - 1, -1, -1) - self.dy_first        # dy_{N-1-s} for s = 0..N-1
+        ok = (rows >= 0) & (rows < dy.shape[0])
+        dyr[:N][ok, 0] = dy[rows[ok]]
+        return gru.to_device(dyr)
 
     def rev(self, offset):
         """Device int64 table ``N - s - offset`` for s = 0..N (cached per offset)."""
@@ -255,6 +278,10 @@ class CudaAdjointProblem(Problem):
 
     def initial_guess(self, level, t):
         return np.zeros((len(t),) + self.shape, self.dtype)
+
+    def initial_guess_into(self, dst, t):
+        """λ = 0 everywhere: one `fill` on the device (nothing built on the host)."""
+        fill(dst, 0.0)
 
     def step(self, level, u, t, span, out, g=None, store=False):
         n = len(t)

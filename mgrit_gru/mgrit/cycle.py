@@ -239,8 +239,7 @@ class MGRIT:
         if u_init is not None:                               # caller's guess for points lo-1..hi
             self.vec.from_host(U[(1 if lv.lo == 0 else 0):], u_init[lo: lv.hi + 1])
         else:
-            self.vec.from_host(U[(1 if lv.lo == 0 else 0):],
-                               self.problem.initial_guess(0, range(lo, lv.hi + 1)))
+            self.problem.initial_guess_into(U[(1 if lv.lo == 0 else 0):], range(lo, lv.hi + 1))
         if lv.lo == 0:
             self.vec.from_host(U[1], self.problem.initial())
 

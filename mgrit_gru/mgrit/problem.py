@@ -92,6 +92,11 @@ class Problem:
         u0 = self.initial()
         return np.broadcast_to(u0, (len(t),) + self.shape).copy()
 
+    def initial_guess_into(self, dst, t):
+        """Write ``initial_guess(0, t)`` into the solver's array ``dst`` (a device problem
+        overrides this to build the guess on the device instead of copying it over)."""
+        self.vec.from_host(dst, self.initial_guess(0, t))
+
     def step(self, level, u, t, span, out, g=None, store=False):
         """Write ``Φ_level(u) (+ g)`` into ``out``.
 
