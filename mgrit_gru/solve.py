@@ -5,6 +5,7 @@ solver (`mgrit`) -> outputs shaped like the serial `gru_forward`'s.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,17 @@ def _problem_classes(backend, comm):
         raise NotImplementedError("backend='cuda' runs on one GPU: comm must have one rank")
     from .cuda.problems import CudaAdjointProblem, CudaForwardProblem
     return CudaForwardProblem, CudaAdjointProblem
+
+
+def _device_scope(backend):
+    """Around a CUDA solve: no device frees until it ends. numba frees released device arrays
+    in batches of 10 (NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT), and a free synchronises the
+    device, which would stall the host's stream of launches behind e.g. a coarsest-level scan
+    in the middle of the solve. The solve's scratch is small: it is freed afterwards."""
+    if backend != "cuda":
+        return contextlib.nullcontext()
+    from numba import cuda
+    return cuda.defer_cleanup()
 
 
 def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="FCF",
@@ -140,7 +152,8 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
                    max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
                    min_coarse=min_coarse, comm=comm,
                    verbose=verbose, record_iterates=record_iterates, trace=trace)
-    u, info = solver.solve()
+    with _device_scope(backend):
+        u, info = solver.solve()
     info.problem, info.solver = problem, solver
     # a copy, not a reference: an optimizer updates params in place, and mgrit_backward must
     # notice when the parameters changed between the forward and the backward pass
@@ -301,7 +314,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     solver = MGRIT(problem, levels=levels, cf=cf, relax=relax, c_weight=c_weight, cycle=cycle,
                    max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
                    min_coarse=min_coarse, comm=rcomm, verbose=verbose, fine_ranges=ranges)
-    lam, info = solver.solve()                               # λ at adjoint points s = N - i
+    with _device_scope(backend):
+        lam, info = solver.solve()                           # λ at adjoint points s = N - i
     rcomm.waitall()
     _free(rcomm, fsolver)                                    # not on an error: a rank that
                                                              # fails aborts the job instead

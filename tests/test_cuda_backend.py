@@ -157,6 +157,29 @@ def test_device_built_initial_guesses_and_reversed_dy():
         np.testing.assert_array_equal(gru.to_host(adj.dyr), want)
 
 
+def test_cuda_solves_defer_device_frees(monkeypatch):
+    """Both MGRIT solves of the cuda backend run inside numba's defer_cleanup (a device free
+    mid-solve would synchronise and stall the launches), the numpy backend's do not."""
+    import contextlib
+
+    from numba import cuda
+    depth = []
+
+    @contextlib.contextmanager
+    def recording():
+        depth.append("in")
+        yield
+
+    monkeypatch.setattr(cuda, "defer_cleanup", recording)
+    p, x, h0, dy, _ = data(np.float64, 8, 1)
+    fi = mgrit_forward(p, x, h0, levels=2, cf=2, max_iter=1)[2]
+    mgrit_backward(p, fi, dy, levels=2, cf=2, max_iter=1)
+    assert depth == []
+    fi = mgrit_forward(p, x, h0, levels=2, cf=2, max_iter=1, backend="cuda")[2]
+    mgrit_backward(p, fi, dy, levels=2, cf=2, max_iter=1, backend="cuda")
+    assert depth == ["in", "in"]
+
+
 def test_mgrit_converged_cuda_equals_serial_bptt():
     """Converged MGRIT on the device = serial BPTT (DESIGN.md 5.7), and one level = serial."""
     p, x, h0, dy, _ = data(np.float64, 8, 1, seed=3)
