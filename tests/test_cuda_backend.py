@@ -358,6 +358,7 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
     from numba.cuda import config
 
     from mgrit_gru.bench import bench_cuda
+    from mgrit_gru.cuda.bench import table
     if not config.ENABLE_CUDASIM:
         pytest.skip("a real GPU run: the simulator is off")
     out = tmp_path / "r.json"
@@ -373,8 +374,11 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
             assert np.isfinite(r["residual"]) and np.isfinite(r["error_vs_serial"])
         if r["run"] in ("mgrit_forward", "mgrit_backward"):
             assert 0 < r["solver_s"] <= r["seconds"] and r["phase_s"]
+        if r["run"] == "mgrit_forward_backward":
+            assert r["host_io_s"] > 0
         if r["run"].endswith("per_step"):                    # the same numbers as the scan
             assert r["error_vs_serial"] < 1e-5
+    assert "host copies alone" in table(recs)
     saved = json.loads(out.read_text())
     assert saved["records"] == recs
     assert set(saved["launch_us"]) == {"axpby", "gru_step"}

@@ -12,7 +12,8 @@ gradients, dx and dh0 against serial BPTT).
 Timing: one warm-up run (compilation), then ``repeat`` runs (fewer when one run is long, at least
 one) with ``cuda.synchronize()`` before and after each, median reported. The MGRIT rows time the
 public functions, which copy their results to the host at the end (the solver returns every fine
-state: ``host_copy_s`` records what that copy alone costs). ``solver_s`` is the solver's own
+state: ``host_copy_s`` records what that copy alone costs; ``host_io_s`` on the forward+backward
+row, what the API's copies of x, y, dy and dx cost on their own: cuDNN's rows pay none). ``solver_s`` is the solver's own
 wall time (the rest of ``seconds`` is set-up and transfers) and ``phase_s`` its host-clock
 split by phase (relax, residual, coarsest, ...; launches are asynchronous, so a phase's device
 work may be billed to the next phase that waits for it, e.g. the residual norm).
@@ -102,6 +103,22 @@ def launch_cost(hidden, input_size, dtype, reps=200):
         _sync()
         cost[name] = 1e6 * (time.perf_counter() - t0) / reps
     return cost
+
+
+def host_io(x, dy, repeat=3):
+    """Seconds the copies the public API needs take on their own (median of ``repeat``): x and
+    dy to the device, y and dx back, at the benchmark's sizes. cuDNN's rows have their tensors
+    on the device already: this is the part of an MGRIT row that theirs does not pay."""
+    times = []
+    for _ in range(max(1, repeat)):
+        _sync()
+        t0 = time.perf_counter()
+        d_x, d_dy = cuda.to_device(x), cuda.to_device(dy)
+        d_dy.copy_to_host()                                   # y: (T, B, H), like dy
+        d_x.copy_to_host()                                    # dx: (T, B, I), like x
+        _sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def _torch_rows(T, B, H, I, repeat, seed, base):
@@ -236,7 +253,7 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
         rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
                          us_per_step=1e6 * s / T, residual=fi.final_residual,
                          residual_backward=bres[3].final_residual,
-                         error_vs_serial=bwd_err(bres), **mg))
+                         error_vs_serial=bwd_err(bres), host_io_s=host_io(x, dy, repeat), **mg))
         if torch and not simulate:
             rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
         for r in rows:
@@ -271,7 +288,10 @@ def table(records):
     for (T, B, run), sec in by.items():                      # the issue's comparisons, per (T, B)
         if run != "mgrit_forward_backward":
             continue
-        parts = [f"T={T} B={B}: MGRIT fwd+bwd {1e3 * sec:.1f} ms"]
+        io = next((r.get("host_io_s") for r in records if r["seq_len"] == T
+                   and r["batch"] == B and r["run"] == run), None)
+        parts = [f"T={T} B={B}: MGRIT fwd+bwd {1e3 * sec:.1f} ms"
+                 + ("" if io is None else f" (the API's host copies alone: {1e3 * io:.1f} ms)")]
         for other, name in (("torch_forward_backward", "cuDNN fwd+bwd"),
                             ("serial_forward_backward", "serial fwd+bwd")):
             if (T, B, other) in by:
