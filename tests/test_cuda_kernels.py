@@ -79,6 +79,54 @@ def test_step(dtype, cell, L, forcing):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L, short, fine", [(1, False, True), (2, True, True), (2, False, False)])
+def test_sweep_is_m_steps_per_interval(dtype, L, short, fine):
+    """`sweep` (one launch of an F-relaxation) = m reference steps per interval: n = 3
+    intervals of cf = 3 in a level array, u = the C-points, out = the rows from the first
+    F-point on (short: the last interval has one F-point), FAS forcing on every F-point, input
+    rows t[i] + k*tstep, gates stored at tg[i] + k. C-points, rows past out and gate rows
+    nobody owns stay NaN."""
+    cf, m, tstep = 3, 2, 2
+    p = init_gru(I, H, L, seed=5, dtype=dtype)
+    rng = np.random.default_rng(5)
+    gx = rng.standard_normal((12, B, 3 * H)).astype(dtype)
+    level = nan((3 * cf + 1, L, B, H), dtype)
+    level[0::cf] = rng.standard_normal((4, L, B, H))         # C-points (the 4th: not an input)
+    g = rng.standard_normal(level.shape).astype(dtype)
+    t, tg = np.array([0, 5, 2], np.int64), np.array([0, 2, 6], np.int64)   # any rows
+    n_rows = 2 * cf + (1 if short else m)                    # out = level[1 : 1 + n_rows]
+    cell, dt = ("classic", 0.7) if fine else ("implicit", float(cf))   # coarse: implicit cell
+    be = CudaGRU(p, "classic", bt=2)                         # 6 rows: three tiles of two
+    d_level, d_g = be.to_device(level), be.to_device(g)
+    gates = {k: be.to_device(nan((8, L, B, H), dtype)) for k in GATES}
+    be.sweep(d_level[0:3 * cf:cf], be.to_device(t, np.int64), be.to_device(gx), dt,
+             d_level[1:1 + n_rows], m, cf, tstep, fine=fine, g=d_g[1:1 + n_rows],
+             gates=gates, tg=be.to_device(tg, np.int64))
+    got, want = be.to_host(d_level), level.copy()
+    tabs = {k: nan((8, L, B, H), dtype) for k in GATES}
+    for i in range(3):
+        h = level[i * cf][None]
+        for k in range(m):
+            row = i * cf + 1 + k
+            if row > n_rows:
+                break
+            h, caches = ref_step(p, gx, h, np.array([t[i] + k * tstep]), cell, dt)
+            h = h + g[row][None]
+            want[row] = h[0]
+            for name in GATES:
+                tabs[name][tg[i] + k] = np.stack([c[name] for c in caches], 1)[0]
+    close_nan(got, want, dtype)
+    for name in GATES:
+        close_nan(be.to_host(gates[name]), tabs[name], dtype)
+
+
+def close_nan(got, want, dtype):
+    """NaN exactly where the reference is NaN (unwritten), close elsewhere."""
+    assert np.array_equal(np.isnan(got), np.isnan(want)), "written where it should not be, or not written"
+    close(got[~np.isnan(want)], want[~np.isnan(want)], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_step_coarse_strided_views(dtype):
     """Coarse step (implicit, dt = cf) from every cf-th point of a level array into the next points,
     input injected at the interval start; the points in between must stay untouched."""

@@ -158,9 +158,20 @@ class CudaGRU:
         gates : dict r, z, n, ghn of (T, L, B, H) device arrays: this step's gate values are
             stored at rows tg[i] (tg defaults to t).
         """
+        return self.sweep(u, t, gx, dt, out, 1, 1, 0, fine=fine, g=g, gates=gates, tg=tg)
+
+    def sweep(self, u, t, gx, dt, out, m, ostride, tstep, fine=True, g=None, gates=None,
+              tg=None):
+        """m steps from every u[i] in ONE launch: the k-th into out[i*ostride + k] (+ g there).
+
+        The F-relaxation of a level: u = the C-points (n, L, B, H), out = the level's rows from
+        the first F-point on (m = cf - 1, ostride = cf; the last interval may be short: rows
+        past out's end are skipped); step k of interval i reads gx[t[i] + k*tstep] and stores
+        its gates at tg[i] + k. `step` is the case m = ostride = 1.
+        """
         self._check("u", u, 4)
         n, L, B, H = u.shape
-        if n == 0:
+        if n == 0 or m < 1:
             return out
         ks = self._k(n * B)
         store = gates is not None
@@ -170,7 +181,8 @@ class CudaGRU:
         shmem = 2 * ks.BT * H * self.dtype.itemsize
         ks.gru_step[grid, H, 0, shmem](
             u, t, gx, self.W_hhT, self.b_hh, self.W_ihT, self.b_ih, self.dtype.type(dt),
-            self._cell(fine), self._d4 if g is None else g, g is not None, out, *tabs, tg, store)
+            self._cell(fine), self._d4 if g is None else g, g is not None, out, *tabs, tg, store,
+            np.int64(m), np.int64(ostride), np.int64(tstep))
         return out
 
     def vjp(self, u, lam, t, dt, out, fine=True, gates=None, gx=None, g=None, dg=None, td=None,

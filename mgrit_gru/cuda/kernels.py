@@ -30,11 +30,14 @@ The VJP's transposed matvec dh[j] = Σ_m dgh[m] W_hh[m, j] reads the nn.GRU layo
 coalesced for the same reason, with the gate cotangents staged in shared memory. Local arrays are
 indexed by loops over the compile-time BT only, so they live in registers (no .local in the PTX).
 
-Launches per MGRIT operation (every interval of a level at once): F-relaxation = cf - 1 launches
-of `gru_step` (one per F-point of the interval, all intervals in parallel), C-relaxation = 1,
-C-point residual = 1 `gru_step` + 1 `diff_norms` (+ 1 `total` for the time norm); adjoint: the
-same with `gru_vjp`, which also adds the output forcing dy (+ 1 `gru_step` per coarse VJP to
-recompute the gates). Gradients: the gate cotangents stored by the adjoint's last fine sweep,
+`gru_step` also runs m steps per interval in one launch (the block keeps its rows and reads back
+what it wrote one step earlier): a whole F-relaxation, every interval's cf - 1 F-points.
+
+Launches per MGRIT operation (every interval of a level at once): F-relaxation = 1 `gru_step`
+(on one rank; with MPI neighbours cf - 1, one per F-point offset, to pass the ghost states
+between them), C-relaxation = 1, C-point residual = 1 `gru_step` + 1 `diff_norms` (+ 1 `total`
+for the time norm); adjoint: cf - 1 `gru_vjp` per F-relaxation, the rest as the forward, the
+VJP also adding the output forcing dy (+ 1 `gru_step` per coarse VJP to recompute the gates). Gradients: the gate cotangents stored by the adjoint's last fine sweep,
 then 2 launches per `outer_partial` / `colsum_partial` sum.
 """
 from __future__ import annotations
@@ -125,14 +128,22 @@ def _make_step(dtype, nb_t, BT):
     cell = cell_math(dtype).cell
 
     def gru_step(u, t, gx, W_hhT, b_hh, W_ihT, b_ih, dt, implicit, g, use_g, out,
-                 r_tab, z_tab, n_tab, ghn_tab, tg, store):
-        """out[i] = Φ(u[i]; gx[t[i]], dt) (+ g[i]); gates of step i stored at row tg[i] if store.
+                 r_tab, z_tab, n_tab, ghn_tab, tg, store, m, ostride, tstep):
+        """m steps from each u[i], interval i's k-th into out[i*ostride + k] (+ g[same row]).
 
-        Safe in place (out is u): a block reads u[i, k] into shared memory before anyone writes
-        out[i, k], and no two blocks touch the same (i, b).
+        Step k of interval i: Φ(u[i] if k == 0 else out[i*ostride + k - 1]; gx[t[i] + k*tstep],
+        dt); its gates stored at row tg[i] + k if store. Rows i*ostride + k >= out.shape[0] (a
+        short last interval) are not computed. m = 1, ostride = 1: one batched step,
+        out[i] = Φ(u[i]) (+ g[i]); m = cf - 1, ostride = cf, out = the F-points of a level from
+        the first one on: a whole F-relaxation in one launch.
+
+        Safe in place (out is u, m = 1): a block reads u[i, k] into shared memory before anyone
+        writes out[i, k], and no two blocks touch the same (i, b). Step k reads what the same
+        block wrote at step k - 1 (visible after its syncthreads).
         """
         n_int, L, B, H = u.shape
         rows = n_int * B
+        o_rows = out.shape[0]
         row0 = cuda.blockIdx.x * BT                          # first (interval, sequence) row of the tile
         j = cuda.threadIdx.x                                 # hidden unit of this thread
         active = j < H
@@ -141,68 +152,76 @@ def _make_step(dtype, nb_t, BT):
         x_s = sh[BT * H:2 * BT * H]                          # layer k's input = layer k-1's new state
         acc_h = cuda.local.array(BT3, nb_t)                  # W_h{r,z,n} h per row (registers: BT constant)
         acc_x = cuda.local.array(BT3, nb_t)                  # W_i{r,z,n} x per row (layers k > 0)
-        for k in range(L):
-            if active:
-                for q in range(BT):
-                    row = min(row0 + q, rows - 1)            # a partial last tile repeats its last row
-                    i = row // B
-                    h_s[q * H + j] = u[i, k, row - i * B, j]   # coalesced: j is the contiguous axis
-            cuda.syncthreads()                               # h_s (and x_s from layer k-1) complete
-            if active:
-                for q in range(BT3):
-                    acc_h[q] = ZERO
-                    acc_x[q] = ZERO
-                for c in range(H):
-                    w_r = W_hhT[k, c, j]                     # coalesced: consecutive j, consecutive address
-                    w_z = W_hhT[k, c, H + j]
-                    w_n = W_hhT[k, c, 2 * H + j]
-                    for q in range(BT):                      # each weight reused for BT rows
-                        h_c = h_s[q * H + c]                 # broadcast read of shared memory
-                        acc_h[3 * q] += w_r * h_c
-                        acc_h[3 * q + 1] += w_z * h_c
-                        acc_h[3 * q + 2] += w_n * h_c
-                if k > 0:
+        for sub in range(m):                                 # the interval's steps, in order
+            for k in range(L):
+                if active:
+                    for q in range(BT):
+                        row = min(row0 + q, rows - 1)        # a partial last tile repeats its last row
+                        i = row // B
+                        b = row - i * B
+                        if sub == 0:
+                            h_s[q * H + j] = u[i, k, b, j]   # coalesced: j is the contiguous axis
+                        else:                                # (clamped: a short interval's rows
+                            o = min(i * ostride + sub - 1, o_rows - 1)   # are computed, not written)
+                            h_s[q * H + j] = out[o, k, b, j]
+                cuda.syncthreads()                           # h_s (and x_s from layer k-1) complete
+                if active:
+                    for q in range(BT3):
+                        acc_h[q] = ZERO
+                        acc_x[q] = ZERO
                     for c in range(H):
-                        w_r = W_ihT[k, c, j]
-                        w_z = W_ihT[k, c, H + j]
-                        w_n = W_ihT[k, c, 2 * H + j]
-                        for q in range(BT):
-                            x_c = x_s[q * H + c]
-                            acc_x[3 * q] += w_r * x_c
-                            acc_x[3 * q + 1] += w_z * x_c
-                            acc_x[3 * q + 2] += w_n * x_c
-            cuda.syncthreads()                               # everyone done reading h_s, x_s
-            if active:
-                for q in range(BT):
-                    row = min(row0 + q, rows - 1)
-                    i = row // B
-                    b = row - i * B
-                    gh_r = acc_h[3 * q] + b_hh[k, j]
-                    gh_z = acc_h[3 * q + 1] + b_hh[k, H + j]
-                    ghn = acc_h[3 * q + 2] + b_hh[k, 2 * H + j]
-                    if k == 0:
-                        ti = t[i]
-                        gx_r = gx[ti, b, j]                  # precomputed W_ih_l0 x_t + b_ih_l0
-                        gx_z = gx[ti, b, H + j]
-                        gx_n = gx[ti, b, 2 * H + j]
-                    else:
-                        gx_r = acc_x[3 * q] + b_ih[k, j]
-                        gx_z = acc_x[3 * q + 1] + b_ih[k, H + j]
-                        gx_n = acc_x[3 * q + 2] + b_ih[k, 2 * H + j]
-                    r, z, n, h_new = cell(gx_r, gx_z, gx_n, gh_r, gh_z, ghn, h_s[q * H + j],
-                                          dt, implicit)
-                    x_s[q * H + j] = h_new                   # next layer's input (Φ's own value, no g)
-                    if row0 + q < rows:                      # the repeated rows write nothing
-                        if use_g:
-                            out[i, k, b, j] = h_new + g[i, k, b, j]
+                        w_r = W_hhT[k, c, j]                 # coalesced: consecutive j, consecutive address
+                        w_z = W_hhT[k, c, H + j]
+                        w_n = W_hhT[k, c, 2 * H + j]
+                        for q in range(BT):                  # each weight reused for BT rows
+                            h_c = h_s[q * H + c]             # broadcast read of shared memory
+                            acc_h[3 * q] += w_r * h_c
+                            acc_h[3 * q + 1] += w_z * h_c
+                            acc_h[3 * q + 2] += w_n * h_c
+                    if k > 0:
+                        for c in range(H):
+                            w_r = W_ihT[k, c, j]
+                            w_z = W_ihT[k, c, H + j]
+                            w_n = W_ihT[k, c, 2 * H + j]
+                            for q in range(BT):
+                                x_c = x_s[q * H + c]
+                                acc_x[3 * q] += w_r * x_c
+                                acc_x[3 * q + 1] += w_z * x_c
+                                acc_x[3 * q + 2] += w_n * x_c
+                cuda.syncthreads()                           # everyone done reading h_s, x_s
+                if active:
+                    for q in range(BT):
+                        row = min(row0 + q, rows - 1)
+                        i = row // B
+                        b = row - i * B
+                        o = i * ostride + sub                # output row of this step
+                        gh_r = acc_h[3 * q] + b_hh[k, j]
+                        gh_z = acc_h[3 * q + 1] + b_hh[k, H + j]
+                        ghn = acc_h[3 * q + 2] + b_hh[k, 2 * H + j]
+                        if k == 0:
+                            ti = min(t[i] + sub * tstep, gx.shape[0] - 1)   # (clamped as o)
+                            gx_r = gx[ti, b, j]              # precomputed W_ih_l0 x_t + b_ih_l0
+                            gx_z = gx[ti, b, H + j]
+                            gx_n = gx[ti, b, 2 * H + j]
                         else:
-                            out[i, k, b, j] = h_new
-                        if store:
-                            tgi = tg[i]
-                            r_tab[tgi, k, b, j] = r
-                            z_tab[tgi, k, b, j] = z
-                            n_tab[tgi, k, b, j] = n
-                            ghn_tab[tgi, k, b, j] = ghn
+                            gx_r = acc_x[3 * q] + b_ih[k, j]
+                            gx_z = acc_x[3 * q + 1] + b_ih[k, H + j]
+                            gx_n = acc_x[3 * q + 2] + b_ih[k, 2 * H + j]
+                        r, z, n, h_new = cell(gx_r, gx_z, gx_n, gh_r, gh_z, ghn, h_s[q * H + j],
+                                              dt, implicit)
+                        x_s[q * H + j] = h_new               # next layer's input (Φ's own value, no g)
+                        if row0 + q < rows and o < o_rows:   # repeated rows, short intervals: no write
+                            if use_g:
+                                out[o, k, b, j] = h_new + g[o, k, b, j]
+                            else:
+                                out[o, k, b, j] = h_new
+                            if store:
+                                tgi = tg[i] + sub
+                                r_tab[tgi, k, b, j] = r
+                                z_tab[tgi, k, b, j] = z
+                                n_tab[tgi, k, b, j] = n
+                                ghn_tab[tgi, k, b, j] = ghn
+            cuda.syncthreads()                               # step sub's outputs written (block-wide)
     return cuda.jit(gru_step), gru_step
 
 
@@ -542,7 +561,7 @@ def signatures(dtype):
     bo = types.boolean
     return {
         "gru_step": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
-                               a4, a4, a4, a4, i1, bo),
+                               a4, a4, a4, a4, i1, bo, types.int64, types.int64, types.int64),
         "gru_vjp": types.void(a4, a4, a4, a4, a4, a4, i1, a3, a3, f, bo, a4, bo, a4, bo,
                               a4, a4, a4, i1, bo),
         "project": types.void(a3, a2, a1, a3),

@@ -195,6 +195,22 @@ class CudaForwardProblem(Problem):
             tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
             self.gru.step(u, tx, gx, self.dt * span, out, fine=False, g=g)
 
+    def sweep(self, level, u, t, span, out, m, ostride, g=None, store=False):
+        """A whole F-relaxation as ONE launch (`CudaGRU.sweep`; `Problem.sweep` says what)."""
+        if len(t) == 0:
+            return
+        if level == 0:
+            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
+            kw = {}
+            if store:
+                kw = {"gates": self.gates,
+                      "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
+            self.gru.sweep(u, tx, self.gx0, self.dt, out, m, ostride, 1, fine=True, g=g, **kw)
+        else:
+            gx = self.coarse_gx0(span)
+            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
+            self.gru.sweep(u, tx, gx, self.dt * span, out, m, ostride, span, fine=False, g=g)
+
     def march(self, level, u, t, span, g=None, store=False):
         """The coarsest level's sequential solve as ONE persistent launch (`CudaGRU.scan`)."""
         n = len(t)

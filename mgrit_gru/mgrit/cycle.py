@@ -4,7 +4,9 @@ Read next to Falgout et al., SISC 2014, and DESIGN.md section 3. On level l, wit
 (zero on the fine grid), the equations are  u_i = Φ_l(u_{i-1}) + g_i  for i = 1..N_l.
 
 - F-relaxation: every F-point from its predecessor, sweeping each C-interval left to right; all
-  intervals at once, so a sweep is cf - 1 batched calls of the problem's `step`.
+  intervals at once, so a sweep is cf - 1 batched calls of the problem's `step` (one call of
+  `Problem.sweep`, which makes them, when this rank owns the whole level: a GPU problem does
+  the sweep in one launch).
 - C-relaxation: every C-point from its preceding F-point (one batched call).
 - FAS restriction (injection): v_j = u_{j cf} and
       g^c_j = Φ_l(u_{j cf - 1}) + g_{j cf} - Φ_c(v_{j-1})
@@ -252,6 +254,10 @@ class MGRIT:
         if lv.empty:
             return
         self._log(l, "F")
+        if lv.left is None and lv.right is None:             # one rank: the whole sweep at once
+            with self._timed(l, "relax"):
+                self._sweep(l, store)
+            return
         with self._timed(l, "relax"):
             for k in range(lv.cf):                           # stage k: F-points at offset k
                 if k > 0:
@@ -265,6 +271,23 @@ class MGRIT:
             if lv.lo % lv.cf == 0 and lv.lo > 0 and lv.left is not None:
                 self._recv(self.U[l], lv.left, l)       # the F-point before our C-point
             comm.waitall()
+
+    def _sweep(self, l, store=False):
+        """F-relaxation of a level this rank owns whole, by one `Problem.sweep` call: every
+        interval's cf - 1 F-points from its C-point (the last interval may be shorter)."""
+        lv = self.levels[l]
+        first, count = self._points(l, 1)                    # first F-point of each interval
+        if count == 0:
+            return
+        m = lv.cf - 1
+        n_rows = (count - 1) * lv.cf + min(m, lv.hi - (first + (count - 1) * lv.cf) + 1)
+        s = first - lv.lo + 1
+        G = self.G[l]
+        t = range((first - 1) * lv.stride, (first - 1 + lv.cf * (count - 1)) * lv.stride + 1,
+                  lv.cf * lv.stride)
+        self.problem.sweep(l, self._rows(self.U[l], s - 1, count, lv.cf), t, lv.stride,
+                           self._rows(self.U[l], s, n_rows, 1), m, lv.cf,
+                           None if G is None else self._rows(G, s, n_rows, 1), store)
 
     def phi_at_c(self, l, store=False):
         """Φ_l(u_{i-1}) + g_i at this rank's C-points i >= 1: ``(first, count, values)``."""

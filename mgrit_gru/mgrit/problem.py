@@ -8,6 +8,9 @@ all intervals is one call. The solver knows nothing else about the problem: it o
     initial()                                            u_0, shape ``shape``
     initial_guess(level, t)                              states at fine indices t (n, *shape)
 
+plus three hooks with defaults built on those, which a problem may do better (the CUDA problems
+do each in one kernel launch): ``sweep`` (a whole F-relaxation, m steps per interval),
+``march`` (the coarsest level's sequential solve) and ``initial_guess_into``;
 and the vector operations of `NumpyVectors` (``zeros``, ``empty``, ``assign``, ``sub``, ``fas``,
 ``axpby``, ``sq_norm``, ``max_abs``, ``diff_norm``, ``rows``, ``to_host``, ``from_host``), which a
 GPU problem replaces with device versions.
@@ -118,6 +121,32 @@ class Problem:
             Fine level only: keep what a later linearisation needs (the GRU's gates).
         """
         raise NotImplementedError
+
+    def sweep(self, level, u, t, span, out, m, ostride, g=None, store=False):
+        """A whole F-relaxation: m steps from each start state u[i], in order.
+
+        Step k of interval i (k = 0 .. m-1) goes from u[i] (k = 0) or out[i*ostride + k - 1]
+        to ``out[i*ostride + k] = Φ_level(...) (+ g[i*ostride + k])`` and starts at fine index
+        ``t[i] + k*span``; rows past the end of ``out`` (a short last interval) are skipped.
+        The default makes m batched `step` calls, exactly the solver's stage-by-stage sweep; a
+        problem can do it in one call (the CUDA forward problem: one launch).
+        """
+        vec_rows = getattr(self.vec, "rows", None)
+
+        def rows(A, slot, count, step):                      # count rows of A from slot, every step
+            if vec_rows is not None:
+                return vec_rows(A, slot, count, step)
+            return A[slot: slot + step * (count - 1) + 1: step]
+
+        n = len(t)
+        for k in range(m):
+            nk = min(n, (len(out) - k - 1) // ostride + 1) if len(out) > k else 0
+            if nk == 0:
+                break
+            src = rows(u, 0, nk, 1) if k == 0 else rows(out, k - 1, nk, ostride)
+            tk = range(t.start + k * span, t.start + k * span + t.step * nk, t.step)
+            self.step(level, src, tk, span, rows(out, k, nk, ostride),
+                      None if g is None else rows(g, k, nk, ostride), store)
 
     def march(self, level, u, t, span, g=None, store=False):
         """Sequential stepping: ``u[i+1] = Φ_level(u[i]) (+ g[i+1])`` for i = 0 .. len(t)-1.
