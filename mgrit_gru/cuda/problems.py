@@ -180,53 +180,39 @@ class CudaForwardProblem(Problem):
                                           self.gru.empty((rows,) + self.gx0.shape[1:]))
         return self._avg[span]
 
-    def step(self, level, u, t, span, out, g=None, store=False):
-        if len(t) == 0:
-            return
+    def _inputs(self, level, t, span, store):
+        """What a launch stepping from fine indices ``t`` on ``level`` needs: the input rows
+        (a view of the device arange), the input table, dt, fine?, and the gate tables to store
+        into (fine level, ``store``)."""
         if level == 0:
-            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
             kw = {}
             if store:
                 kw = {"gates": self.gates,
                       "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
-            self.gru.step(u, tx, self.gx0, self.dt, out, fine=True, g=g, **kw)
-        else:
-            gx = self.coarse_gx0(span)
-            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
-            self.gru.step(u, tx, gx, self.dt * span, out, fine=False, g=g)
+            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
+            return tx, self.gx0, self.dt, True, kw
+        gx = self.coarse_gx0(span)
+        tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
+        return tx, gx, self.dt * span, False, {}
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        """One batched step: `sweep` with one step per interval."""
+        self.sweep(level, u, t, span, out, 1, 1, g, store)
 
     def sweep(self, level, u, t, span, out, m, ostride, g=None, store=False):
         """A whole F-relaxation as ONE launch (`CudaGRU.sweep`; `Problem.sweep` says what)."""
         if len(t) == 0:
             return
-        if level == 0:
-            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
-            kw = {}
-            if store:
-                kw = {"gates": self.gates,
-                      "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
-            self.gru.sweep(u, tx, self.gx0, self.dt, out, m, ostride, 1, fine=True, g=g, **kw)
-        else:
-            gx = self.coarse_gx0(span)
-            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
-            self.gru.sweep(u, tx, gx, self.dt * span, out, m, ostride, span, fine=False, g=g)
+        tx, gx, dt, fine, kw = self._inputs(level, t, span, store)
+        tstep = 1 if level == 0 else span                    # input rows of consecutive steps
+        self.gru.sweep(u, tx, gx, dt, out, m, ostride, tstep, fine=fine, g=g, **kw)
 
     def march(self, level, u, t, span, g=None, store=False):
         """The coarsest level's sequential solve as ONE persistent launch (`CudaGRU.scan`)."""
-        n = len(t)
-        if n == 0:
+        if len(t) == 0:
             return
-        if level == 0:
-            tx = _arange_view(self.arange, t, self.t_offset, self.T_loc, "input")
-            kw = {}
-            if store:
-                kw = {"gates": self.gates,
-                      "tg": _arange_view(self.arange, t, self.store_from, self.n_store, "gate")}
-            self.gru.scan(u, tx, self.gx0, self.dt, fine=True, g=g, **kw)
-        else:
-            gx = self.coarse_gx0(span)
-            tx = _arange_view(self.arange, t, self.t_offset, gx.shape[0], "coarse input")
-            self.gru.scan(u, tx, gx, self.dt * span, fine=False, g=g)
+        tx, gx, dt, fine, kw = self._inputs(level, t, span, store)
+        self.gru.scan(u, tx, gx, dt, fine=fine, g=g, **kw)
 
 
 class CudaAdjointProblem(Problem):
