@@ -412,6 +412,16 @@ def test_real_gpu_h256(dtype, Bs):
     be.vjp(d_u, be.to_device(lam), d_t, 4.0, out, fine=False, gx=d_gx)
     _, caches = ref_step(p, gx0, u, t, "implicit", 4.0)
     close(be.to_host(out), ref_vjp(p, caches, lam, "implicit", 4.0)[0], dtype)
+    # a whole F-relaxation (cf = 4) in one launch: each block reads back its own writes
+    cf = 4
+    level = nan((cf * ns, Ls, Bs, Hs), dtype)
+    level[0::cf] = u
+    d_level, tt = be.to_device(level), t % (Ts - cf)
+    be.sweep(d_level[0::cf], be.to_device(tt, np.int64), d_gx, 1.0, d_level[1:], cf - 1, cf, 1)
+    got, h = be.to_host(d_level), u
+    for k in range(1, cf):
+        h = ref_step(p, gx0, h, tt + k - 1, "classic", 1.0)[0]
+        close(got[k::cf], h, dtype)
 
 
 @real_gpu
