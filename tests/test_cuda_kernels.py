@@ -190,6 +190,57 @@ def test_vjp_fine(dtype, cell, L, forcing):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L, short, fine", [(1, False, True), (2, True, True), (2, True, False)])
+def test_vjp_sweep_is_m_adjoint_steps_per_interval(dtype, L, short, fine):
+    """`vjp` with m steps per interval (one launch of an adjoint F-relaxation) = m reference
+    VJPs: n = 3 intervals of cf = 3, lam = the C-points, out = the rows from the first F-point
+    on (short: the last interval has one), step o linearised at u[o] with the gates at tg[o]
+    (fine) or recomputed from gx[t[o]] (coarse), forcing f (top layer) and g, cotangents stored
+    at td[o] (fine). Rows past out stay NaN."""
+    cf, m = 3, 2
+    p = init_gru(I, H, L, seed=6, dtype=dtype)
+    rng = np.random.default_rng(6)
+    n_rows = 2 * cf + (1 if short else m)
+    gx = rng.standard_normal((12, B, 3 * H)).astype(dtype)
+    lam = rng.standard_normal((3, L, B, H)).astype(dtype)
+    u = rng.standard_normal((n_rows, L, B, H)).astype(dtype)   # the state each step linearises at
+    g = rng.standard_normal((n_rows, L, B, H)).astype(dtype)
+    f = rng.standard_normal((n_rows, 1, B, H)).astype(dtype)
+    t = rng.permutation(12)[:n_rows].astype(np.int64)          # row of step o (gates / gx / td)
+    cell, dt = ("classic", 0.7) if fine else ("implicit", float(cf))
+    be = CudaGRU(p, "classic", bt=2)
+    tabs = {k: np.zeros((12, L, B, H), dtype) for k in GATES}
+    caches = []
+    for o in range(n_rows):
+        caches.append(ref_step(p, gx, u[o][None], t[o:o + 1], cell, dt)[1])
+        for k in GATES:
+            tabs[k][t[o]] = np.stack([c[k] for c in caches[o]], 1)[0]
+    out = be.to_device(nan((n_rows + 1, L, B, H), dtype))    # one row more: must stay NaN
+    dg = (be.to_device(nan((12, L, B, 3 * H), dtype)), be.to_device(nan((12, L, B, 3 * H), dtype)))
+    kw = dict(gates={k: be.to_device(v) for k, v in tabs.items()}, dg=dg) if fine else \
+        dict(gx=be.to_device(gx))
+    be.vjp(be.to_device(u), be.to_device(lam), be.to_device(t, np.int64), dt, out[:n_rows],
+           fine=fine, g=be.to_device(g), f=be.to_device(f), m=m, ostride=cf, **kw)
+    want = nan((n_rows + 1, L, B, H), dtype)
+    want_dg = (nan((12, L, B, 3 * H), dtype), nan((12, L, B, 3 * H), dtype))
+    for i in range(3):
+        d = lam[i][None]
+        for k in range(m):
+            o = i * cf + k
+            if o >= n_rows:
+                break
+            d, dgx, dgh = ref_vjp(p, caches[o], d, cell, dt)
+            d[:, L - 1] += f[o]
+            d = d + g[o][None]
+            want[o] = d[0]
+            want_dg[0][t[o]], want_dg[1][t[o]] = dgx[0], dgh[0]
+    close_nan(be.to_host(out), want, dtype)
+    if fine:
+        close_nan(be.to_host(dg[0]), want_dg[0], dtype)
+        close_nan(be.to_host(dg[1]), want_dg[1], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", [1, 2])
 def test_vjp_coarse_in_place(dtype, L):
     """Coarse VJP (implicit, dt = 4) recomputes the gates from the states; out is lam itself,

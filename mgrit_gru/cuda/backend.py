@@ -186,9 +186,14 @@ class CudaGRU:
         return out
 
     def vjp(self, u, lam, t, dt, out, fine=True, gates=None, gx=None, g=None, dg=None, td=None,
-            f=None):
+            f=None, m=1, ostride=1):
         """out[i] = (∂Φ/∂u[i])ᵀ lam[i] (+ f[i] on the top layer) (+ g[i]): the adjoint step, one
         launch (fine) or two (coarse).
+
+        With m > 1: m steps per interval in the same launch(es), the k-th from lam[i] (k = 0) or
+        the previous output into out[o], o = i*ostride + k, every per-step array (u, t, g, f, td)
+        indexed by o as out is; rows past out's end are skipped (a whole adjoint F-relaxation:
+        m = cf - 1, ostride = cf, lam = the C-points, out = the rows from the first F-point on).
 
         Fine (``fine=True``): linearised at the stored gate values ``gates[·][t[i]]`` (as written
         by `step` with ``gates``) and the states u[i]. Coarse (``fine=False``): the implicit cell
@@ -200,8 +205,8 @@ class CudaGRU:
         out may be lam itself.
         """
         self._check("u", u, 4)
-        n, L, B, H = u.shape
-        if n == 0:
+        n, L, B, H = lam.shape
+        if n == 0 or m < 1:
             return out
         ks = self._k(n * B)
         if fine:
@@ -221,7 +226,7 @@ class CudaGRU:
         ks.gru_vjp[grid, H, 0, shmem](
             u, lam, *tabs, tg, self.W_hh, self.W_ih, self.dtype.type(dt), self._cell(fine),
             self._d4 if g is None else g, g is not None, self._d4 if f is None else f,
-            f is not None, out, *dgs, td, store)
+            f is not None, out, *dgs, td, store, np.int64(m), np.int64(ostride))
         return out
 
     # ------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ split by phase (relax, residual, coarsest, ...; launches are asynchronous, so a 
 work may be billed to the next phase that waits for it, e.g. the residual norm).
 
 ``launch_us`` (in the JSON, and on stderr first): the host cost of one launch from Python
-(`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 37, backward 36 at
+(`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 37, backward 30 at
 the default settings) bounds what the solve costs at small T.
 
 ``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.

@@ -30,14 +30,15 @@ The VJP's transposed matvec dh[j] = Σ_m dgh[m] W_hh[m, j] reads the nn.GRU layo
 coalesced for the same reason, with the gate cotangents staged in shared memory. Local arrays are
 indexed by loops over the compile-time BT only, so they live in registers (no .local in the PTX).
 
-`gru_step` also runs m steps per interval in one launch (the block keeps its rows and reads back
-what it wrote one step earlier): a whole F-relaxation, every interval's cf - 1 F-points.
+`gru_step` and `gru_vjp` also run m steps per interval in one launch (a block keeps its rows and
+reads back what it wrote one step earlier): a whole F-relaxation, every interval's cf - 1
+F-points.
 
 Launches per MGRIT operation (every interval of a level at once): F-relaxation = 1 `gru_step`
-(on one rank; with MPI neighbours cf - 1, one per F-point offset, to pass the ghost states
-between them), C-relaxation = 1, C-point residual = 1 `gru_step` + 1 `diff_norms` (+ 1 `total`
-for the time norm); adjoint: cf - 1 `gru_vjp` per F-relaxation, the rest as the forward, the
-VJP also adding the output forcing dy (+ 1 `gru_step` per coarse VJP to recompute the gates). Gradients: the gate cotangents stored by the adjoint's last fine sweep,
+or `gru_vjp` (on one rank; with MPI neighbours cf - 1, one per F-point offset, to pass the
+ghost states between them), C-relaxation = 1, C-point residual = 1 step + 1 `diff_norms` (+ 1
+`total` for the time norm). The adjoint's VJP also adds the output forcing dy; on coarse levels
+one batched `gru_step` first recomputes the gates of all the launch's steps. Gradients: the gate cotangents stored by the adjoint's last fine sweep,
 then 2 launches per `outer_partial` / `colsum_partial` sum.
 """
 from __future__ import annotations
@@ -230,19 +231,24 @@ def _make_vjp(dtype, nb_t, BT):
     cell_vjp = cell_math(dtype).cell_vjp
 
     def gru_vjp(u, lam, r_tab, z_tab, n_tab, ghn_tab, tg, W_hh, W_ih, dt, implicit, g, use_g,
-                f, use_f, out, dgx_tab, dgh_tab, td, store):
-        """out[i] = (∂Φ/∂u at u[i], gates at row tg[i])ᵀ lam[i] (+ f[i] on the top layer) (+ g[i]);
-        dgx, dgh stored at td[i]. f (n, 1, B, H) is the adjoint's output forcing dy (so the adjoint
-        step needs no second launch to add it).
+                f, use_f, out, dgx_tab, dgh_tab, td, store, nsub, ostride):
+        """nsub adjoint steps from each lam[i], the k-th into out[o], o = i*ostride + k:
+        out[o] = (∂Φ/∂u at u[o], gates at row tg[o])ᵀ λ (+ f[o] on the top layer) (+ g[o]),
+        λ = lam[i] for k = 0, out[o - 1] after; dgx, dgh stored at td[o]. Rows o >= out.shape[0]
+        (a short last interval) are not written. nsub = ostride = 1: one batched VJP,
+        out[i] from lam[i]; nsub = cf - 1, ostride = cf: a whole adjoint F-relaxation. f is the
+        adjoint's output forcing dy (n, 1, B, H) (so a step needs no second launch to add it).
 
         Layers run last to first; layer k's cotangent gets the carry dgx_{k+1} W_ih_{k+1} from the
         layer above (its input was layer k's new state). Thread j owns hidden unit j of the
         cotangents: λ, the carry and dh|direct; the gate cotangents (3H per row) are staged in
         shared memory because the transposed matvec dh[j] = Σ_m dgh[m] W_hh[m, j] needs them all.
-        Safe in place (out is lam): thread j reads lam[i, k, b, j] before it writes out[i, k, b, j].
+        Safe in place (out is lam, nsub = 1): thread j reads lam[i, k, b, j] before it writes
+        out[i, k, b, j]; step k > 0 reads what the same thread wrote at step k - 1.
         """
-        n_int, L, B, H = u.shape
+        n_int, L, B, H = lam.shape
         rows = n_int * B
+        o_rows = out.shape[0]
         row0 = cuda.blockIdx.x * BT
         j = cuda.threadIdx.x
         active = j < H
@@ -251,65 +257,73 @@ def _make_vjp(dtype, nb_t, BT):
         dan_s = sh[3 * BT * H:4 * BT * H]                    # da_n (dgx = (da_r, da_z, da_n))
         carry = cuda.local.array(BT, nb_t)                   # dgx_{k+1} W_ih_{k+1}, unit j, per row
         dh_dir = cuda.local.array(BT, nb_t)                  # ∂h⁺/∂h|direct ⊙ d, unit j, per row
-        for q in range(BT):
-            carry[q] = ZERO
-        for kk in range(L):
-            k = L - 1 - kk
-            if active:
-                for q in range(BT):
-                    row = min(row0 + q, rows - 1)
-                    i = row // B
-                    b = row - i * B
-                    ti = tg[i]
-                    d = lam[i, k, b, j] + carry[q]
-                    r = r_tab[ti, k, b, j]
-                    da_r, da_z, da_n, dh = cell_vjp(
-                        d, r, z_tab[ti, k, b, j], n_tab[ti, k, b, j], ghn_tab[ti, k, b, j],
-                        u[i, k, b, j], dt, implicit)
-                    dh_dir[q] = dh
-                    dgh_s[q * 3 * H + j] = da_r
-                    dgh_s[q * 3 * H + H + j] = da_z
-                    dgh_s[q * 3 * H + 2 * H + j] = da_n * r
-                    dan_s[q * H + j] = da_n
-                    if store and row0 + q < rows:
-                        tdi = td[i]
-                        dgx_tab[tdi, k, b, j] = da_r
-                        dgx_tab[tdi, k, b, H + j] = da_z
-                        dgx_tab[tdi, k, b, 2 * H + j] = da_n
-                        dgh_tab[tdi, k, b, j] = da_r
-                        dgh_tab[tdi, k, b, H + j] = da_z
-                        dgh_tab[tdi, k, b, 2 * H + j] = da_n * r
-            cuda.syncthreads()                               # all gate cotangents staged
-            if active:
-                for m in range(H):
-                    w_r = W_hh[k, m, j]                      # coalesced: row m, consecutive columns j
-                    w_z = W_hh[k, H + m, j]
-                    w_n = W_hh[k, 2 * H + m, j]
-                    for q in range(BT):                      # broadcast reads of shared memory
-                        dh_dir[q] += (dgh_s[q * 3 * H + m] * w_r + dgh_s[q * 3 * H + H + m] * w_z
-                                      + dgh_s[q * 3 * H + 2 * H + m] * w_n)
-                for q in range(BT):
-                    row = row0 + q
-                    if row < rows:
+        for sub in range(nsub):                              # the interval's steps, in order
+            for q in range(BT):
+                carry[q] = ZERO
+            for kk in range(L):
+                k = L - 1 - kk
+                if active:
+                    for q in range(BT):
+                        row = min(row0 + q, rows - 1)
                         i = row // B
                         b = row - i * B
-                        v = dh_dir[q]
-                        if use_f and k == L - 1:         # (vjp + f) + g: NumPy's order
-                            v += f[i, 0, b, j]
-                        if use_g:
-                            v += g[i, k, b, j]
-                        out[i, k, b, j] = v
-                if k > 0:
-                    for q in range(BT):
-                        carry[q] = ZERO
+                        o = min(i * ostride + sub, o_rows - 1)   # clamped: a short interval's
+                        ti = tg[o]                               # rows are computed, not written
+                        if sub == 0:
+                            d = lam[i, k, b, j] + carry[q]
+                        else:
+                            d = out[o - 1, k, b, j] + carry[q]
+                        r = r_tab[ti, k, b, j]
+                        da_r, da_z, da_n, dh = cell_vjp(
+                            d, r, z_tab[ti, k, b, j], n_tab[ti, k, b, j], ghn_tab[ti, k, b, j],
+                            u[o, k, b, j], dt, implicit)
+                        dh_dir[q] = dh
+                        dgh_s[q * 3 * H + j] = da_r
+                        dgh_s[q * 3 * H + H + j] = da_z
+                        dgh_s[q * 3 * H + 2 * H + j] = da_n * r
+                        dan_s[q * H + j] = da_n
+                        if store and row0 + q < rows and i * ostride + sub < o_rows:
+                            tdi = td[o]
+                            dgx_tab[tdi, k, b, j] = da_r
+                            dgx_tab[tdi, k, b, H + j] = da_z
+                            dgx_tab[tdi, k, b, 2 * H + j] = da_n
+                            dgh_tab[tdi, k, b, j] = da_r
+                            dgh_tab[tdi, k, b, H + j] = da_z
+                            dgh_tab[tdi, k, b, 2 * H + j] = da_n * r
+                cuda.syncthreads()                           # all gate cotangents staged
+                if active:
                     for m in range(H):
-                        w_r = W_ih[k, m, j]
-                        w_z = W_ih[k, H + m, j]
-                        w_n = W_ih[k, 2 * H + m, j]
+                        w_r = W_hh[k, m, j]                  # coalesced: row m, consecutive columns j
+                        w_z = W_hh[k, H + m, j]
+                        w_n = W_hh[k, 2 * H + m, j]
+                        for q in range(BT):                  # broadcast reads of shared memory
+                            dh_dir[q] += (dgh_s[q * 3 * H + m] * w_r + dgh_s[q * 3 * H + H + m] * w_z
+                                          + dgh_s[q * 3 * H + 2 * H + m] * w_n)
+                    for q in range(BT):
+                        row = row0 + q
+                        if row < rows:
+                            i = row // B
+                            b = row - i * B
+                            o = i * ostride + sub
+                            if o < o_rows:
+                                v = dh_dir[q]
+                                if use_f and k == L - 1:     # (vjp + f) + g: NumPy's order
+                                    v += f[o, 0, b, j]
+                                if use_g:
+                                    v += g[o, k, b, j]
+                                out[o, k, b, j] = v
+                    if k > 0:
                         for q in range(BT):
-                            carry[q] += (dgh_s[q * 3 * H + m] * w_r + dgh_s[q * 3 * H + H + m] * w_z
-                                         + dan_s[q * H + m] * w_n)
-            cuda.syncthreads()                               # done with dgh_s before layer k-1 rewrites it
+                            carry[q] = ZERO
+                        for m in range(H):
+                            w_r = W_ih[k, m, j]
+                            w_z = W_ih[k, H + m, j]
+                            w_n = W_ih[k, 2 * H + m, j]
+                            for q in range(BT):
+                                carry[q] += (dgh_s[q * 3 * H + m] * w_r
+                                             + dgh_s[q * 3 * H + H + m] * w_z
+                                             + dan_s[q * H + m] * w_n)
+                cuda.syncthreads()                           # done with dgh_s before layer k-1 rewrites it
     return cuda.jit(gru_vjp), gru_vjp
 
 
@@ -563,7 +577,7 @@ def signatures(dtype):
         "gru_step": types.void(a4, i1, a3, a3, a2, a3, a2, f, bo, a4, bo, a4,
                                a4, a4, a4, a4, i1, bo, types.int64, types.int64, types.int64),
         "gru_vjp": types.void(a4, a4, a4, a4, a4, a4, i1, a3, a3, f, bo, a4, bo, a4, bo,
-                              a4, a4, a4, i1, bo),
+                              a4, a4, a4, i1, bo, types.int64, types.int64),
         "project": types.void(a3, a2, a1, a3),
         "outer_partial": types.void(a3, a3, a3),
         "colsum_partial": types.void(a3, a2),

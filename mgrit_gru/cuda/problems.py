@@ -286,23 +286,38 @@ class CudaAdjointProblem(Problem):
         fill(dst, 0.0)
 
     def step(self, level, u, t, span, out, g=None, store=False):
+        """One batched adjoint step: `sweep` with one step per interval."""
+        self.sweep(level, u, t, span, out, 1, 1, g, store)
+
+    def sweep(self, level, u, t, span, out, m, ostride, g=None, store=False):
+        """m adjoint steps per interval in one `gru_vjp` launch (`Problem.sweep` says what).
+
+        out's rows are adjoint points s0, s0 + d, ... (s0 = t[0] + span, d = t.step / ostride:
+        consecutive level points in a sweep, the targets themselves for one step): the forward
+        states, gate rows and forcing of each step are views of R, rev(·) and dyr on those
+        points. Fine: the stored gates; coarse: the gates of all those steps recomputed first
+        by one batched `step` launch (the forward states are known), then the VJPs.
+        """
         n = len(t)
         if n == 0:
             return
         fwd, gru = self.fwd, self.gru
         s0 = t.start + span                                  # first target point (solver time)
-        sl = slice(s0, s0 + t.step * (n - 1) + 1, t.step)
-        if s0 + t.step * (n - 1) > self.n_steps:
-            raise IndexError(f"adjoint points {s0}.. beyond N = {self.n_steps}")
+        d = t.step // ostride if n > 1 else span
+        last = s0 + d * (out.shape[0] - 1)
+        if last > self.n_steps:
+            raise IndexError(f"adjoint points {s0}..{last} beyond N = {self.n_steps}")
+        sl = slice(s0, last + 1, d)
         h = view(self.R, sl)                                 # u_i at forward steps i = N - s
         f = None if self.dyr is None else view(self.dyr, sl)   # + f_i on the top layer (in the kernel)
         if level == 0:
             tg = view(self.rev(fwd.store_from), sl)
             kw = {"dg": (self.dgx, self.dgh), "td": tg} if store else {}
-            gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, f=f, **kw)
+            gru.vjp(h, u, tg, fwd.dt, out, fine=True, gates=fwd.gates, g=g, f=f, m=m,
+                    ostride=ostride, **kw)
         else:
             gru.vjp(h, u, view(self.rev(fwd.t_offset), sl), fwd.dt * span, out, fine=False,
-                    gx=fwd.gx0, g=g, f=f)
+                    gx=fwd.gx0, g=g, f=f, m=m, ostride=ostride)
 
     def march(self, level, u, t, span, g=None, store=False):
         """The coarsest level's adjoint solve as ONE persistent launch (`CudaGRU.vjp_scan`).
