@@ -117,7 +117,18 @@ def cell_math(dtype):
         da_n = dn * (ONE - n * n)
         return da_n * ghn * r * (ONE - r), dz * z * (ONE - z), da_n, dh
 
-    return SimpleNamespace(sigmoid=sigmoid, cell=cell, cell_vjp=cell_vjp)
+    @cuda.jit(device=True, inline="always")
+    def store_dg(dgx_tab, dgh_tab, row, k, b, j, H, da_r, da_z, da_n, r):
+        """Unit j's gate cotangents at ``row`` of the tables `param_grads` sums:
+        dgx = (da_r, da_z, da_n) on the input projection, dgh = (da_r, da_z, da_n r)."""
+        dgx_tab[row, k, b, j] = da_r
+        dgx_tab[row, k, b, H + j] = da_z
+        dgx_tab[row, k, b, 2 * H + j] = da_n
+        dgh_tab[row, k, b, j] = da_r
+        dgh_tab[row, k, b, H + j] = da_z
+        dgh_tab[row, k, b, 2 * H + j] = da_n * r
+
+    return SimpleNamespace(sigmoid=sigmoid, cell=cell, cell_vjp=cell_vjp, store_dg=store_dg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +239,7 @@ def _make_step(dtype, nb_t, BT):
 
 def _make_vjp(dtype, nb_t, BT):
     ZERO = dtype.type(0.0)
-    cell_vjp = cell_math(dtype).cell_vjp
+    cell_vjp, store_dg = cell_math(dtype).cell_vjp, cell_math(dtype).store_dg
 
     def gru_vjp(u, lam, r_tab, z_tab, n_tab, ghn_tab, tg, W_hh, W_ih, dt, implicit, g, use_g,
                 f, use_f, out, dgx_tab, dgh_tab, td, store, nsub, ostride):
@@ -283,13 +294,7 @@ def _make_vjp(dtype, nb_t, BT):
                         dgh_s[q * 3 * H + 2 * H + j] = da_n * r
                         dan_s[q * H + j] = da_n
                         if store and row0 + q < rows and i * ostride + sub < o_rows:
-                            tdi = td[o]
-                            dgx_tab[tdi, k, b, j] = da_r
-                            dgx_tab[tdi, k, b, H + j] = da_z
-                            dgx_tab[tdi, k, b, 2 * H + j] = da_n
-                            dgh_tab[tdi, k, b, j] = da_r
-                            dgh_tab[tdi, k, b, H + j] = da_z
-                            dgh_tab[tdi, k, b, 2 * H + j] = da_n * r
+                            store_dg(dgx_tab, dgh_tab, td[o], k, b, j, H, da_r, da_z, da_n, r)
                 cuda.syncthreads()                           # all gate cotangents staged
                 if active:
                     for m in range(H):

@@ -90,7 +90,7 @@ def grid_barrier(bar, target):
 def _make_scans(dtype, nb_t):
     ZERO = dtype.type(0.0)
     cm = cell_math(dtype)
-    cell, cell_vjp = cm.cell, cm.cell_vjp
+    cell, cell_vjp, store_dg = cm.cell, cm.cell_vjp, cm.store_dg
 
     @cuda.jit(device=True, inline="always")
     def reduce6(red, tid, sp, v0, v1, v2, v3, v4, v5):
@@ -215,13 +215,7 @@ def _make_scans(dtype, nb_t):
                     dga[b, 2 * H + j] = da_n * r
                     dan[b, j] = da_n
                     if store:
-                        tdi = td[i]
-                        dgx_tab[tdi, k, b, j] = da_r
-                        dgx_tab[tdi, k, b, H + j] = da_z
-                        dgx_tab[tdi, k, b, 2 * H + j] = da_n
-                        dgh_tab[tdi, k, b, j] = da_r
-                        dgh_tab[tdi, k, b, H + j] = da_z
-                        dgh_tab[tdi, k, b, 2 * H + j] = da_n * r
+                        store_dg(dgx_tab, dgh_tab, td[i], k, b, j, H, da_r, da_z, da_n, r)
                 arrivals += nblk
                 grid_barrier(bar, arrivals)                  # every gate cotangent of layer k staged
                 # phase B: transposed matvecs, one item (b, j) per slot of S threads
