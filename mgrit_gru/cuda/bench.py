@@ -13,10 +13,11 @@ Timing: one warm-up run (compilation), then ``repeat`` runs (fewer when one run 
 one) with ``cuda.synchronize()`` before and after each, median reported. The MGRIT rows time the
 public functions, which copy their results to the host at the end (the solver returns every fine
 state: ``host_copy_s`` records what that copy alone costs; ``host_io_s`` on the forward+backward
-row, what the API's copies of x, y, dy and dx cost on their own: cuDNN's rows pay none). ``solver_s`` is the solver's own
-wall time (the rest of ``seconds`` is set-up and transfers) and ``phase_s`` its host-clock
-split by phase (relax, residual, coarsest, ...; launches are asynchronous, so a phase's device
-work may be billed to the next phase that waits for it, e.g. the residual norm).
+row, what the API's copies of x, y, dy and dx cost on their own: cuDNN's rows pay none).
+``solver_s`` is the solver's own wall time (the rest of ``seconds`` is set-up and transfers)
+and ``phase_s`` its host-clock split by phase (relax, residual, coarsest, ...; launches are
+asynchronous, so a phase's device work may be billed to the next phase that waits for it, e.g.
+the residual norm).
 
 ``launch_us`` (in the JSON, and on stderr first): the host cost of one launch from Python
 (`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 37, backward 30 at

@@ -74,7 +74,10 @@ class CudaVectors:
     def _norms(self, a):
         if a.shape[0] == 0:
             return 0.0, 0.0
-        sq, mx = self.gru.sq_norms(a)
+        return self._total(*self.gru.sq_norms(a))
+
+    def _total(self, sq, mx):
+        """(Σ sq, max mx) of per-point norms: one `total` launch, two numbers to the host."""
         tot = self.gru.to_host(self.gru.total(sq, mx, self._tot))
         return float(tot[0]), float(tot[1])
 
@@ -89,9 +92,8 @@ class CudaVectors:
         into scratch) and one `total`; the two numbers come back to the host."""
         if a.shape[0] == 0:
             return 0.0
-        _, sq, mx = self.gru.residual(a, b, self.gru.empty(a.shape))
-        tot = self.gru.to_host(self.gru.total(sq, mx, self._tot))
-        return float(tot[1]) if norm == "max" else float(tot[0])
+        sq, mx = self._total(*self.gru.residual(a, b, self.gru.empty(a.shape))[1:])
+        return mx if norm == "max" else sq
 
     def rows(self, A, slot, count, step):
         """``A[slot : slot + step (count - 1) + 1 : step]`` as a cheap device view (`view`)."""
@@ -254,10 +256,7 @@ class CudaAdjointProblem(Problem):
         N, gru = self.n_steps, self.gru
         B, H = self.shape[1:]
         if self.dy_first == 0 and dy.shape[0] == N and N > 0:
-            dyr = gru.empty((N + 1, 1, B, H))
-            take_rows(gru.to_device(dy.reshape(N, 1, B, H)), self.rev(1)[:N], dyr[:N])
-            fill(dyr[N:], 0.0)
-            return dyr
+            return reversed_dy(gru, dy, self.rev(1)[:N])
         dyr = np.zeros((N + 1, 1, B, H), self.dtype)
         rows = np.arange(N - 1, -1, -1) - self.dy_first        # dy_{N-1-s} for s = 0..N-1
         ok = (rows >= 0) & (rows < dy.shape[0])
@@ -367,6 +366,17 @@ class CudaAdjointProblem(Problem):
         grads = gru.param_grads(x, u, dgx, dgh, u_next=u_next)
         dx = input_grad(gru, fwd.params, dgx[:, 0])
         return {k: gru.to_host(v) for k, v in grads.items()}, gru.to_host(dx)
+
+
+def reversed_dy(gru, dy, rev):
+    """dy (T, B, H) on the host -> ``dyr`` (T+1, 1, B, H) on the device, dyr[s] = dy_{T-1-s}
+    and dyr[T] = 0: uploaded as it is, reversed by one `take_rows` gather (``rev[s]`` = T-1-s,
+    a device int64 table). The output forcing of the adjoint in reversed time."""
+    T, B, H = dy.shape
+    dyr = gru.empty((T + 1, 1, B, H))
+    take_rows(gru.to_device(dy.reshape(T, 1, B, H)), rev, dyr[:T])
+    fill(dyr[T:], 0.0)
+    return dyr
 
 
 def input_grad(gru, params, dgx0):

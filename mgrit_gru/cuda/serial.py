@@ -17,7 +17,7 @@ import numpy as np
 
 from ..gru import _check_cotangent, check_cell, check_sequence, gru_dims
 from .backend import GATES, CudaGRU, view
-from .problems import input_grad, to_host
+from .problems import input_grad, reversed_dy, to_host
 
 
 LAUNCHES = ("scan", "per_step")
@@ -88,14 +88,12 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
     if launches == "scan":
         mus = gru.empty((T + 1, L, B, H))
         gru.copy(lam, mus[0:1])
+        rev = gru.to_device(np.arange(T - 1, -1, -1), np.int64)    # step T-1-s at scan index s
         f = None
         if dy is not None:
-            dyr = np.zeros((T + 1, 1, B, H), gru.dtype)      # dyr[s] = dy_{T-1-s}, zero at s = T
-            dyr[:T, 0] = dy[::-1]
-            f = gru.to_device(dyr)
+            f = reversed_dy(gru, dy, rev)                    # f[s] = dy_{T-1-s}, zero at s = T
             top = view(mus, (slice(0, 1), slice(L - 1, L)))
             gru.axpby(1.0, top, 1.0, f[0:1], top)            # μ_T = λ_T + dy_{T-1}
-        rev = gru.to_device(np.arange(T - 1, -1, -1), np.int64)    # step T-1-s at scan index s
         gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True, f=f, dg=(dgx, dgh))
         gru.copy(mus[T:T + 1], lam)
     else:

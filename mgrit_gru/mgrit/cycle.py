@@ -30,6 +30,7 @@ import numpy as np
 
 from .comm import as_comm
 from .hierarchy import Hierarchy
+from .problem import rows_of
 
 RELAXATIONS = ("F", "FCF")
 
@@ -165,12 +166,8 @@ class MGRIT:
         return first, count
 
     def _rows(self, A, slot, count, step):
-        """View of ``count`` rows of A from ``slot`` every ``step`` (through the vector
-        operations when they provide ``rows``: device arrays slice cheaply that way)."""
-        rows = getattr(self.vec, "rows", None)
-        if rows is not None:
-            return rows(A, slot, count, step)
-        return A[slot: slot + step * (count - 1) + 1: step]
+        """View of ``count`` rows of A from ``slot`` every ``step`` (`rows_of`)."""
+        return rows_of(self.vec, A, slot, count, step)
 
     def _step(self, l, first, count, step_pts, out_slot_first=None, out=None, g=True, store=False):
         """Φ_l from the points first-1, first-1+step_pts, ... into out (default: in place)."""

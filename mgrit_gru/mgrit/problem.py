@@ -23,6 +23,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def rows_of(vec, A, slot, count, step):
+    """View of ``count`` rows of A from ``slot`` every ``step``: through ``vec.rows`` when the
+    vector operations provide it (device arrays slice cheaply that way), else plain slicing."""
+    rows = getattr(vec, "rows", None)
+    if rows is not None:
+        return rows(A, slot, count, step)
+    return A[slot: slot + step * (count - 1) + 1: step]
+
+
 class NumpyVectors:
     """Vector operations on host arrays of shape (n, *shape); a point is one row."""
 
@@ -129,24 +138,18 @@ class Problem:
         to ``out[i*ostride + k] = Φ_level(...) (+ g[i*ostride + k])`` and starts at fine index
         ``t[i] + k*span``; rows past the end of ``out`` (a short last interval) are skipped.
         The default makes m batched `step` calls, exactly the solver's stage-by-stage sweep; a
-        problem can do it in one call (the CUDA forward problem: one launch).
+        problem can do it in one call (the CUDA problems: one launch).
         """
-        vec_rows = getattr(self.vec, "rows", None)
-
-        def rows(A, slot, count, step):                      # count rows of A from slot, every step
-            if vec_rows is not None:
-                return vec_rows(A, slot, count, step)
-            return A[slot: slot + step * (count - 1) + 1: step]
-
+        vec = self.vec
         n = len(t)
         for k in range(m):
             nk = min(n, (len(out) - k - 1) // ostride + 1) if len(out) > k else 0
             if nk == 0:
                 break
-            src = rows(u, 0, nk, 1) if k == 0 else rows(out, k - 1, nk, ostride)
+            src = rows_of(vec, u, 0, nk, 1) if k == 0 else rows_of(vec, out, k - 1, nk, ostride)
             tk = range(t.start + k * span, t.start + k * span + t.step * nk, t.step)
-            self.step(level, src, tk, span, rows(out, k, nk, ostride),
-                      None if g is None else rows(g, k, nk, ostride), store)
+            self.step(level, src, tk, span, rows_of(vec, out, k, nk, ostride),
+                      None if g is None else rows_of(vec, g, k, nk, ostride), store)
 
     def march(self, level, u, t, span, g=None, store=False):
         """Sequential stepping: ``u[i+1] = Φ_level(u[i]) (+ g[i+1])`` for i = 0 .. len(t)-1.
