@@ -180,6 +180,43 @@ def test_cuda_solves_defer_device_frees(monkeypatch):
     assert depth == ["in", "in"]
 
 
+def count_launches(monkeypatch):
+    """Record the name of every kernel launched under the simulator, leaving out the NaN
+    fills that poison `Vectors.empty` scratch there (a GPU's `empty` launches nothing)."""
+    from numba.cuda.simulator import kernel as sim
+    names = []
+    call = sim.FakeCUDAKernel.__call__
+
+    def counting(self, *args):
+        if not self._device and not (self.fn.__name__ == "fill" and args[1] != args[1]):
+            names.append(self.fn.__name__)
+        return call(self, *args)
+
+    monkeypatch.setattr(sim.FakeCUDAKernel, "__call__", counting)
+    return names
+
+
+def test_mgrit_launches_per_solve_do_not_grow_with_T(monkeypatch):
+    """Launches per MGRIT solve at the paper's settings (3 levels, cf 4, FCF, 2 forward / 1
+    backward iterations): the same for any T (each F-relaxation is ONE launch over all its
+    intervals, the coarsest level one persistent scan), and the numbers docs/cuda.md quotes
+    (each launch costs host time from Python; a change here must update the docs)."""
+    names = count_launches(monkeypatch)
+    o = dict(levels=3, cf=4, relax="FCF", tol=0.0, backend="cuda")
+    counts = []
+    for T in (16, 32):
+        p, x, h0, dy, _ = data(np.float64, T, 1, seed=T)
+        names.clear()
+        fi = mgrit_forward(p, x, h0, cell="implicit", max_iter=2, **o)[2]
+        n_fwd = len(names)
+        assert names.count("gru_scan") == 2 and "gru_vjp_scan" not in names
+        names.clear()
+        mgrit_backward(p, fi, dy, max_iter=1, **o)
+        assert names.count("gru_vjp_scan") == 1
+        counts.append((n_fwd, len(names)))
+    assert counts == [(36, 29), (36, 29)]
+
+
 def test_mgrit_converged_cuda_equals_serial_bptt():
     """Converged MGRIT on the device = serial BPTT (DESIGN.md 5.7), and one level = serial."""
     p, x, h0, dy, _ = data(np.float64, 8, 1, seed=3)

@@ -20,7 +20,7 @@ asynchronous, so a phase's device work may be billed to the next phase that wait
 the residual norm).
 
 ``launch_us`` (in the JSON, and on stderr first): the host cost of one launch from Python
-(`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 37, backward 30 at
+(`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 36, backward 29 at
 the default settings) bounds what the solve costs at small T.
 
 ``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.

@@ -221,10 +221,12 @@ class MGRIT:
     # setup
     # ------------------------------------------------------------------------------------------
     def _alloc(self, l):
-        """Level l's arrays, zeroed, on first use; True if they were allocated just now."""
+        """Level l's arrays on first use (zeroed; the fine one is left to `_init_fine`, which
+        writes every slot that is ever read); True if they were allocated just now."""
         lv = self.levels[l]
         if self.U[l] is None and not lv.empty:
-            self.U[l] = self.vec.zeros(lv.count + 1)
+            # slot 0 at lo = 0 (the "point -1") is the one slot no one writes, and no one reads it
+            self.U[l] = self.vec.empty(lv.count + 1) if l == 0 else self.vec.zeros(lv.count + 1)
             if l > 0:
                 self.G[l] = self.vec.zeros(lv.count + 1)
             return True
