@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda
 
 from ..gru import check_cell, gru_dims
-from .kernels import MAX_H, RED, TILE, kernels
+from .kernels import MAX_H, RED, TILE, kernels, threads
 from .scan_kernels import NI, NT, scan_kernels
 
 GATES = ("r", "z", "n", "ghn")
@@ -48,11 +48,6 @@ def view(a, item):
         raise ValueError("negative-stride device views are not supported")
     return type(a)(shape=d.shape, strides=d.strides, dtype=a.dtype,
                    gpu_data=a.gpu_data.view(*d.extent), stream=a.stream)
-
-
-def _threads(K):
-    """Threads per block of the 1-d kernels: K rounded up to a warp, at most RED."""
-    return min(RED, 32 * ((K + 31) // 32))
 
 
 def row_tile(H, itemsize, rows, max_bt=8):
@@ -342,7 +337,7 @@ class CudaGRU:
         grid = ((Q + TILE - 1) // TILE, (P + TILE - 1) // TILE, S)
         ks = self._k()
         ks.outer_partial[grid, (TILE, TILE)](A, V, part)
-        nt = _threads(P * Q)
+        nt = threads(P * Q)
         ks.reduce_chunks[(P * Q + nt - 1) // nt, nt](part.reshape(S, P * Q), out.reshape(P * Q),
                                                      accumulate)
         return out
@@ -353,7 +348,7 @@ class CudaGRU:
         S = self._chunks(T * B, chunks)
         part = self.empty((S, P))
         ks = self._k()
-        nt = _threads(P)
+        nt = threads(P)
         ks.colsum_partial[((P + nt - 1) // nt, S), nt](A, part)
         ks.reduce_chunks[(P + nt - 1) // nt, nt](part, out, accumulate)
         return out
@@ -414,7 +409,7 @@ class CudaGRU:
         """out = alpha a + beta b, elementwise on (n, L, B, H) views (out may alias a or b)."""
         n, L, B, H = out.shape
         if n:
-            self._k().axpby[n, _threads(L * B * H)](self.dtype.type(alpha), a, self.dtype.type(beta),
+            self._k().axpby[n, threads(L * B * H)](self.dtype.type(alpha), a, self.dtype.type(beta),
                                                     b, out)
         return out
 

@@ -58,6 +58,22 @@ RED = 256               # threads per block of the norm reductions (a power of t
 _NB = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
+def threads(K):
+    """Threads per block of the per-point kernels (K elements a point): K rounded up to whole
+    warps, at most RED."""
+    return min(RED, 32 * ((K + 31) // 32))
+
+
+@cuda.jit(device=True, inline="always")                      # IR-inlined: compile_ptx needs no device
+def unit_of(e, B, H):
+    """(k, b, j) of element e of one point's (L, B, H) state flattened in C order: the
+    per-point kernels stride their threads over e, consecutive threads on consecutive j."""
+    k = e // (B * H)
+    rem = e - k * B * H
+    b = rem // H
+    return k, b, rem - b * H
+
+
 def _nb_type(dtype):
     dtype = np.dtype(dtype)
     if dtype not in _NB:
@@ -454,9 +470,13 @@ def _make_norms(dtype, nb_t):
         return b if (b > a or b != b) else a
 
     @cuda.jit(device=True, inline="always")
-    def block_reduce(sq_s, mx_s):
-        """Tree-reduce RED partial sums and maxima in shared memory into element 0 (fixed order)."""
+    def block_reduce(sq_s, mx_s, acc, big):
+        """Each thread's partial sum ``acc`` and maximum ``big`` -> their totals in sq_s[0],
+        mx_s[0]: a tree reduction over the block's RED threads in shared memory, fixed order."""
         tid = cuda.threadIdx.x
+        sq_s[tid] = acc
+        mx_s[tid] = big
+        cuda.syncthreads()
         w = RED // 2
         while w > 0:
             if tid < w:
@@ -480,18 +500,12 @@ def _make_norms(dtype, nb_t):
         acc = ZERO
         big = ZERO
         for e in range(tid, L * B * H, RED):
-            k = e // (B * H)
-            rem = e - k * B * H
-            bb = rem // H
-            j = rem - bb * H
+            k, bb, j = unit_of(e, B, H)
             d = a[i, k, bb, j] - b[i, k, bb, j]
             out[i, k, bb, j] = d
             acc += d * d
             big = nanmax(big, abs(d))
-        sq_s[tid] = acc
-        mx_s[tid] = big
-        cuda.syncthreads()
-        block_reduce(sq_s, mx_s)
+        block_reduce(sq_s, mx_s, acc, big)
         if tid == 0:
             sq[i] = sq_s[0]
             mx[i] = mx_s[0]
@@ -506,16 +520,11 @@ def _make_norms(dtype, nb_t):
         acc = ZERO
         big = ZERO
         for e in range(tid, L * B * H, RED):
-            k = e // (B * H)
-            rem = e - k * B * H
-            bb = rem // H
-            d = v[i, k, bb, rem - bb * H]
+            k, bb, j = unit_of(e, B, H)
+            d = v[i, k, bb, j]
             acc += d * d
             big = nanmax(big, abs(d))
-        sq_s[tid] = acc
-        mx_s[tid] = big
-        cuda.syncthreads()
-        block_reduce(sq_s, mx_s)
+        block_reduce(sq_s, mx_s, acc, big)
         if tid == 0:
             sq[i] = sq_s[0]
             mx[i] = mx_s[0]
@@ -530,10 +539,7 @@ def _make_norms(dtype, nb_t):
         for i in range(tid, sq.shape[0], RED):
             acc += sq[i]
             big = nanmax(big, mx[i])
-        sq_s[tid] = acc
-        mx_s[tid] = big
-        cuda.syncthreads()
-        block_reduce(sq_s, mx_s)
+        block_reduce(sq_s, mx_s, acc, big)
         if tid == 0:
             out[0] = sq_s[0]
             out[1] = mx_s[0]
@@ -544,10 +550,7 @@ def _make_norms(dtype, nb_t):
         n_pt, L, B, H = out.shape
         i = cuda.blockIdx.x
         for e in range(cuda.threadIdx.x, L * B * H, cuda.blockDim.x):
-            k = e // (B * H)
-            rem = e - k * B * H
-            bb = rem // H
-            j = rem - bb * H
+            k, bb, j = unit_of(e, B, H)
             out[i, k, bb, j] = alpha * a[i, k, bb, j] + beta * b[i, k, bb, j]
 
     return {name: (cuda.jit(f), f) for name, f in

@@ -21,9 +21,8 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda, types
 
-from .kernels import _nb_type
-
-THREADS = 256
+from .kernels import RED as THREADS
+from .kernels import _nb_type, threads, unit_of
 
 
 def _make(dtype, nb_t):
@@ -32,10 +31,8 @@ def _make(dtype, nb_t):
         n_pt, L, B, H = out.shape
         i = cuda.blockIdx.x
         for e in range(cuda.threadIdx.x, L * B * H, cuda.blockDim.x):
-            k = e // (B * H)
-            rem = e - k * B * H
-            bb = rem // H
-            out[i, k, bb, rem - bb * H] = value
+            k, bb, j = unit_of(e, B, H)
+            out[i, k, bb, j] = value
 
     def take_rows(src, idx, out):
         """out[i] = src[idx[i]] over (L, B, H); one block per output point i."""
@@ -43,10 +40,7 @@ def _make(dtype, nb_t):
         i = cuda.blockIdx.x
         r = idx[i]
         for e in range(cuda.threadIdx.x, L * B * H, cuda.blockDim.x):
-            k = e // (B * H)
-            rem = e - k * B * H
-            bb = rem // H
-            j = rem - bb * H
+            k, bb, j = unit_of(e, B, H)
             out[i, k, bb, j] = src[r, k, bb, j]
 
     def window_mean(gx, span, out):
@@ -84,11 +78,6 @@ def signatures(dtype):
     return {"fill": types.void(a4, f),
             "take_rows": types.void(a4, types.int64[:], a4),
             "window_mean": types.void(a3, types.int64, a3)}
-
-
-def threads(K):
-    """Threads per block for K elements per point: a whole number of warps, at most THREADS."""
-    return min(THREADS, 32 * ((K + 31) // 32))
 
 
 def fill(out, value):
