@@ -422,6 +422,20 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
     assert all(v > 0 for v in saved["launch_us"].values())
 
 
+def test_scan_blocks_sweep_logic_under_the_simulator():
+    """The grid-size sweep of the persistent scan: one record per grid that fits (one block
+    under the simulator), its states equal to NumPy stepping and to the default grid's."""
+    from numba.cuda import config
+
+    from mgrit_gru.cuda.bench import scan_blocks_sweep
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("a real GPU run: the simulator is off")
+    recs = scan_blocks_sweep(T=5, B=2, hidden=4, dtype="float64", blocks=(1, 2, 4), repeat=0)
+    assert [r["blocks"] for r in recs] == [1] and recs[0]["default"]
+    assert recs[0]["us_per_step"] > 0 and recs[0]["max_diff"] == 0.0
+    assert recs[0]["error_vs_numpy"] < 1e-12
+
+
 # ----------------------------------------------------------------------------------------------
 # real GPU only: production sizes
 # ----------------------------------------------------------------------------------------------

@@ -13,9 +13,11 @@
 #   1. the real-GPU tests (production sizes: kernels, persistent scans at several grid sizes,
 #      MGRIT and serial against NumPy). A hang here means the grid barrier deadlocked: stop.
 #   2. the benchmark, T = 16384, B = 1 first (the issue's target), JSON rewritten after each (T, B)
-#   3. a host profile of one MGRIT forward+backward (where the launch overhead goes)
+#   3. a host profile of one MGRIT forward+backward (where the launch overhead goes), then the
+#      persistent scan's µs per step against its grid size (scan_blocks_sweep)
 #   4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
-# Results under $OUT: gpu.txt, pytest_*.log, bench_cuda.json, bench_table.txt, profile.txt.
+# Results under $OUT: gpu.txt, pytest_*.log, bench_cuda.json, bench_table.txt, profile.txt,
+# scan_blocks.jsonl.
 set -u
 OUT=${OUT:-$(mktemp -d)}
 ls .whl/numpy-2.4*.whl >/dev/null 2>&1 || { echo "no numpy 2.4 wheel in .whl/ (see header)"; exit 2; }
@@ -69,8 +71,18 @@ st.sort_stats("cumulative").print_stats(40)
 PY
 echo "profile: rc=$?"
 
+# 3b. the persistent scan's grid size (barrier cost vs items per block), T = 4096, B = 1 and 32
+timeout 40 python3 - > "$OUT/scan_blocks.jsonl" 2>&1 <<'PY'
+import json
+from mgrit_gru.cuda.bench import scan_blocks_sweep
+for B, blocks in ((1, (4, 8, 16, 32)), (32, (16, 32, 64, 132))):
+    for r in scan_blocks_sweep(T=4096, B=B, blocks=blocks):
+        print(json.dumps(r), flush=True)
+PY
+echo "scan blocks: rc=$?"; cut -c1-300 "$OUT/scan_blocks.jsonl"
+
 # 4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
-timeout 60 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_scan.py \
+timeout 45 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_scan.py \
   tests/test_cuda_backend.py > "$OUT/pytest_small.log" 2>&1
 echo "small tests on the GPU: rc=$?"; tail -6 "$OUT/pytest_small.log" | cut -c1-400
 

@@ -106,6 +106,47 @@ def launch_cost(hidden, input_size, dtype, reps=200):
     return cost
 
 
+def scan_blocks_sweep(T=4096, B=1, hidden=256, dtype="float32", blocks=(1, 2, 4, 8, 16, 32, 64),
+                      repeat=3):
+    """µs per step of the persistent forward scan (`CudaGRU.scan`, T steps, B sequences) for each
+    grid size in ``blocks`` that fits (at most `CudaGRU.max_scan_blocks`; the default is
+    `CudaGRU.scan_blocks`): fewer blocks make the grid barrier cheaper and each block's share of
+    the B*H items larger. Each record also states ``max_diff`` against the default grid's
+    states: a block count changes which block owns an item, not the item's arithmetic, so it
+    must be 0; ``error_vs_numpy`` is the default grid's relative error against NumPy stepping
+    (`mgrit_gru.gru.gru_forward`)."""
+    from ..gru import gru_forward as numpy_forward
+    from .backend import CudaGRU
+    dtype = np.dtype(dtype)
+    H = hidden
+    params = init_gru(H, H, 1, seed=0, dtype=dtype)
+    gru = CudaGRU(params, "implicit", dtype=dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, H)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((1, B, H))).astype(dtype)
+    gx = gru.project(gru.to_device(x))
+    t = gru.to_device(np.arange(T), np.int64)
+    us = gru.empty((T + 1, 1, B, H))
+
+    def run(nblk):
+        gru.copy(gru.to_device(h0[None]), us[0:1])
+        gru.scan(us, t, gx, 1.0, blocks=nblk)
+        return us
+
+    default = gru.scan_blocks(B)
+    ref = gru.to_host(run(default))
+    err = _rel(ref[1:, 0], numpy_forward(params, x, h0, cell="implicit")[0])
+    records = []
+    for nblk in sorted(set(b for b in blocks if b <= gru.max_scan_blocks()) | {default}):
+        sec, reps, out = _timed(lambda: run(nblk), repeat)
+        records.append({"bench": "cuda_scan_blocks", "seq_len": T, "batch": B, "hidden": H,
+                        "dtype": dtype.name, "blocks": nblk, "default": nblk == default,
+                        "us_per_step": 1e6 * sec / T, "repeat": reps,
+                        "max_diff": float(np.max(np.abs(gru.to_host(out) - ref))),
+                        "error_vs_numpy": err})
+    return records
+
+
 def host_io(x, dy, repeat=3):
     """Seconds the copies the public API needs take on their own (median of ``repeat``): x and
     dy to the device, y and dx back, at the benchmark's sizes. cuDNN's rows have their tensors
