@@ -53,7 +53,25 @@ def _unflat(a, m):
     return a.reshape(L, m, mB // m, X).transpose(1, 0, 2, 3)
 
 
-class GRUForwardProblem(Problem):
+class GRUForwardBase(Problem):
+    """What the NumPy and the CUDA forward problems share: state shape (L, B, H), the options,
+    u_0 = h_0, and from which fine step on `store` keeps the gates (``store_from``)."""
+
+    def __init__(self, params, x, h0, n_steps, cell, dt, coarse_input, t_offset, store_from):
+        L, _, H, dtype = gru_dims(params)
+        super().__init__((L, x.shape[1], H), dtype, n_steps)
+        if coarse_input not in COARSE_INPUTS:
+            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
+        self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
+        self.h0, self.t_offset = h0, int(t_offset)
+        self.store_from = self.t_offset if store_from is None else int(store_from)
+        self._avg = {}                                       # coarse input tables per span
+
+    def initial(self):
+        return self.h0.copy()
+
+
+class GRUForwardProblem(GRUForwardBase):
     """u_{i+1} = Φ(u_i, x_i) for the stacked GRU; state shape (L, B, H).
 
     Parameters
@@ -78,26 +96,16 @@ class GRUForwardProblem(Problem):
 
     def __init__(self, params, x, h0, n_steps, cell="classic", dt=1.0, coarse_input="inject",
                  t_offset=0, store_from=None):
-        L, I, H, dtype = gru_dims(params)
-        B = x.shape[1]
-        super().__init__((L, B, H), dtype, n_steps)
-        if coarse_input not in COARSE_INPUTS:
-            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
-        self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
-        self.h0, self.t_offset = h0, int(t_offset)
+        super().__init__(params, x, h0, n_steps, cell, dt, coarse_input, t_offset, store_from)
+        L, B, H = self.shape
         W_ih0, b_ih0 = params["weight_ih_l0"], params["bias_ih_l0"]
         T_loc = x.shape[0]
         self.x = x
-        self.gx0 = (x.reshape(T_loc * B, I) @ W_ih0.T + b_ih0).reshape(T_loc, B, 3 * H)
+        self.gx0 = (x.reshape(T_loc * B, -1) @ W_ih0.T + b_ih0).reshape(T_loc, B, 3 * H)
         self._cumsum = None                                  # for interval averages, lazily
-        self._avg = {}
-        self.store_from = self.t_offset if store_from is None else int(store_from)
         n_store = self.t_offset + T_loc - self.store_from
-        self.gates = {g: np.empty((n_store, L, B, H), dtype) for g in GATES}
+        self.gates = {g: np.empty((n_store, L, B, H), self.dtype) for g in GATES}
         self._ws = {}
-
-    def initial(self):
-        return self.h0.copy()
 
     def _rows(self, table, t, offset):
         """Rows of ``table`` for the fine indices in range ``t`` (a view)."""

@@ -25,9 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba.cuda import config
 
-from ..gru import gru_dims
 from ..mgrit.problem import Problem
-from ..problems import COARSE_INPUTS
+from ..problems import GRUForwardBase
 from .backend import GATES, CudaGRU, view
 from .vector_kernels import fill, take_rows, window_mean
 
@@ -133,7 +132,7 @@ def _arange_view(table, t, offset, n_rows, what):
     return view(table, slice(a, last + 1, t.step))
 
 
-class CudaForwardProblem(Problem):
+class CudaForwardProblem(GRUForwardBase):
     """`GRUForwardProblem` on the device: u_{i+1} = Φ(u_i, x_i), state shape (L, B, H).
 
     Same parameters as `mgrit_gru.problems.GRUForwardProblem`. One `step` call is one
@@ -142,27 +141,17 @@ class CudaForwardProblem(Problem):
 
     def __init__(self, params, x, h0, n_steps, cell="classic", dt=1.0, coarse_input="inject",
                  t_offset=0, store_from=None):
-        L, I, H, dtype = gru_dims(params)
-        B = x.shape[1]
-        super().__init__((L, B, H), dtype, n_steps)
-        if coarse_input not in COARSE_INPUTS:
-            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
-        self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
-        self.h0, self.t_offset = h0, int(t_offset)
-        self.gru = gru = CudaGRU(params, cell, dtype=dtype)
+        super().__init__(params, x, h0, n_steps, cell, dt, coarse_input, t_offset, store_from)
+        L, B, H = self.shape
+        self.gru = gru = CudaGRU(params, cell, dtype=self.dtype)
         self.vec = CudaVectors(gru, self.shape)
         self.T_loc = T_loc = x.shape[0]
         self.x = gru.to_device(x)                            # device from here on
         self.gx0 = gru.project(self.x)                       # (T_loc, B, 3H), one launch
-        self._avg = {}
-        self.store_from = self.t_offset if store_from is None else int(store_from)
         self.n_store = self.t_offset + T_loc - self.store_from
         self.gates = {g: gru.empty((self.n_store, L, B, H)) for g in GATES}
         # row r of this table is r: views of it are the kernels' time-index arrays
         self.arange = gru.to_device(np.arange(max(T_loc, self.n_store) + 1), np.int64)
-
-    def initial(self):
-        return self.h0.copy()
 
     def initial_guess_into(self, dst, t):
         """h_0 at every point, broadcast on the device (one `take_rows` with a zero index
