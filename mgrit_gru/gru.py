@@ -336,7 +336,7 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     dt : float > 0
         Step size of the ODE view; ``cell="classic", dt=1`` is ``nn.GRU``.
     backend : {"numpy", "cuda"}
-        "cuda": the same recurrence on the GPU, one kernel launch per step
+        "cuda": the same recurrence on the GPU, one persistent kernel launch for all steps
         (`mgrit_gru.cuda.serial`); its cache holds device arrays, for ``gru_backward`` only.
 
     Returns
@@ -488,15 +488,20 @@ def check_sequence(x, h0, L, I, H, dtype):
     x = np.ascontiguousarray(x, dtype=dtype)
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or Inf")
+    return x, check_h0(h0, L, B, H, dtype)
+
+
+def check_h0(h0, L, B, H, dtype):
+    """Validate h0 (L, B, H) (None: zeros); return it as a fresh array of ``dtype``."""
     if h0 is None:
-        return x, np.zeros((L, B, H), dtype)
+        return np.zeros((L, B, H), dtype)
     h0 = np.asarray(h0)
     if h0.shape != (L, B, H):
         raise ValueError(f"h0 must have shape (L, B, H) = {(L, B, H)}, got {h0.shape}")
     h0 = np.array(h0, dtype=dtype)
     if not np.all(np.isfinite(h0)):
         raise ValueError("h0 contains NaN or Inf")
-    return x, h0
+    return h0
 
 
 def _check_cotangent(d, shape, dtype, name):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gru import cell_update, check_cell, check_sequence, gru_dims, param_grads
+from .gru import cell_update, check_cell, check_h0, check_sequence, gru_dims, param_grads
 from .mgrit import MGRIT, Hierarchy, as_comm
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
@@ -71,6 +71,29 @@ def _problem_classes(backend, comm):
     return CudaForwardProblem, CudaAdjointProblem
 
 
+def _on_gpu(a):
+    """Whether ``a`` is a GPU array (numba device array, or ``__cuda_array_interface__``)."""
+    return getattr(a, "__cuda_ndarray__", False) or hasattr(a, "__cuda_array_interface__")
+
+
+def _device_input(a, name, shape, dtype, backend, contiguous=False):
+    """``a`` as a checked numba device array if it lives on a GPU, else None (a host array)."""
+    if not _on_gpu(a):
+        return None
+    if backend != "cuda":
+        raise ValueError(f"{name} is a GPU array: use backend='cuda' (or copy it to the host)")
+    from .cuda.backend import as_device, check_device
+    return check_device(as_device(a), name, shape, dtype, contiguous)
+
+
+def _small_to_host(a):
+    """A small array (h0, dh_T) given on the device: copied to the host (L*B*H numbers)."""
+    if _on_gpu(a):
+        from .cuda.backend import as_device
+        return as_device(a).copy_to_host()
+    return a
+
+
 def _device_scope(backend):
     """Around a CUDA solve: no device frees until it ends. numba frees released device arrays
     in batches of 10 (NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT), and a free synchronises the
@@ -93,8 +116,11 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     ----------
     params : dict
         GRU parameters (`init_gru` names).
-    x : ndarray (T, B, I) or TimeSlice
+    x : ndarray (T, B, I) or TimeSlice or GPU array
         The inputs; under MPI a `TimeSlice` holding only this rank's rows (see `input_rows`).
+        With ``backend="cuda"`` also a GPU array (numba device array, CuPy, a PyTorch CUDA
+        tensor; the parameters' dtype): used in place, and y, h_T are returned as numba device
+        arrays (no host copy either way; `mgrit_backward` then returns dx on the device too).
     h0 : ndarray (L, B, H), optional
     cell : {"classic", "implicit"}
         Fine-level cell; coarse levels use the implicit cell with dt = cf^l.
@@ -132,7 +158,11 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     L, I, H, dtype = gru_dims(params)
     cell, dt = check_cell(cell, dt)
     comm = as_comm(comm)
-    if isinstance(x, TimeSlice):
+    d_x = _device_input(x, "x", (None, None, I), dtype, backend)
+    if d_x is not None:                                      # on the device: y, h_T stay there
+        T, offset = d_x.shape[0], 0
+        x_loc, h0 = d_x, check_h0(_small_to_host(h0), L, d_x.shape[1], H, dtype)
+    elif isinstance(x, TimeSlice):
         T, offset = int(x.n_steps), int(x.start)
         x_loc, h0 = check_sequence(x.x, h0, L, I, H, dtype)
     else:
@@ -153,14 +183,16 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
                    min_coarse=min_coarse, comm=comm,
                    verbose=verbose, record_iterates=record_iterates, trace=trace)
     with _device_scope(backend):
-        u, info = solver.solve()
+        u, info = solver.solve(host=d_x is None)
     info.problem, info.solver = problem, solver
     # a copy, not a reference: an optimizer updates params in place, and mgrit_backward must
     # notice when the parameters changed between the forward and the backward pass
     info.params_snapshot = {k: np.array(v, copy=True) for k, v in params.items()}
     lo, hi = solver.local_range
-    y_loc = u[max(lo, 1) - lo:, L - 1]                       # y_t = u_{t+1}'s top layer
     info.y_rows = (max(lo, 1) - 1, hi)
+    if d_x is not None:                                      # fresh device arrays (one rank)
+        return (*problem.outputs_on_device(u), info)
+    y_loc = u[max(lo, 1) - lo:, L - 1]                       # y_t = u_{t+1}'s top layer
     if comm.size == 1:
         return y_loc, u[-1].copy(), info
     h_T = comm.bcast(u[-1].copy() if hi == T else None, root=comm.size - 1)
@@ -250,9 +282,10 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         The parameters `mgrit_forward` ran with.
     fwd : MGRITInfo
         The ``info`` returned by `mgrit_forward` (it holds the forward states and gates).
-    dy : ndarray (T, B, H) or TimeSlice, optional
+    dy : ndarray (T, B, H) or TimeSlice or GPU array, optional
         Cotangent on the outputs y (under MPI a TimeSlice needs rows ``y_rows`` of the forward
         info, shifted one back: outputs ``lo - 2 .. hi - 1``; the full array always works).
+        With ``backend="cuda"`` also a GPU array of the parameters' dtype, used in place.
     dh_T : ndarray (L, B, H), optional
         Cotangent on the final states.
     levels, cf, relax, max_iter, tol, skip, cycle, tol_type, norm, min_coarse, c_weight, verbose
@@ -270,7 +303,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     grads : dict
         Same keys as ``params``: Σ_i (∂Φ_i/∂θ)ᵀ λ_{i+1}, summed over ranks by one allreduce.
     dx : ndarray (T, B, I)
-        See ``gather``; with ``"local"`` this rank's rows ``info.dx_rows`` = (start, stop).
+        See ``gather``; with ``"local"`` this rank's rows ``info.dx_rows`` = (start, stop). A
+        numba device array when the forward pass was given x on the GPU.
     dh0 : ndarray (L, B, H)
     info : MGRITInfo
         The backward solve's residual history, iterations and timings; ``final_residual`` says
@@ -296,11 +330,15 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     if comm is not None and as_comm(comm).size != comm_w.size:
         raise ValueError("comm must be the communicator mgrit_forward ran with")
     T, B = fproblem.n_steps, fproblem.shape[1]
-    dy_rows, dy_first = _rows_of(dy, T, "dy", (B, H))
-    if dy_rows is not None:
-        dy_rows = np.asarray(dy_rows, dtype)
+    d_dy = _device_input(dy, "dy", (T, B, H), dtype, backend, contiguous=True)
+    if d_dy is not None:                                     # used in place on the device
+        dy_rows, dy_first = d_dy, 0
+    else:
+        dy_rows, dy_first = _rows_of(dy, T, "dy", (B, H))
+        if dy_rows is not None:
+            dy_rows = np.asarray(dy_rows, dtype)
     if dh_T is not None:
-        dh_T = np.asarray(dh_T)
+        dh_T = np.asarray(_small_to_host(dh_T))
         if dh_T.shape != (L, B, H):
             raise ValueError(f"dh_T must have shape {(L, B, H)}, got {dh_T.shape}")
         if not np.all(np.isfinite(dh_T)):
@@ -315,7 +353,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
                    max_iter=max_iter, tol=tol, tol_type=tol_type, norm=norm, skip=skip,
                    min_coarse=min_coarse, comm=rcomm, verbose=verbose, fine_ranges=ranges)
     with _device_scope(backend):
-        lam, info = solver.solve()                           # λ at adjoint points s = N - i
+        lam, info = solver.solve(host=False)                 # λ at adjoint points s = N - i
     rcomm.waitall()
     _free(rcomm, fsolver)                                    # not on an error: a rank that
                                                              # fails aborts the job instead
@@ -323,7 +361,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     # parameter gradients from the stored cotangents of this rank's steps i = first .. hi - 1
     first = fproblem.store_from
     if backend == "cuda":                                    # device sums, copied to the host
-        grads, dx_loc = problem.gradients(lo, hi)
+        grads, dx_loc = problem.gradients(lo, hi, dx_on_device=fproblem.device_io)
     else:
         steps = slice(first - (lo - 1), hi - (lo - 1))       # rows of `states` for u_i
         x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
@@ -348,7 +386,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
     # dh0 = λ_0, the adjoint's last point s = N (owned by the rank holding forward point 0)
     b_lo, b_hi = solver.local_range
-    dh0 = lam[-1].copy() if b_hi == T else None
+    dh0 = solver.vec.to_host(lam[-1:])[0] if b_hi == T else None   # one point, not all λ
     info.dx_rows = (first, hi)                               # this rank's rows of dx (like y_rows)
     if comm_w.size == 1:
         return grads, dx_loc, dh0, info

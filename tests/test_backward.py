@@ -317,6 +317,21 @@ def test_params_changed_since_the_forward_are_refused():
         mg.mgrit_backward(one_layer, fwd, dy[..., :H])
 
 
+def test_outputs_do_not_alias_the_states_the_backward_uses():
+    """y and h_T are the caller's to change in place (a loss computed in place, a reused
+    buffer): the backward pass must not see it. y used to be a view of the solver's states."""
+    params, x, h0, dy, _ = _problem(16, 2)
+    y, h_T, fwd = mg.mgrit_forward(params, x, h0, max_iter=2)
+    grads, dx, dh0, _ = mg.mgrit_backward(params, fwd, dy, max_iter=1)
+    y[...] = np.nan
+    h_T[...] = np.nan
+    grads2, dx2, dh02, _ = mg.mgrit_backward(params, fwd, dy, max_iter=1)
+    for k in grads:
+        np.testing.assert_array_equal(grads2[k], grads[k])
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_array_equal(dh02, dh0)
+
+
 def test_divergence_is_reported():
     """Exploding gradients (large recurrent weights): the adjoint grows along the sequence and
     MGRIT's residual grows; the solve stops, warns and sets info.diverged."""

@@ -157,6 +157,75 @@ def test_device_built_initial_guesses_and_reversed_dy():
         np.testing.assert_array_equal(gru.to_host(adj.dyr), want)
 
 
+@pytest.mark.parametrize("dtype, L", [(np.float64, 2), (np.float32, 1)])
+def test_mgrit_device_in_device_out_equals_host_api(dtype, L):
+    """x (and dy) given as device arrays: y, h_T and dx come back as device arrays, with the
+    same numbers as the host API (the same launches on the same data); the returned y is a
+    copy (writing into it cannot change the states the backward pass linearises at)."""
+    from numba import cuda
+    p, x, h0, dy, _ = data(dtype, 16, L, seed=4)
+    f = dict(cell="implicit", levels=3, cf=2, max_iter=2, tol=0.0, backend="cuda")
+    b = dict(levels=3, cf=2, max_iter=1, tol=0.0, backend="cuda")
+    y, hT, fi = mgrit_forward(p, x, h0, **f)
+    g, dx, dh0, _ = mgrit_backward(p, fi, dy, **b)
+    d_y, d_hT, d_fi = mgrit_forward(p, cuda.to_device(x), cuda.to_device(h0), **f)
+    assert d_fi.y_rows == fi.y_rows and d_fi.residual_history == fi.residual_history
+    np.testing.assert_array_equal(d_y.copy_to_host(), y)
+    np.testing.assert_array_equal(d_hT.copy_to_host(), hT)
+    d_y.copy_to_device(np.full(y.shape, np.nan, dtype))     # the caller's array to scribble on
+    for dy_in in (dy, cuda.to_device(dy)):                  # dy from the host or the device
+        d_g, d_dx, d_dh0, _ = mgrit_backward(p, d_fi, dy_in, **b)
+        assert isinstance(d_dh0, np.ndarray) and not isinstance(d_dx, np.ndarray)
+        np.testing.assert_array_equal(d_dx.copy_to_host(), dx)
+        np.testing.assert_array_equal(d_dh0, dh0)
+        for k in g:
+            np.testing.assert_array_equal(d_g[k], g[k])
+
+
+def test_device_inputs_are_checked():
+    """Wrong dtype, shape or backend of a device input: ValueError naming it."""
+    from numba import cuda
+    p, x, h0, dy, _ = data(np.float64, 8, 1)
+    o = dict(levels=2, cf=2, max_iter=1)
+    with pytest.raises(ValueError, match="x is a GPU array: use backend='cuda'"):
+        mgrit_forward(p, cuda.to_device(x), **o)
+    with pytest.raises(ValueError, match="x is a float32 device array but the parameters are "
+                                         "float64"):
+        mgrit_forward(p, cuda.to_device(x.astype(np.float32)), backend="cuda", **o)
+    with pytest.raises(ValueError, match=r"x must have shape \(\*, \*, 3\)"):
+        mgrit_forward(p, cuda.to_device(x[:, :, :2].copy()), backend="cuda", **o)
+    with pytest.raises(ValueError, match="x must be a 3-d device array"):
+        mgrit_forward(p, cuda.to_device(x[0]), backend="cuda", **o)
+    fi = mgrit_forward(p, cuda.to_device(x), backend="cuda", **o)[2]
+    with pytest.raises(ValueError, match=r"dy must have shape \(8, 2, 4\)"):
+        mgrit_backward(p, fi, cuda.to_device(dy[:7].copy()), backend="cuda", **o)
+    with pytest.raises(ValueError, match="dy on the device must be C-contiguous"):
+        wide = cuda.to_device(np.concatenate([dy, dy], axis=2))
+        mgrit_backward(p, fi, wide[:, :, ::2], backend="cuda", **o)
+
+
+def test_cuda_backward_copies_only_results_to_the_host(monkeypatch):
+    """The backward solve hands λ back on the device: of its T+1 points only λ_0 (dh0)
+    crosses to the host, with dx and the gradients (it used to copy all of λ)."""
+    from mgrit_gru.cuda import CudaGRU
+    from mgrit_gru.cuda import problems as cuda_problems
+    T = 16
+    p, x, h0, dy, _ = data(np.float64, T, 1)
+    fi = mgrit_forward(p, x, h0, levels=3, cf=2, max_iter=1, backend="cuda")[2]
+    shapes = []
+    to_host, vec_to_host = CudaGRU.to_host, cuda_problems.to_host
+
+    def recording(gru, d):
+        shapes.append(tuple(d.shape))
+        return to_host(gru, d)
+    monkeypatch.setattr(CudaGRU, "to_host", recording)
+    monkeypatch.setattr(cuda_problems, "to_host", lambda gru, d: (shapes.append(tuple(d.shape)),
+                                                                 vec_to_host(gru, d))[1])
+    mgrit_backward(p, fi, dy, levels=3, cf=2, max_iter=1, backend="cuda")
+    big = [s for s in shapes if s[0] == T + 1]
+    assert big == [] and (1, 1, B, H) in shapes and (T, B, I) in shapes
+
+
 def test_cuda_solves_defer_device_frees(monkeypatch):
     """Both MGRIT solves of the cuda backend run inside numba's defer_cleanup (a device free
     mid-solve would synchronise and stall the launches), the numpy backend's do not."""
@@ -404,7 +473,10 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
     kinds = {r["run"] for r in recs}
     assert {"serial_forward", "serial_forward_backward", "mgrit_forward", "mgrit_backward",
             "mgrit_forward_backward", "serial_forward_per_step",
-            "serial_forward_backward_per_step"} <= kinds
+            "serial_forward_backward_per_step", "mgrit_forward_backward_device"} <= kinds
+    by = {r["run"]: r for r in recs}                         # device I/O: the same numbers
+    assert by["mgrit_forward_backward_device"]["error_vs_serial"] == \
+        by["mgrit_forward_backward"]["error_vs_serial"]
     for r in recs:
         assert r["seconds"] > 0 and r["seq_len"] == 4 and r["hidden"] == 4
         if r["run"].startswith("mgrit"):
@@ -415,7 +487,7 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
             assert r["host_io_s"] > 0
         if r["run"].endswith("per_step"):                    # the same numbers as the scan
             assert r["error_vs_serial"] < 1e-5
-    assert "host copies alone" in table(recs)
+    assert "host copies alone" in table(recs) and "on-device I/O" in table(recs)
     saved = json.loads(out.read_text())
     assert saved["records"] == recs
     assert set(saved["launch_us"]) == {"axpby", "gru_step"}

@@ -417,6 +417,17 @@ def test_a_solver_solves_again_from_scratch(relax):
     assert i2.residual_history == i1.residual_history == i3.residual_history
 
 
+def test_solve_host_false_returns_the_solvers_own_fine_points():
+    """``host=False`` hands back the solver's array (what a device problem keeps on the GPU),
+    equal to what ``host=True`` returns: a copy, independent of the solver's array."""
+    problem = Dahlquist(np.array([0.9, -0.5]), 40)
+    solver = MGRIT(problem, levels=3, cf=2, max_iter=3)
+    u, _ = solver.solve()
+    v, _ = solver.solve(host=False)
+    np.testing.assert_array_equal(u, v)
+    assert np.shares_memory(v, solver.U[0]) and not np.shares_memory(u, solver.U[0])
+
+
 def test_scratch_is_poisoned_and_diff_norm_is_the_norm_of_the_difference():
     """NumpyVectors.empty is NaN-filled (a read before the write would show in every result),
     and diff_norm(a, b) is sq_norm / max_abs of a - b."""

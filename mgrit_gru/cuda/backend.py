@@ -28,6 +28,39 @@ def cuda_available():
         return False
 
 
+def as_device(a):
+    """``a`` as a numba device array if it lives on a GPU, else None (a host array).
+
+    A numba device array is returned as it is; any other object with
+    ``__cuda_array_interface__`` (a CuPy array, a PyTorch CUDA tensor) is wrapped without a
+    copy (`numba.cuda.as_cuda_array`).
+    """
+    if getattr(a, "__cuda_ndarray__", False):
+        return a
+    if hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
+    return None
+
+
+def check_device(a, name, shape, dtype, contiguous=False):
+    """ValueError unless the device array ``a`` has ``shape`` (None: any size >= 1 there),
+    exactly ``dtype`` (nothing is converted on the device behind the caller's back) and, if
+    asked, C-contiguous layout. Its values are not checked for NaN (that would be a reduction
+    on the device): a NaN shows as a NaN residual, which the solver reports."""
+    if a.ndim != len(shape):
+        raise ValueError(f"{name} must be a {len(shape)}-d device array, got shape {a.shape}")
+    if any(n < 1 or (want is not None and n != want) for n, want in zip(a.shape, shape)):
+        want = ", ".join("*" if w is None else str(w) for w in shape)
+        raise ValueError(f"{name} must have shape ({want}) (sizes >= 1), got {a.shape}")
+    if np.dtype(a.dtype) != np.dtype(dtype):
+        raise ValueError(f"{name} is a {np.dtype(a.dtype)} device array but the parameters are "
+                         f"{np.dtype(dtype)}: convert it on the device first")
+    if contiguous and not a.is_c_contiguous():
+        raise ValueError(f"{name} on the device must be C-contiguous (e.g. .contiguous() in "
+                         "PyTorch, cupy.ascontiguousarray)")
+    return a
+
+
 def view(a, item):
     """``a[item]`` for a numba device array, without numba's cost for strided views.
 

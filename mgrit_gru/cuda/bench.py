@@ -14,6 +14,9 @@ one) with ``cuda.synchronize()`` before and after each, median reported. The MGR
 public functions, which copy their results to the host at the end (the solver returns every fine
 state: ``host_copy_s`` records what that copy alone costs; ``host_io_s`` on the forward+backward
 row, what the API's copies of x, y, dy and dx cost on their own: cuDNN's rows pay none).
+``mgrit_forward_backward_device`` is the same forward+backward with x and dy already on the
+device and y, dx left there (the device-array API of `mgrit_forward` / `mgrit_backward`): the
+setting cuDNN's rows are timed in. The final ratio line gives cuDNN / MGRIT for both.
 ``solver_s`` is the solver's own wall time (the rest of ``seconds`` is set-up and transfers)
 and ``phase_s`` its host-clock split by phase (relax, residual, coarsest, ...; launches are
 asynchronous, so a phase's device work may be billed to the next phase that waits for it, e.g.
@@ -296,6 +299,18 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                          us_per_step=1e6 * s / T, residual=fi.final_residual,
                          residual_backward=bres[3].final_residual,
                          error_vs_serial=bwd_err(bres), host_io_s=host_io(x, dy, repeat), **mg))
+        # the same with x and dy already on the device and y, dx left there (cuDNN's setting)
+        d_x, d_dy = cuda.to_device(x), cuda.to_device(dy)
+
+        def mgrit_fb_device():
+            fi = mgrit_forward(params, d_x, backend="cuda", **fopts)[2]
+            return mgrit_backward(params, fi, d_dy, backend="cuda", **bopts), fi
+        s, reps, (bres, fi) = _timed(mgrit_fb_device, repeat)
+        bres = (bres[0], bres[1].copy_to_host()) + tuple(bres[2:])
+        rows.append(dict(base, run="mgrit_forward_backward_device", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, residual=fi.final_residual,
+                         residual_backward=bres[3].final_residual,
+                         error_vs_serial=bwd_err(bres), **mg))
         if torch and not simulate:
             rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
         for r in rows:
@@ -338,5 +353,10 @@ def table(records):
                             ("serial_forward_backward", "serial fwd+bwd")):
             if (T, B, other) in by:
                 parts.append(f"{name} / MGRIT = {by[(T, B, other)] / sec:.2f}x")
+        dev = by.get((T, B, "mgrit_forward_backward_device"))
+        if dev is not None:
+            parts.append(f"on-device I/O: {1e3 * dev:.1f} ms"
+                         + (f", cuDNN / MGRIT = {by[(T, B, 'torch_forward_backward')] / dev:.2f}x"
+                            if (T, B, "torch_forward_backward") in by else ""))
         lines.append("  ".join(parts))
     return "\n".join(lines)

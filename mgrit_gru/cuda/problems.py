@@ -27,7 +27,7 @@ from numba.cuda import config
 
 from ..mgrit.problem import Problem
 from ..problems import GRUForwardBase
-from .backend import GATES, CudaGRU, view
+from .backend import GATES, CudaGRU, as_device, view
 from .vector_kernels import fill, take_rows, window_mean
 
 
@@ -146,12 +146,26 @@ class CudaForwardProblem(GRUForwardBase):
         self.gru = gru = CudaGRU(params, cell, dtype=self.dtype)
         self.vec = CudaVectors(gru, self.shape)
         self.T_loc = T_loc = x.shape[0]
-        self.x = gru.to_device(x)                            # device from here on
+        d_x = as_device(x)                                   # given on the GPU: used in place,
+        self.device_io = d_x is not None                     # and the outputs stay there too
+        self.x = gru.to_device(x) if d_x is None else d_x    # device from here on
         self.gx0 = gru.project(self.x)                       # (T_loc, B, 3H), one launch
         self.n_store = self.t_offset + T_loc - self.store_from
         self.gates = {g: gru.empty((self.n_store, L, B, H)) for g in GATES}
         # row r of this table is r: views of it are the kernels' time-index arrays
         self.arange = gru.to_device(np.arange(max(T_loc, self.n_store) + 1), np.int64)
+
+    def outputs_on_device(self, u):
+        """(y, h_T) as fresh device arrays (T, B, H) and (L, B, H) from the solver's fine points
+        u (T+1, L, B, H): copies, so that changing them cannot change the states the backward
+        pass linearises at. One copy launch each."""
+        L, B, H = self.shape
+        T = u.shape[0] - 1
+        y = self.gru.empty((T, 1, B, H))
+        self.gru.copy(view(u, (slice(1, None), slice(L - 1, L))), y)
+        h_T = self.gru.empty((1, L, B, H))
+        self.gru.copy(u[T:], h_T)
+        return y.reshape(T, B, H), h_T.reshape(L, B, H)
 
     def initial_guess_into(self, dst, t):
         """h_0 at every point, broadcast on the device (one `take_rows` with a zero index
@@ -221,7 +235,12 @@ class CudaAdjointProblem(Problem):
 
     def __init__(self, fwd, states, states_first, dy, dy_first, dh_T):
         super().__init__(fwd.shape, fwd.dtype, fwd.n_steps)
-        self.fwd, self.dy_host, self.dy_first, self.dh_T = fwd, dy, int(dy_first), dh_T
+        self.fwd, self.dy_first, self.dh_T = fwd, int(dy_first), dh_T
+        N = self.n_steps
+        r = N - 1 - self.dy_first                            # dy_{N-1}, λ_N's forcing, on the host
+        self.dy_last = None
+        if dy is not None and N >= 1 and 0 <= r < dy.shape[0]:
+            self.dy_last = dy[r:r + 1].copy_to_host()[0] if as_device(dy) is not None else dy[r]
         self.states, self.states_first = states, int(states_first)
         gru = self.gru = fwd.gru
         self.vec = fwd.vec
@@ -240,8 +259,9 @@ class CudaAdjointProblem(Problem):
     def _reversed_dy(self, dy):
         """``dyr[s]`` = dy_{N-1-s} (zero where dy has no row, and at s = N) as (N+1, 1, B, H).
 
-        dy covering every step (one GPU, the whole sequence): uploaded as it is and reversed by
-        one `take_rows` gather; otherwise (a slice of the steps) assembled on the host."""
+        dy covering every step (one GPU, the whole sequence; on the host or the device):
+        reversed by one `take_rows` gather; otherwise (a host slice of the steps) assembled on
+        the host."""
         N, gru = self.n_steps, self.gru
         B, H = self.shape[1:]
         if self.dy_first == 0 and dy.shape[0] == N and N > 0:
@@ -261,9 +281,8 @@ class CudaAdjointProblem(Problem):
 
     def initial(self):
         lam = np.zeros(self.shape, self.dtype) if self.dh_T is None else self.dh_T.copy()
-        N = self.n_steps
-        if self.dy_host is not None and N >= 1 and 0 <= N - 1 - self.dy_first < len(self.dy_host):
-            lam[self.L - 1] += self.dy_host[N - 1 - self.dy_first]
+        if self.dy_last is not None:
+            lam[self.L - 1] += self.dy_last
         return lam
 
     def initial_guess(self, level, t):
@@ -334,12 +353,12 @@ class CudaAdjointProblem(Problem):
                                          fwd.dt * span)
             gru.vjp_scan(h, idx, u, gates, tg, fwd.dt * span, fine=False, g=g, f=f)
 
-    def gradients(self, lo, hi):
-        """Parameter gradients and dx of the steps this problem stored, as host arrays.
+    def gradients(self, lo, hi, dx_on_device=False):
+        """Parameter gradients (host arrays) and dx of the steps this problem stored.
 
         ``lo, hi``: the forward solve's own points. Deterministic device sums
         (`CudaGRU.param_grads`), dx = dgx_l0 W_ih_l0 by one `project` launch; then one copy
-        of each result to the host.
+        of each result to the host (dx stays on the device with ``dx_on_device``).
         """
         fwd, gru = self.fwd, self.gru
         first = fwd.store_from
@@ -354,16 +373,21 @@ class CudaAdjointProblem(Problem):
             gru.step(u[:n], tx, fwd.gx0, fwd.dt, u_next, fine=True)
         grads = gru.param_grads(x, u, dgx, dgh, u_next=u_next)
         dx = input_grad(gru, fwd.params, dgx[:, 0])
-        return {k: gru.to_host(v) for k, v in grads.items()}, gru.to_host(dx)
+        return {k: gru.to_host(v) for k, v in grads.items()}, (dx if dx_on_device else
+                                                                gru.to_host(dx))
 
 
 def reversed_dy(gru, dy, rev):
-    """dy (T, B, H) on the host -> ``dyr`` (T+1, 1, B, H) on the device, dyr[s] = dy_{T-1-s}
-    and dyr[T] = 0: uploaded as it is, reversed by one `take_rows` gather (``rev[s]`` = T-1-s,
-    a device int64 table). The output forcing of the adjoint in reversed time."""
+    """dy (T, B, H) on the host or the device -> ``dyr`` (T+1, 1, B, H) on the device,
+    dyr[s] = dy_{T-1-s} and dyr[T] = 0: uploaded as it is (if on the host), reversed by one
+    `take_rows` gather (``rev[s]`` = T-1-s, a device int64 table). The output forcing of the
+    adjoint in reversed time."""
     T, B, H = dy.shape
     dyr = gru.empty((T + 1, 1, B, H))
-    take_rows(gru.to_device(dy.reshape(T, 1, B, H)), rev, dyr[:T])
+    d_dy = as_device(dy)
+    if d_dy is None:
+        d_dy = gru.to_device(dy)
+    take_rows(d_dy.reshape(T, 1, B, H), rev, dyr[:T])          # (C-contiguous: checked)
     fill(dyr[T:], 0.0)
     return dyr
 

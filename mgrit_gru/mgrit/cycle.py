@@ -412,7 +412,7 @@ class MGRIT:
         if kind == "F" and l < len(self.levels) - 1:
             self._coarse_cycle(l, "V", False)
 
-    def solve(self, u_init=None):
+    def solve(self, u_init=None, host=True):
         """Run MGRIT cycles until ``tol`` or ``max_iter``.
 
         Parameters
@@ -422,6 +422,10 @@ class MGRIT:
             A given guess turns ``skip`` off for this solve: skip's first cycle replaces the
             C-points by a plain coarse solve, which would throw a good guess away (a warm
             start, or the exact solution: then the first residual would not be ~0).
+        host : bool
+            False: return the solver's own array of the fine points instead of a host copy
+            (a device array for a device problem: nothing crosses the bus; not a copy, so
+            read it before the next solve).
 
         Returns
         -------
@@ -446,7 +450,7 @@ class MGRIT:
             info.residual_history.append(self.residual_norm((1, 0, None)))
             info.iterations, info.converged = 1, True
             info.cycle_times.append(time.perf_counter() - t_start)
-            return self._finish(info, t_start, comm_t0)
+            return self._finish(info, t_start, comm_t0, host)
         first_norm = None
         finished = False
         for k in range(self.max_iter):
@@ -457,7 +461,7 @@ class MGRIT:
             else:
                 self.f_relax(0)
                 if self.record_iterates and k > 0:
-                    info.iterates.append(self.vec.to_host(self.U[0][1:]).copy())
+                    info.iterates.append(self.vec.to_host(self.U[0][1:]))
                 if self.relax[0] == "FCF":
                     self.c_relax(0)
                     self.f_relax(0)
@@ -476,7 +480,7 @@ class MGRIT:
             t_cycle = time.perf_counter()
             self.f_relax(0, store=True)
             if self.record_iterates:
-                info.iterates.append(self.vec.to_host(self.U[0][1:]).copy())
+                info.iterates.append(self.vec.to_host(self.U[0][1:]))
             phi_c = self.phi_at_c(0, store=True)
             r = self.residual_norm(phi_c)
             first_norm = self._record(info, info.iterations, r, first_norm, t_cycle)
@@ -484,7 +488,7 @@ class MGRIT:
         else:                                                # the relaxed iterate is the answer:
             self.f_relax(0, store=True)                      # one more sweep stores its gates
             self.phi_at_c(0, store=True)
-        return self._finish(info, t_start, comm_t0)
+        return self._finish(info, t_start, comm_t0, host)
 
     def _record(self, info, k, r, first_norm, t_cycle):
         if not math.isfinite(r):
@@ -516,15 +520,16 @@ class MGRIT:
             return True
         return False
 
-    def _finish(self, info, t_start, comm_t0):
+    def _finish(self, info, t_start, comm_t0, host=True):
         info.wall_time = time.perf_counter() - t_start
         info.comm_time = self.comm.comm_time - comm_t0
         info.level_times = [sum(v for (l, _), v in self._timers.items() if l == lev)
                             for lev in range(len(self.levels))]
         for (l, phase), v in self._timers.items():
             info.phase_times[phase] = info.phase_times.get(phase, 0.0) + v
-        lv = self.levels[0]
-        return self.vec.to_host(self.U[0][1:]) if not lv.empty else None, info
+        if self.levels[0].empty:
+            return None, info
+        return (self.vec.to_host(self.U[0][1:]) if host else self.U[0][1:]), info
 
     @property
     def local_range(self):

@@ -83,7 +83,9 @@ class NumpyVectors:
         return A[slot: slot + step * (count - 1) + 1: step]
 
     def to_host(self, a):
-        return np.ascontiguousarray(a)
+        """A host copy, independent of the solver's array (as a device's copy is): what
+        the solver returns must not alias the states a backward pass linearises at."""
+        return np.array(a, copy=True, order="C")
 
     def from_host(self, dst, a):
         dst[...] = a
