@@ -534,6 +534,37 @@ def test_real_gpu_mgrit_h256(Bs):
 
 
 @real_gpu
+def test_real_gpu_device_io_h256():
+    """H = 256, T = 512, float32: x and dy given on the GPU (numba device arrays, and PyTorch
+    CUDA tensors when torch is there) give the host API's numbers, y and dx left on the GPU."""
+    from numba import cuda
+    dtype, T, Hs = np.float32, 512, 256
+    p = init_gru(Hs, Hs, 1, seed=0, dtype=dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, 1, Hs)).astype(dtype)
+    dy = rng.standard_normal((T, 1, Hs)).astype(dtype)
+    f = dict(cell="implicit", levels=3, cf=4, max_iter=2, tol=0.0, backend="cuda")
+    b = dict(levels=3, cf=4, max_iter=1, tol=0.0, backend="cuda")
+    y, _, fi = mgrit_forward(p, x, **f)
+    g, dx, dh0, _ = mgrit_backward(p, fi, dy, **b)
+    inputs = [(cuda.to_device(x), cuda.to_device(dy))]
+    try:
+        import torch
+        if torch.cuda.is_available():
+            inputs.append((torch.from_numpy(x).cuda(), torch.from_numpy(dy).cuda()))
+    except ImportError:
+        pass
+    for d_x, d_dy in inputs:                                 # (a kernel compiled for another
+        d_y, _, d_fi = mgrit_forward(p, d_x, **f)            # layout may round differently)
+        close(d_y.copy_to_host(), y, dtype, "y")
+        d_g, d_dx, d_dh0, _ = mgrit_backward(p, d_fi, d_dy, **b)
+        close(d_dx.copy_to_host(), dx, dtype, "dx")
+        close(d_dh0, dh0, dtype, "dh0")
+        for k in g:
+            close(d_g[k], g[k], dtype, k)
+
+
+@real_gpu
 def test_real_gpu_serial_h256():
     dtype, T, Hs = np.float32, 256, 256
     p = init_gru(Hs, Hs, 2, seed=1, dtype=dtype)
