@@ -475,6 +475,8 @@ def check_cell(cell, dt):
 
 def check_sequence(x, h0, L, I, H, dtype):
     """Validate x (T, B, I) and h0 (L, B, H); return them as arrays of ``dtype``."""
+    if getattr(x, "__cuda_ndarray__", False) or hasattr(x, "__cuda_array_interface__"):
+        raise ValueError("x is a GPU array: use backend='cuda' (or copy it to the host)")
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")

@@ -226,6 +226,20 @@ def test_cuda_backward_copies_only_results_to_the_host(monkeypatch):
     assert big == [] and (1, 1, B, H) in shapes and (T, B, I) in shapes
 
 
+def test_docs_cuda_page_code_runs():
+    """The Python blocks of docs/cuda.md run as shown (here under the simulator), in order,
+    in one namespace (the second block uses the first one's data)."""
+    import re
+    from pathlib import Path
+    page = Path(__file__).resolve().parents[1] / "docs" / "cuda.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    ns = {"__name__": "__snippet__"}
+    for code in blocks:
+        exec(compile(code, "docs/cuda.md:python", "exec"), ns)
+    assert ns["d_dx"].shape == ns["x"].shape and ns["dh0"].shape == (1, 2, 8)
+
+
 def test_cuda_solves_defer_device_frees(monkeypatch):
     """Both MGRIT solves of the cuda backend run inside numba's defer_cleanup (a device free
     mid-solve would synchronise and stall the launches), the numpy backend's do not."""
@@ -341,6 +355,32 @@ def test_serial_forward_backward_equal_numpy(dtype, cell, L):
         gru_backward(p, cache_c, dy, backend="numpy")
     with pytest.raises(ValueError, match="not this model"):
         gru_backward(init_gru(I, H + 1, L, dtype=dtype), cache_c, None)
+
+
+@pytest.mark.parametrize("launches", ["scan", "per_step"])
+def test_serial_device_in_device_out_equals_host_api(launches):
+    """gru_forward / gru_backward (cuda) with x, dy on the device: y, h_T, dx stay there,
+    with the host API's numbers; a NumPy-backend call refuses a device x by name."""
+    from numba import cuda
+    from mgrit_gru.cuda.serial import gru_backward as cuda_backward
+    from mgrit_gru.cuda.serial import gru_forward as cuda_forward
+    p, x, h0, dy, dh_T = data(np.float64, 6, 2, seed=5)
+    y, hT, c = cuda_forward(p, x, h0, cell="implicit", launches=launches)
+    g, dx, dh0 = cuda_backward(p, c, dy, dh_T, launches=launches)
+    d_y, d_hT, d_c = cuda_forward(p, cuda.to_device(x), cuda.to_device(h0), cell="implicit",
+                                  launches=launches)
+    np.testing.assert_array_equal(d_y.copy_to_host(), y)
+    np.testing.assert_array_equal(d_hT.copy_to_host(), hT)
+    for dy_in in (dy, cuda.to_device(dy)):
+        d_g, d_dx, d_dh0 = cuda_backward(p, d_c, dy_in, cuda.to_device(dh_T), launches=launches)
+        np.testing.assert_array_equal(d_dx.copy_to_host(), dx)
+        np.testing.assert_array_equal(d_dh0, dh0)
+        for k in g:
+            np.testing.assert_array_equal(d_g[k], g[k])
+    with pytest.raises(ValueError, match="x is a GPU array: use backend='cuda'"):
+        gru_forward(p, cuda.to_device(x))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        cuda_backward(p, d_c, cuda.to_device(dy[:5].copy()))
 
 
 def test_serial_per_step_launches_equal_the_scan():

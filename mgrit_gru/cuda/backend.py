@@ -42,6 +42,13 @@ def as_device(a):
     return None
 
 
+def small_to_host(a):
+    """A small input (h0, dh_T: L*B*H numbers) given on the GPU, copied to the host; anything
+    else as it is."""
+    d = as_device(a)
+    return a if d is None else d.copy_to_host()
+
+
 def check_device(a, name, shape, dtype, contiguous=False):
     """ValueError unless the device array ``a`` has ``shape`` (None: any size >= 1 there),
     exactly ``dtype`` (nothing is converted on the device behind the caller's back) and, if

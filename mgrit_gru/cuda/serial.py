@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gru import _check_cotangent, check_cell, check_sequence, gru_dims
-from .backend import GATES, CudaGRU, view
+from ..gru import _check_cotangent, check_cell, check_h0, check_sequence, gru_dims
+from .backend import GATES, CudaGRU, as_device, check_device, small_to_host, view
 from .problems import input_grad, reversed_dy, to_host
 
 
@@ -54,26 +54,40 @@ def forward_device(gru, x, h0, dt, launches="scan"):
 def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
     """`mgrit_gru.gru.gru_forward` on the device (same arguments and returns).
 
+    x may be a GPU array (numba, CuPy, a PyTorch CUDA tensor; the parameters' dtype): then y
+    and h_T are returned as device arrays, and `gru_backward` returns dx on the device.
     The cache holds device arrays (states, gates, x) and is only for `gru_backward` with the
     cuda backend. ``launches``: "scan" (one persistent launch) or "per_step" (the baseline).
     """
     _check_launches(launches)
     L, I, H, dtype = gru_dims(params)
-    x, h0 = check_sequence(x, h0, L, I, H, dtype)
+    d_x = as_device(x)
+    if d_x is None:
+        x, h0 = check_sequence(x, h0, L, I, H, dtype)
+    else:
+        check_device(d_x, "x", (None, None, I), dtype)
+        h0 = check_h0(small_to_host(h0), L, d_x.shape[1], H, dtype)
     cell, dt = check_cell(cell, dt)
     gru = CudaGRU(params, cell, dtype=dtype)
-    d_x = gru.to_device(x)
+    device_io, d_x = d_x is not None, (gru.to_device(x) if d_x is None else d_x)
     hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt, launches)
-    T = x.shape[0]
-    top = to_host(gru, view(hs, (slice(1, None), slice(L - 1, L))))[:, 0]   # y_t: u_{t+1}, top
-    h_T = gru.to_host(hs[T:T + 1])[0]
+    T, B = d_x.shape[:2]
+    top = view(hs, (slice(1, None), slice(L - 1, L)))       # y_t: u_{t+1}, top layer
+    if device_io:                                            # fresh copies, left on the device
+        y, h_T = gru.empty((T, 1, B, H)), gru.empty((1, L, B, H))
+        gru.copy(top, y)
+        gru.copy(hs[T:T + 1], h_T)
+        y, h_T = y.reshape(T, B, H), h_T.reshape(L, B, H)
+    else:
+        y, h_T = to_host(gru, top)[:, 0], gru.to_host(hs[T:T + 1])[0]
     cache = {"backend": "cuda", "x": d_x, "hs": hs, "gates": gates, "cell": cell, "dt": dt,
-             "tix": tix, "shape": (T, x.shape[1], L, I, H), "dtype": np.dtype(dtype)}
-    return top, h_T, cache
+             "tix": tix, "shape": (T, B, L, I, H), "dtype": np.dtype(dtype),
+             "device_io": device_io}
+    return y, h_T, cache
 
 
 def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
-    """BPTT on device arrays: dy (T, B, H) host array or None, lam (1, L, B, H) = λ_T, overwritten
+    """BPTT on device arrays: dy (T, B, H) on the host or the device, or None; lam (1, L, B, H) = λ_T, overwritten
     with λ_0. Returns (grads, dx) as device arrays.
 
     "scan": one `vjp_scan` launch for the recurrence μ_t = J_tᵀ μ_{t+1} + dy_{t-1} (top layer) in
@@ -97,7 +111,10 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
         gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True, f=f, dg=(dgx, dgh))
         gru.copy(mus[T:T + 1], lam)
     else:
-        d_dy = None if dy is None else gru.to_device(dy.reshape(T, 1, B, H))
+        d_dy = None if dy is None else as_device(dy)
+        if dy is not None and d_dy is None:
+            d_dy = gru.to_device(dy)
+        d_dy = None if d_dy is None else d_dy.reshape(T, 1, B, H)   # (C-contiguous)
         top = view(lam, (slice(None), slice(L - 1, L)))
         for t in reversed(range(T)):
             if d_dy is not None:
@@ -119,10 +136,14 @@ def gru_backward(params, cache, dy=None, dh_T=None, launches="scan"):
         raise ValueError(f"cache holds a GRU with (L, I, H) = {(L_c, I_c, H_c)} "
                          f"({cache['dtype']}) but params give {(L, I, H)} ({dtype}): "
                          "not this model's cache")
-    dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
-    dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
+    d_dy = as_device(dy)                                     # on the GPU: used in place
+    if d_dy is None:
+        dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
+    else:
+        dy = check_device(d_dy, "dy", (T, B, H), dtype, contiguous=True)
+    dh_T = _check_cotangent(small_to_host(dh_T), (L, B, H), dtype, "dh_T")
     gru = CudaGRU(params, cache["cell"], dtype=dtype)         # this call's params, like NumPy's
     lam = gru.to_device((np.zeros((L, B, H), dtype) if dh_T is None else dh_T)[None])
     grads, dx = backward_device(gru, params, cache, dy, lam, launches)
     grads = {k: gru.to_host(v) for k, v in grads.items()}
-    return grads, gru.to_host(dx), gru.to_host(lam)[0]
+    return grads, (dx if cache.get("device_io") else gru.to_host(dx)), gru.to_host(lam)[0]
