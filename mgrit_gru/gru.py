@@ -473,9 +473,15 @@ def check_cell(cell, dt):
     return cell, dt
 
 
+def on_gpu(a):
+    """Whether ``a`` lives on a GPU: a numba device array, or anything with
+    ``__cuda_array_interface__`` (CuPy, a PyTorch CUDA tensor). Needs no CUDA import."""
+    return bool(getattr(a, "__cuda_ndarray__", False)) or hasattr(a, "__cuda_array_interface__")
+
+
 def check_sequence(x, h0, L, I, H, dtype):
     """Validate x (T, B, I) and h0 (L, B, H); return them as arrays of ``dtype``."""
-    if getattr(x, "__cuda_ndarray__", False) or hasattr(x, "__cuda_array_interface__"):
+    if on_gpu(x):
         raise ValueError("x is a GPU array: use backend='cuda' (or copy it to the host)")
     x = np.asarray(x)
     if x.ndim != 3:

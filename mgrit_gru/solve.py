@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gru import cell_update, check_cell, check_h0, check_sequence, gru_dims, param_grads
+from .gru import (cell_update, check_cell, check_h0, check_sequence, gru_dims, on_gpu,
+                  param_grads)
 from .mgrit import MGRIT, Hierarchy, as_comm
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
@@ -71,14 +72,9 @@ def _problem_classes(backend, comm):
     return CudaForwardProblem, CudaAdjointProblem
 
 
-def _on_gpu(a):
-    """Whether ``a`` is a GPU array (numba device array, or ``__cuda_array_interface__``)."""
-    return getattr(a, "__cuda_ndarray__", False) or hasattr(a, "__cuda_array_interface__")
-
-
 def _device_input(a, name, shape, dtype, backend, contiguous=False):
     """``a`` as a checked numba device array if it lives on a GPU, else None (a host array)."""
-    if not _on_gpu(a):
+    if not on_gpu(a):
         return None
     if backend != "cuda":
         raise ValueError(f"{name} is a GPU array: use backend='cuda' (or copy it to the host)")
@@ -88,7 +84,7 @@ def _device_input(a, name, shape, dtype, backend, contiguous=False):
 
 def _small_to_host(a):
     """A small array (h0, dh_T) given on the device: copied to the host (L*B*H numbers)."""
-    if _on_gpu(a):
+    if on_gpu(a):
         from .cuda.backend import small_to_host
         return small_to_host(a)
     return a
