@@ -157,13 +157,13 @@ def test_device_built_initial_guesses_and_reversed_dy():
         np.testing.assert_array_equal(gru.to_host(adj.dyr), want)
 
 
-@pytest.mark.parametrize("dtype, L", [(np.float64, 2), (np.float32, 1)])
-def test_mgrit_device_in_device_out_equals_host_api(dtype, L):
+def test_mgrit_device_in_device_out_equals_host_api():
     """x (and dy) given as device arrays: y, h_T and dx come back as device arrays, with the
     same numbers as the host API (the same launches on the same data); the returned y is a
     copy (writing into it cannot change the states the backward pass linearises at)."""
     from numba import cuda
-    p, x, h0, dy, _ = data(dtype, 16, L, seed=4)
+    dtype = np.float32
+    p, x, h0, dy, _ = data(dtype, 8, 2, seed=4)
     f = dict(cell="implicit", levels=3, cf=2, max_iter=2, tol=0.0, backend="cuda")
     b = dict(levels=3, cf=2, max_iter=1, tol=0.0, backend="cuda")
     y, hT, fi = mgrit_forward(p, x, h0, **f)
