@@ -187,7 +187,8 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     lo, hi = solver.local_range
     info.y_rows = (max(lo, 1) - 1, hi)
     if d_x is not None:                                      # fresh device arrays (one rank)
-        return (*problem.outputs_on_device(u), info)
+        from .cuda.problems import outputs_on_device
+        return (*outputs_on_device(problem.gru, u), info)
     y_loc = u[max(lo, 1) - lo:, L - 1]                       # y_t = u_{t+1}'s top layer
     if comm.size == 1:
         return y_loc, u[-1].copy(), info

@@ -202,6 +202,11 @@ def test_device_inputs_are_checked():
     with pytest.raises(ValueError, match="dy on the device must be C-contiguous"):
         wide = cuda.to_device(np.concatenate([dy, dy], axis=2))
         mgrit_backward(p, fi, wide[:, :, ::2], backend="cuda", **o)
+    gru = CudaGRU(p, "implicit")                             # uploads pass device arrays through
+    d = cuda.to_device(x)
+    assert gru.to_device(d) is d
+    with pytest.raises(ValueError, match="a float32 device array where float64 is needed"):
+        gru.to_device(cuda.to_device(x.astype(np.float32)))
 
 
 def test_cuda_backward_copies_only_results_to_the_host(monkeypatch):

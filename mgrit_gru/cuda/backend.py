@@ -143,8 +143,15 @@ class CudaGRU:
     # transfers and allocation
     # ------------------------------------------------------------------------------------------
     def to_device(self, a, dtype=None):
-        """Host array -> device array (in the backend's dtype unless ``dtype`` is given)."""
-        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype or self.dtype))
+        """Host array -> device array (in the backend's dtype unless ``dtype`` is given); an
+        array already on the GPU (`as_device`) is used as it is, never converted there."""
+        dtype = np.dtype(dtype or self.dtype)
+        d = as_device(a)
+        if d is None:
+            return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+        if np.dtype(d.dtype) != dtype:
+            raise ValueError(f"a {np.dtype(d.dtype)} device array where {dtype} is needed")
+        return d
 
     def to_host(self, d):
         """Device array (any view) -> host array."""

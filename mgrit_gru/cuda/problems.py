@@ -146,26 +146,13 @@ class CudaForwardProblem(GRUForwardBase):
         self.gru = gru = CudaGRU(params, cell, dtype=self.dtype)
         self.vec = CudaVectors(gru, self.shape)
         self.T_loc = T_loc = x.shape[0]
-        d_x = as_device(x)                                   # given on the GPU: used in place,
-        self.device_io = d_x is not None                     # and the outputs stay there too
-        self.x = gru.to_device(x) if d_x is None else d_x    # device from here on
+        self.device_io = as_device(x) is not None           # given on the GPU: used in place,
+        self.x = gru.to_device(x)                            # and the outputs stay there too
         self.gx0 = gru.project(self.x)                       # (T_loc, B, 3H), one launch
         self.n_store = self.t_offset + T_loc - self.store_from
         self.gates = {g: gru.empty((self.n_store, L, B, H)) for g in GATES}
         # row r of this table is r: views of it are the kernels' time-index arrays
         self.arange = gru.to_device(np.arange(max(T_loc, self.n_store) + 1), np.int64)
-
-    def outputs_on_device(self, u):
-        """(y, h_T) as fresh device arrays (T, B, H) and (L, B, H) from the solver's fine points
-        u (T+1, L, B, H): copies, so that changing them cannot change the states the backward
-        pass linearises at. One copy launch each."""
-        L, B, H = self.shape
-        T = u.shape[0] - 1
-        y = self.gru.empty((T, 1, B, H))
-        self.gru.copy(view(u, (slice(1, None), slice(L - 1, L))), y)
-        h_T = self.gru.empty((1, L, B, H))
-        self.gru.copy(u[T:], h_T)
-        return y.reshape(T, B, H), h_T.reshape(L, B, H)
 
     def initial_guess_into(self, dst, t):
         """h_0 at every point, broadcast on the device (one `take_rows` with a zero index
@@ -384,12 +371,20 @@ def reversed_dy(gru, dy, rev):
     adjoint in reversed time."""
     T, B, H = dy.shape
     dyr = gru.empty((T + 1, 1, B, H))
-    d_dy = as_device(dy)
-    if d_dy is None:
-        d_dy = gru.to_device(dy)
-    take_rows(d_dy.reshape(T, 1, B, H), rev, dyr[:T])          # (C-contiguous: checked)
+    take_rows(gru.to_device(dy).reshape(T, 1, B, H), rev, dyr[:T])   # (C-contiguous: checked)
     fill(dyr[T:], 0.0)
     return dyr
+
+
+def outputs_on_device(gru, u):
+    """(y, h_T) as fresh device arrays (T, B, H) and (L, B, H) from the states u_0..u_T
+    (T+1, L, B, H), for callers that gave x on the GPU: copies, so that changing them cannot
+    change the states a backward pass linearises at. One copy launch each."""
+    T1, L, B, H = u.shape
+    y, h_T = gru.empty((T1 - 1, 1, B, H)), gru.empty((1, L, B, H))
+    gru.copy(view(u, (slice(1, None), slice(L - 1, L))), y)          # y_t = u_{t+1}, top layer
+    gru.copy(u[T1 - 1:], h_T)
+    return y.reshape(T1 - 1, B, H), h_T.reshape(L, B, H)
 
 
 def input_grad(gru, params, dgx0):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..gru import _check_cotangent, check_cell, check_h0, check_sequence, gru_dims
 from .backend import GATES, CudaGRU, as_device, check_device, small_to_host, view
-from .problems import input_grad, reversed_dy, to_host
+from .problems import input_grad, outputs_on_device, reversed_dy, to_host
 
 
 LAUNCHES = ("scan", "per_step")
@@ -69,16 +69,13 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
         h0 = check_h0(small_to_host(h0), L, d_x.shape[1], H, dtype)
     cell, dt = check_cell(cell, dt)
     gru = CudaGRU(params, cell, dtype=dtype)
-    device_io, d_x = d_x is not None, (gru.to_device(x) if d_x is None else d_x)
+    device_io, d_x = d_x is not None, gru.to_device(x)      # (a device x as it is)
     hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt, launches)
     T, B = d_x.shape[:2]
-    top = view(hs, (slice(1, None), slice(L - 1, L)))       # y_t: u_{t+1}, top layer
     if device_io:                                            # fresh copies, left on the device
-        y, h_T = gru.empty((T, 1, B, H)), gru.empty((1, L, B, H))
-        gru.copy(top, y)
-        gru.copy(hs[T:T + 1], h_T)
-        y, h_T = y.reshape(T, B, H), h_T.reshape(L, B, H)
+        y, h_T = outputs_on_device(gru, hs)
     else:
+        top = view(hs, (slice(1, None), slice(L - 1, L)))   # y_t: u_{t+1}, top layer
         y, h_T = to_host(gru, top)[:, 0], gru.to_host(hs[T:T + 1])[0]
     cache = {"backend": "cuda", "x": d_x, "hs": hs, "gates": gates, "cell": cell, "dt": dt,
              "tix": tix, "shape": (T, B, L, I, H), "dtype": np.dtype(dtype),
@@ -87,8 +84,8 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
 
 
 def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
-    """BPTT on device arrays: dy (T, B, H) on the host or the device, or None; lam (1, L, B, H) = λ_T, overwritten
-    with λ_0. Returns (grads, dx) as device arrays.
+    """BPTT on device arrays: dy (T, B, H) on the host or the device, or None; lam (1, L, B, H)
+    = λ_T, overwritten with λ_0. Returns (grads, dx) as device arrays.
 
     "scan": one `vjp_scan` launch for the recurrence μ_t = J_tᵀ μ_{t+1} + dy_{t-1} (top layer) in
     reversed time, μ_t = λ_t + dy_{t-1} being the cotangent the step t-1 VJP takes; "per_step": two
@@ -111,10 +108,7 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
         gru.vjp_scan(hs, rev, mus, gates, rev, dt, fine=True, f=f, dg=(dgx, dgh))
         gru.copy(mus[T:T + 1], lam)
     else:
-        d_dy = None if dy is None else as_device(dy)
-        if dy is not None and d_dy is None:
-            d_dy = gru.to_device(dy)
-        d_dy = None if d_dy is None else d_dy.reshape(T, 1, B, H)   # (C-contiguous)
+        d_dy = None if dy is None else gru.to_device(dy).reshape(T, 1, B, H)  # C-contiguous
         top = view(lam, (slice(None), slice(L - 1, L)))
         for t in reversed(range(T)):
             if d_dy is not None:
