@@ -12,7 +12,8 @@
 # Order (most wanted first, each step time-boxed; at most 520 s of time boxes in all):
 #   1. the real-GPU tests (production sizes: kernels, persistent scans at several grid sizes,
 #      MGRIT and serial against NumPy). A hang here means the grid barrier deadlocked: stop.
-#   2. the benchmark, T = 16384, B = 1 first (the issue's target), JSON rewritten after each (T, B)
+#   2. the benchmark, T = 16384, B = 1 first (the issue's target), then T = 65536, B = 1 (never
+#      measured: the deadline cut it on 2026-11-26), B = 32 last; JSON rewritten after each (T, B)
 #   3. a host profile of one MGRIT forward+backward (where the launch overhead goes), then the
 #      persistent scan's µs per step against its grid size (scan_blocks_sweep)
 #   4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
@@ -39,7 +40,7 @@ echo "real-GPU tests: rc=$rc"; tail -25 "$OUT/pytest_real.log" | cut -c1-400
 timeout 240 python3 - > "$OUT/bench_cuda.jsonl" 2> "$OUT/bench_table.txt" <<'PY'
 import json, os
 from mgrit_gru.cuda.bench import bench_cuda
-pairs = [(16384, 1), (1024, 1), (1024, 32), (4096, 1), (4096, 32), (16384, 32), (65536, 1),
+pairs = [(16384, 1), (65536, 1), (4096, 1), (1024, 1), (1024, 32), (4096, 32), (16384, 32),
          (65536, 32)]
 for r in bench_cuda(pairs=pairs, hidden=256, dtype="float32", cell="implicit", repeat=3,
                     out=os.environ["OUT"] + "/bench_cuda.json", deadline_s=160):
