@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from .atomic import atomic_write
 from .gru import gru_backward, gru_forward, init_gru
 
 
@@ -234,7 +235,7 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                 records.append(rec)
                 yield rec
     if out is not None and rank == 0:
-        with open(out, "w") as f:
+        with atomic_write(out) as f:
             json.dump(records, f, indent=1)
 
 

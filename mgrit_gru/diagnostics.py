@@ -28,6 +28,8 @@ from numbers import Real
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from .atomic import save_figure
+
 OPS = ("F", "C", "residual", "restrict", "correct", "coarsest")
 """Operations recorded in a trace (see `mgrit_gru.mgrit.MGRIT`'s ``trace``)."""
 
@@ -322,7 +324,7 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
         import matplotlib.pyplot as plt
         cf0 = info.options["cf"][0] if info.options.get("cf") else None
         fig = plot_solve(info, exact=cache["hs"] if info.iterates else None, cf=cf0)
-        fig.savefig(plot, dpi=110)
+        save_figure(fig, plot, dpi=110)
         plt.close(fig)
         print_fn(f"plots saved to {plot}")
     return dict(residual_history=list(info.residual_history), iterations=info.iterations,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .atomic import save_figure
 from .mgrit.hierarchy import Hierarchy
 
 
@@ -451,5 +452,5 @@ def plot_scaling(records, out=None):
     axes[0, 1].set_title("vs sequence length")
     fig.tight_layout()
     if out is not None:
-        fig.savefig(out, dpi=110)
+        save_figure(fig, out, dpi=110)
     return fig

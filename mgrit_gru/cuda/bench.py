@@ -31,13 +31,13 @@ the default settings) bounds what the solve costs at small T.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 import numpy as np
 from numba import cuda
 
+from ..atomic import atomic_write
 from ..gru import init_gru
 from ..solve import mgrit_backward, mgrit_forward
 from .backend import cuda_available
@@ -324,10 +324,8 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
 
 def _write(path, obj):
     """Atomic JSON write (a temporary file, then a rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def table(records):

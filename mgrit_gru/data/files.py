@@ -14,10 +14,11 @@ Any other keys (e.g. ``class_names``) are ignored by `load_npz`.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 
 def _validate(x, y, where, num_classes=None):
@@ -114,20 +115,8 @@ def load_npz(path, num_classes=None, dtype=None):
 def atomic_savez(path, **arrays):
     """``np.savez`` to ``path`` atomically: a temporary file in the same folder, then
     ``os.replace``, so readers see either the old file or the complete new one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:                       # a file object: savez adds no suffix
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())                             # data on disk before the rename
-        os.replace(tmp, path)                                # atomic on POSIX and Windows
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:                      # a file object: savez adds no suffix
+        np.savez(f, **arrays)
 
 
 def save_npz(path, x, y, **extra):

@@ -1,0 +1,61 @@
+"""Atomic writes: the complete new file or the old one, with an ordinary file's mode."""
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from mgrit_gru.atomic import atomic_write, save_figure
+from mgrit_gru.data import atomic_savez
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_new_files_get_the_umask_mode_not_mkstemps_private_one(tmp_path, umask_022):
+    with atomic_write(tmp_path / "a.txt") as f:
+        f.write("hello\n")
+    atomic_savez(tmp_path / "b.npz", x=np.arange(3))
+    assert (tmp_path / "a.txt").read_text() == "hello\n"
+    assert _mode(tmp_path / "a.txt") == 0o644 and _mode(tmp_path / "b.npz") == 0o644
+    with np.load(tmp_path / "b.npz") as f:
+        np.testing.assert_array_equal(f["x"], np.arange(3))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_write(path) as f:
+            f.write("half of the new")
+            raise RuntimeError("crash (simulated)")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_save_figure_writes_the_format_of_the_extension(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    save_figure(fig, tmp_path / "p.png", dpi=50)
+    save_figure(fig, tmp_path / "p.svg")
+    plt.close(fig)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (tmp_path / "p.svg").read_bytes()[:400]
+    assert sorted(os.listdir(tmp_path)) == ["p.png", "p.svg"]
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        with atomic_write("x", "a"):
+            pass
