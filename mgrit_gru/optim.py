@@ -51,6 +51,14 @@ def _check_grads(params, grads):
     return out
 
 
+def _positive(v, name):
+    """A finite number > 0 as a Python float."""
+    v = _nonneg(v, name)
+    if v == 0:
+        raise ValueError(f"{name} must be > 0, got 0")
+    return v
+
+
 def _nonneg(v, name):
     """A finite number >= 0 as a Python float."""
     try:
@@ -172,7 +180,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params)
-        self.lr = _nonneg(lr, "lr")
+        self.lr = _positive(lr, "lr")
         self.momentum = _nonneg(momentum, "momentum")
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.nesterov = bool(nesterov)
@@ -225,7 +233,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _nonneg(lr, "lr")
+        self.lr = _positive(lr, "lr")
         try:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
@@ -233,7 +241,7 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
         self.betas = (b1, b2)
-        self.eps = _nonneg(eps, "eps")
+        self.eps = _positive(eps, "eps")   # 0: 0/0 = NaN where g stays 0
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
 
     def step(self, grads):
@@ -293,8 +301,10 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     else:                                                    # accumulate in float64
         total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
                               for g in grads.values()))
+    if not math.isfinite(total):                             # inf * 0 would turn Inf into NaN:
+        return total                                         # leave them as they are, say so
     coef = max_norm / (total + 1e-6)
-    if coef < 1.0:                                           # False for NaN: leave them as is
+    if coef < 1.0:
         for g in grads.values():
             g *= coef                                        # Python float: keeps g's dtype
     return total

@@ -32,8 +32,10 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from .atomic import atomic_write, save_figure
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
     pulse_order, train_test_split
+from .mgrit import MGRITDivergedError
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
 from .optim import SGD, Adam, clip_grad_norm
 from .solve import TimeSlice, input_rows
@@ -109,6 +111,10 @@ class TrainConfig:
     RESUMABLE = ("epochs", "cache_dir", "backend")
 
     def __post_init__(self):
+        for f in fields(self):                               # NumPy scalars (a sweep over np.arange)
+            v = getattr(self, f.name)                        # -> Python ones: the checkpoint's
+            if isinstance(v, np.generic):                    # config is JSON
+                setattr(self, f.name, v.item())
         opts = self.solver_options()                         # validates the solver fields
         self.cf, self.relax = opts.cf, opts.relax            # "4" -> 4, "FCF,F" -> [...]
         _data_kind(self.data)
@@ -128,11 +134,14 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("lr", "momentum", "weight_decay", "clip", "noise"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v < 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
+                    or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.lr == 0:
             raise ValueError("lr must be > 0")
-        if not 0 <= self.test_fraction < 1:
+        if isinstance(self.test_fraction, bool) or \
+                not isinstance(self.test_fraction, (int, float, np.floating)) \
+                or not 0 <= self.test_fraction < 1:
             raise ValueError(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
@@ -292,11 +301,23 @@ def train_step(params, optimizer, x, labels, opts, clip=1.0, comm=None):
     Returns the `StepResult` (loss and accuracy are those *before* the update) with
     ``grad_norm`` (before clipping) added.
     """
-    res = forward_backward(params, x, labels, opts, comm=comm)
+    try:
+        res = forward_backward(params, x, labels, opts, comm=comm)
+    except MGRITDivergedError as e:                          # every rank sees the same residual
+        raise TrainingDivergedError(f"{e}: the parameters may have blown up: lower --lr, use "
+                                    "--clip, or the implicit cell") from e
     if not math.isfinite(res.loss):
         raise TrainingDivergedError(f"training loss became {res.loss}: lower --lr, use "
                                     "--clip, or the implicit cell")
-    res.grad_norm = clip_grad_norm(res.grads, clip) if clip else float("nan")
+    if clip:
+        res.grad_norm = clip_grad_norm(res.grads, clip)
+    else:                                                    # the same norm, nothing scaled
+        res.grad_norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
+                                      for g in res.grads.values()))
+    if not math.isfinite(res.grad_norm):                     # before the update: the parameters
+        raise TrainingDivergedError(                         # (and the checkpoint) stay finite
+            f"gradient norm became {res.grad_norm} at a finite loss: lower --lr, use "
+            "--clip, or the implicit cell")
     optimizer.step(res.grads)
     return res
 
@@ -382,12 +403,9 @@ def read_metrics(out):
 
 def _write_metrics(out, records):
     """Rewrite metrics.jsonl atomically with ``records``."""
-    path = os.path.join(out, METRICS)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(os.path.join(out, METRICS)) as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
 
 
 def _append_metrics(out, record):
@@ -424,7 +442,7 @@ def plot_run(out, history, steps, title=""):
     fig.suptitle(title or "training curves")
     fig.tight_layout()
     curves = os.path.join(out, CURVES_PNG)
-    fig.savefig(curves, dpi=110)
+    save_figure(fig, curves, dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -441,7 +459,7 @@ def plot_run(out, history, steps, title=""):
     ax.set_title(title or "MGRIT residual per training step")
     fig.tight_layout()
     residuals = os.path.join(out, RESIDUALS_PNG)
-    fig.savefig(residuals, dpi=110)
+    save_figure(fig, residuals, dpi=110)
     plt.close(fig)
     return curves, residuals
 

@@ -112,6 +112,10 @@ def test_float32_params_stay_float32(make):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="lr"):
         SGD(one(1.0), lr=-1)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        Adam(one(1.0), lr=0)
+    with pytest.raises(ValueError, match="eps must be > 0"):        # 0/0 where g stays 0
+        Adam(one(1.0), eps=0.0)
     with pytest.raises(ValueError, match="nesterov"):
         SGD(one(1.0), lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="betas"):
@@ -151,6 +155,17 @@ def test_clip_grad_norm_inf_and_bad_input():
         clip_grad_norm(grads, 0.0)
     with pytest.raises(ValueError, match="norm_type"):
         clip_grad_norm(grads, 1.0, norm_type=1)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("norm_type", [2.0, math.inf])
+def test_clip_grad_norm_reports_a_non_finite_norm_and_scales_nothing(bad, norm_type):
+    grads = {"a": np.array([bad, 1.0]), "b": np.array([2.0])}
+    total = clip_grad_norm(grads, 1.0, norm_type=norm_type)
+    assert not math.isfinite(total)
+    # Inf * 0 would have made NaN of the Inf and zeros of the rest
+    np.testing.assert_array_equal(grads["a"], [bad, 1.0])
+    np.testing.assert_array_equal(grads["b"], [2.0])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     after = _ckpt_arrays(path)                               # the old file, intact
     assert after.keys() == before.keys()
     assert all(np.array_equal(after[k], before[k]) for k in before)
-    assert not [f for f in os.listdir(tmp_path / "a") if f.startswith(".tmp")]
+    assert not [f for f in os.listdir(tmp_path / "a") if f.startswith(".")]   # no temporary file
     # the interrupted epoch is redone on resume: the result equals an uninterrupted run
     tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=False,
              **{**TINY, "epochs": 2})
@@ -151,6 +151,46 @@ def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     a, b = _ckpt_arrays(path), _ckpt_arrays(tmp_path / "b" / "checkpoint.npz")
     assert all(np.array_equal(a[k], b[k]) for k in b)
     assert [r["epoch"] for r in tr.read_metrics(tmp_path / "a")] == [1, 2]
+
+
+def test_numpy_scalar_options_reach_the_checkpoint(tmp_path):
+    # a sweep over np.arange hands NumPy scalars: the checkpoint's JSON config must take them
+    res = _run(tmp_path, "a", epochs=1, hidden=np.int64(6), lr=np.float32(0.01))
+    ck = tr.load_checkpoint(tmp_path / "a" / "checkpoint.npz")
+    assert ck.config.hidden == 6 and type(ck.config.hidden) is int
+    assert ck.config.lr == pytest.approx(0.01) and res.params["weight_hh_l0"].shape == (18, 6)
+
+
+def test_a_non_finite_gradient_stops_before_the_update():
+    params = init_classifier(3, 4, 1, 2, seed=0)
+    before = {k: v.copy() for k, v in params.items()}
+    x = np.ones((5, 2, 3))
+    labels = np.array([0, 1])
+    opts = SolverOptions(solver="serial")
+    good = forward_backward(params, x, labels, opts)
+
+    def inf_grads(*a, **kw):                                 # a finite loss, an Inf gradient
+        good.grads["weight_hh_l0"][0, 0] = np.inf
+        return good
+
+    opt = Adam(params, lr=0.1)
+    for clip in (1.0, 0.0):                                  # with and without clipping
+        orig = tr.forward_backward
+        tr.forward_backward = inf_grads
+        try:
+            with pytest.raises(tr.TrainingDivergedError, match="gradient norm became inf"):
+                tr.train_step(params, opt, x, labels, opts, clip=clip)
+        finally:
+            tr.forward_backward = orig
+        assert all(np.array_equal(params[k], before[k]) for k in params)   # nothing updated
+
+
+def test_a_diverging_run_stops_with_a_named_error_and_writes_no_bad_checkpoint(tmp_path):
+    with pytest.raises(tr.TrainingDivergedError, match="lower --lr"):
+        _run(tmp_path, "a", lr=1e300, clip=0.0, optimizer="sgd", momentum=0.0)
+    ck = tmp_path / "a" / "checkpoint.npz"                   # diverged in epoch 1: none written
+    assert not ck.exists() or all(np.all(np.isfinite(v)) for v in _ckpt_arrays(ck).values()
+                                  if v.dtype.kind == "f")
 
 
 def test_refuses_to_overwrite_or_resume_with_other_options(tmp_path):
@@ -212,6 +252,19 @@ def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
     assert "curves.png" in out and "residuals.png" in out
     assert (tmp_path / "demo" / "curves.png").is_file()
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0  # reruns
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"cf": 2.9}, "cf must be an integer"),                  # refused, not truncated to 2
+    ({"cf": [4, 2.5]}, "cf must be an integer"),
+    ({"dt": None}, "dt must be a finite number > 0, got None"),
+    ({"dt": "x"}, "dt must be a finite number > 0"),
+    ({"lr": True}, "lr must be a finite number"),
+    ({"test_fraction": "a"}, "test_fraction must lie in"),
+])
+def test_config_refuses_bad_values_by_name(kw, message):
+    with pytest.raises(ValueError, match=message):
+        tr.TrainConfig(**{**TINY, **kw})
 
 
 @pytest.mark.parametrize("flags,message", [
