@@ -16,6 +16,7 @@ so with ε = 1e-6 in float64 (unit round-off u ≈ 1e-16) both are ≈ 1e-10 rel
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,8 +52,12 @@ class GradcheckResult:
 
     @property
     def max_error(self):
-        """The largest error over all tensors."""
-        return max(self.errors.values(), default=0.0)
+        """The largest error over all tensors (NaN if any is NaN: max() would skip it when
+        it is not first)."""
+        errs = list(self.errors.values())
+        if any(math.isnan(e) for e in errs):
+            return math.nan
+        return max(errs, default=0.0)
 
     def table(self):
         """A plain-text table: tensor, number of checks, max relative error, ok/FAIL."""

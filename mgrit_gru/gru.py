@@ -85,6 +85,9 @@ def gru_dims(params):
         raise ValueError(f"params['weight_hh_l0'] must have shape (3H, H), got {W_hh0.shape}")
     H = W_hh0.shape[1]
     I = np.asarray(params.get("weight_ih_l0", np.empty((0, 0)))).shape[-1]
+    if H < 1 or I < 1:
+        raise ValueError(f"params must have hidden_size and input_size >= 1, got H = {H}, I = {I} "
+                         f"(weight_hh_l0 {W_hh0.shape})")
     dtype = W_hh0.dtype
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"params must be float32 or float64, got {dtype}")
@@ -480,7 +483,8 @@ def on_gpu(a):
 
 
 def check_sequence(x, h0, L, I, H, dtype):
-    """Validate x (T, B, I) and h0 (L, B, H); return them as arrays of ``dtype``."""
+    """Validate x (T, B, I) and h0 (L, B, H); return them as fresh arrays of ``dtype`` (copies:
+    the caches keep x, and a caller may reuse its buffer before the backward pass)."""
     if on_gpu(x):
         raise ValueError("x is a GPU array: use backend='cuda' (or copy it to the host)")
     x = np.asarray(x)
@@ -493,7 +497,7 @@ def check_sequence(x, h0, L, I, H, dtype):
         raise ValueError(f"x must have at least one time step and one sequence, got shape {x.shape}")
     if I_x != I:
         raise ValueError(f"x has {I_x} features per step but the GRU's input_size is {I}")
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = np.array(x, dtype=dtype, order="C")                 # a copy, even of a matching array
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or Inf")
     return x, check_h0(h0, L, B, H, dtype)

@@ -17,6 +17,8 @@ def init_head(hidden_size, num_classes, seed=0, dtype=np.float64):
     for v, name in ((hidden_size, "hidden_size"), (num_classes, "num_classes")):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {"weight_out": rng.uniform(-bound, bound, (num_classes, hidden_size)).astype(dtype),
@@ -46,6 +48,8 @@ def head_forward(head, h_top, labels):
     if W.ndim != 2 or b.shape != (W.shape[0],):
         raise ValueError(f"head must hold weight_out (C, H) and bias_out (C,), got "
                          f"{W.shape} and {b.shape}")
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+        raise ValueError("head's weight_out or bias_out contains NaN or Inf")
     if h_top.ndim != 2 or h_top.shape[1] != W.shape[1] or h_top.shape[0] < 1:
         raise ValueError(f"h_top must have shape (B, {W.shape[1]}) with B >= 1, got {h_top.shape}")
     if not np.all(np.isfinite(h_top)):
@@ -62,7 +66,8 @@ def head_forward(head, h_top, labels):
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     B = h_top.shape[0]
     loss = -logp[np.arange(B), labels].mean()
-    return float(loss), logits, {"h_top": h_top, "p": np.exp(logp), "labels": labels}
+    return float(loss), logits, {"h_top": h_top.copy(), "p": np.exp(logp),  # copies: the caller
+                                 "labels": labels.copy()}                 # may reuse its buffers
 
 
 def head_backward(head, cache):

@@ -71,8 +71,19 @@ def _level_list(value, name, cast):
                              f"got {value!r}") from None
         return values[0] if len(values) == 1 else values
     if isinstance(value, (list, tuple)):
-        return [cast(v) for v in value]
-    return cast(value)
+        return [_cast(v, name, cast) for v in value]
+    return _cast(value, name, cast)
+
+
+def _cast(v, name, cast):
+    """One level's value as ``cast`` (int or str); ValueError naming ``name`` if it is not one
+    (a float cf such as 2.9 is refused, not truncated)."""
+    if cast is int:
+        if isinstance(v, bool) or not (isinstance(v, (int, np.integer)) or
+                                       (isinstance(v, (float, np.floating)) and float(v).is_integer())):
+            raise ValueError(f"{name} must be an integer (per level), got {v!r}")
+        return int(v)
+    return cast(v)
 
 
 @dataclass
@@ -143,7 +154,10 @@ class SolverOptions:
             raise ValueError(f"tol must be a finite number >= 0, got {self.tol}")
         if self.cell not in ("classic", "implicit"):
             raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")
-        self.dt = float(self.dt)
+        try:
+            self.dt = float(self.dt)
+        except (TypeError, ValueError):
+            raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}") from None
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
         self.skip = bool(self.skip)

@@ -50,6 +50,12 @@ def test_gradcheck_catches_a_broken_backward(monkeypatch):
     assert "FAIL" in res.table()
 
 
+def test_gradcheck_max_error_does_not_hide_a_nan():
+    res = mgrit_gru.GradcheckResult(errors={"a": 1e-9, "b": float("nan")}, checks={"a": 1, "b": 1})
+    assert not res.ok and np.isnan(res.max_error)
+    assert "FAIL: max relative error nan" in res.table()
+
+
 def test_gradcheck_random_directions():
     res = check_gru_gradients(cell="classic", num_layers=2, dt=0.5, n_directions=3)
     assert res.mode == "directions" and res.ok and set(res.checks.values()) == {3}
@@ -189,9 +195,24 @@ def test_float32_in_float32_out(cell):
     assert set(grads) == set(p32) and all(grads[k].shape == p32[k].shape for k in p32)
     y64, _, cache64 = gru_forward(p64, x64, h064, cell=cell, dt=2.0)   # same numbers, rounded
     np.testing.assert_allclose(y, y64, rtol=0, atol=1e-5)
-    g64, dx64, _ = gru_backward(p64, cache64, dy=dy.astype(np.float64),
-                                dh_T=dh_T.astype(np.float64))
+    g64, dx64, dh064 = gru_backward(p64, cache64, dy=dy.astype(np.float64),
+                                    dh_T=dh_T.astype(np.float64))
     np.testing.assert_allclose(dx, dx64, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dh0, dh064, rtol=1e-4, atol=1e-5)
+    for k in g64:                                            # every parameter's gradient too
+        np.testing.assert_allclose(grads[k], g64[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_the_cache_does_not_share_the_callers_input():
+    # a training loop may refill its input buffer before the backward pass: x is copied
+    params, x, h0 = _data(L=2)
+    _, _, cache = gru_forward(params, x, h0)
+    g_ref, dx_ref, _ = gru_backward(params, cache, dy=np.ones((T, B, H)))
+    x[...] = 0.0
+    h0[...] = 0.0
+    g, dx, _ = gru_backward(params, cache, dy=np.ones((T, B, H)))
+    for k in g_ref:
+        np.testing.assert_array_equal(g[k], g_ref[k], err_msg=k)
 
 
 def test_float64_input_follows_float32_params():
@@ -231,6 +252,8 @@ def _nan_at(a, idx=(0,)):
      "missing 'bias_ih_l0'"),
     (lambda p, x, h0: (dict(p, weight_ih_l7=p["weight_ih_l0"]), x, h0), "unexpected.*weight_ih_l7"),
     (lambda p, x, h0: ({}, x, h0), "params must be a dict"),
+    (lambda p, x, h0: ({k: (v[:0, :0] if k.startswith("weight_hh") else v[:0])
+                        for k, v in p.items()}, x, h0), "hidden_size and input_size >= 1"),
 ])
 def test_bad_inputs_raise_named_value_errors(make, match):
     params, x, h0 = _data(L=1)

@@ -107,8 +107,22 @@ def test_init_head_shapes_and_seed():
     assert np.abs(a["weight_out"]).max() <= 1 / np.sqrt(H)
 
 
+def test_head_cache_does_not_share_the_callers_arrays():
+    head, h, y = _data()
+    _, _, cache = head_forward(head, h, y)
+    ref, dh_ref = head_backward(head, cache)
+    h[...] = 0.0
+    y[...] = 0
+    g, dh = head_backward(head, cache)
+    assert all(np.array_equal(g[k], ref[k]) for k in ref) and np.array_equal(dh, dh_ref)
+
+
 def test_head_rejects_nan_and_empty_batch():
     head = init_head(4, 3, seed=0)
+    with pytest.raises(ValueError, match="weight_out or bias_out contains NaN"):
+        head_forward(dict(head, bias_out=np.full(3, np.nan)), np.zeros((2, 4)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        init_head(4, 3, dtype=np.int32)
     with pytest.raises(ValueError, match="NaN or Inf"):
         head_forward(head, np.full((2, 4), np.nan), np.array([0, 1]))
     with pytest.raises(ValueError, match="B >= 1"):
