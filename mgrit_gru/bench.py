@@ -324,8 +324,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
             _, _, fwd = mgrit_forward(params, xs, cell=cell, dt=dt, gather="local", **base,
                                       **fopts)
             if dys is None:                                  # outputs lo - 2 .. hi - 1
-                d0 = max(fwd.y_rows[0] - 1, 0)
-                dys = TimeSlice(_x_rows(seed + 1, d0, fwd.y_rows[1], B, H, dtype), d0, T)
+                d0, d1 = fwd.dy_rows
+                dys = TimeSlice(_x_rows(seed + 1, d0, d1, B, H, dtype), d0, T)
             t1 = time.perf_counter()
             grads, _, _, bwd = mgrit_backward(params, fwd, dys, gather="local", **base,
                                               **bopts)

@@ -136,7 +136,8 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
         ``info.trace`` for `mgrit_gru.diagnostics.plot_cycle`).
     gather : {"all", "root", "local"}
         Under MPI: full ``y`` on every rank, only on rank 0 (None elsewhere), or each rank's own
-        rows (``info.y_rows`` says which).
+        rows (``info.y_rows`` says which; ``info.dy_rows`` which rows of dy `mgrit_backward`
+        needs here, one more at the front).
 
     Returns
     -------
@@ -186,6 +187,8 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     info.params_snapshot = {k: np.array(v, copy=True) for k, v in params.items()}
     lo, hi = solver.local_range
     info.y_rows = (max(lo, 1) - 1, hi)
+    # the adjoint on this rank forces the points i = lo - 1 .. hi with dy_{i-1} (mirrored ranges)
+    info.dy_rows = (max(lo - 2, 0), hi)
     if d_x is not None:                                      # fresh device arrays (one rank)
         from .cuda.problems import outputs_on_device
         return (*outputs_on_device(problem.gru, u), info)
@@ -280,8 +283,9 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     fwd : MGRITInfo
         The ``info`` returned by `mgrit_forward` (it holds the forward states and gates).
     dy : ndarray (T, B, H) or TimeSlice or GPU array, optional
-        Cotangent on the outputs y (under MPI a TimeSlice needs rows ``y_rows`` of the forward
-        info, shifted one back: outputs ``lo - 2 .. hi - 1``; the full array always works).
+        Cotangent on the outputs y (under MPI a TimeSlice must hold at least the rows
+        ``fwd.dy_rows`` = (start, stop): outputs ``lo - 2 .. hi - 1``, one more than ``y_rows``
+        at the front; checked. The full array always works).
         With ``backend="cuda"`` also a GPU array of the parameters' dtype, used in place.
     dh_T : ndarray (L, B, H), optional
         Cotangent on the final states.
@@ -334,6 +338,12 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         dy_rows, dy_first = _rows_of(dy, T, "dy", (B, H))
         if dy_rows is not None:
             dy_rows = np.asarray(dy_rows, dtype)
+            need = getattr(fwd, "dy_rows", (0, T))
+            if dy_first > need[0] or dy_first + len(dy_rows) < need[1]:
+                raise ValueError(
+                    f"dy holds outputs {dy_first} .. {dy_first + len(dy_rows) - 1} but this "
+                    f"rank's adjoint needs {need[0]} .. {need[1] - 1} (fwd.dy_rows: y_rows and "
+                    f"the row before)")
     if dh_T is not None:
         dh_T = np.asarray(_small_to_host(dh_T))
         if dh_T.shape != (L, B, H):

@@ -273,6 +273,8 @@ def solved():
     (dict(dh_T=np.zeros((1, B, H))), r"dh_T must have shape \(2, 2, 5\)"),
     (dict(dy_nan=True), "dy contains NaN"),
     (dict(dh_T_inf=True), "dh_T contains NaN or Inf"),
+    (dict(dy_slice=(1, 16)), r"dy holds outputs 1 .. 15 but this rank's adjoint needs 0 .. 15"),
+    (dict(dy_slice=(0, 15)), r"dy holds outputs 0 .. 14 but"),   # were wrapped or zero-filled
 ])
 def test_bad_cotangents_are_named(solved, kwargs, match):
     params, fwd, dy, dh_T = solved
@@ -282,6 +284,10 @@ def test_bad_cotangents_are_named(solved, kwargs, match):
     if kwargs.pop("dh_T_inf", False):
         kwargs["dh_T"] = dh_T.copy()
         kwargs["dh_T"][1, 0, 0] = np.inf
+    if "dy_slice" in kwargs:
+        a, b = kwargs.pop("dy_slice")
+        kwargs["dy"] = mg.TimeSlice(dy[a:b].copy(), a, 16)
+    assert fwd.dy_rows == (0, 16)
     with pytest.raises(ValueError, match=match):
         mg.mgrit_backward(params, fwd, **kwargs)
 

@@ -333,8 +333,20 @@ def test_history_bookkeeping():
     assert len(info.iterates) == 5
     np.testing.assert_array_equal(info.iterates[-1], u)
     h = info.residual_history
-    np.testing.assert_allclose(info.conv_factors[1:], np.array(h[1:]) / np.array(h[:-1]))
-    assert h[-1] < h[0]
+    # FCF, out of cycles: the last residual follows the final F-relaxation alone, no factor
+    np.testing.assert_allclose(info.conv_factors[1:-1], np.array(h[1:-1]) / np.array(h[:-2]))
+    assert np.isnan(info.conv_factors[0]) and np.isnan(info.conv_factors[-1])
+    assert info.final_residual == h[-1] < h[0]
+    _, info_f = solve(problem, levels=3, cf=4, relax="F", skip=True, max_iter=5, tol=0.0)
+    hf = info_f.residual_history                             # F: every entry after F, all factors
+    np.testing.assert_allclose(info_f.conv_factors[1:], np.array(hf[1:]) / np.array(hf[:-1]))
+
+
+def test_a_solve_that_stops_at_its_first_residual_reports_it_as_final():
+    problem = Dahlquist(np.array([0.5]), 16)
+    _, info = solve(problem, u_init=problem.exact(), levels=2, cf=4, tol=1e-3)
+    assert info.converged and info.iterations == 0 and info.residual_history == []
+    assert info.final_residual == info.initial_residual <= 1e-3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -379,8 +391,10 @@ def test_gru_f_relaxation():
     params, x, h0, hs, _ = gru_case(256, "classic", 1)
     y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=5, cf=2, relax="F",
                                  max_iter=10, tol=1e-11)
-    if not info.converged:                                   # a stall is reported, not hidden
-        assert info.final_residual > 1e-11 and info.iterations == 10
+    # here it does not converge (the residual grows): reported, not hidden
+    assert not info.converged and info.iterations == 10 and len(info.residual_history) == 10
+    assert info.final_residual > info.residual_history[1] > 1e-11
+    assert np.max(np.abs(y - hs[1:, 0])) > 1e-3             # and the answer is indeed not serial
 
 
 def test_gru_float32_stays_float32():
@@ -481,6 +495,32 @@ def test_bad_options_raise_value_error(options, message):
     params, x, h0, _, _ = gru_case(32)
     with pytest.raises(ValueError, match=message):
         mgrit_forward(params, x, h0, **kw)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(tol=True), "tol must be"),
+    (dict(divergence_factor=-1.0), "divergence_factor must be"),
+    (dict(divergence_factor=float("nan")), "divergence_factor must be"),
+    (dict(c_weight="x"), "c_weight must"),
+    (dict(cf=np.array([[2, 2]])), "cf must be an integer"),
+])
+def test_bad_solver_options_raise_value_error(options, message):
+    with pytest.raises(ValueError, match=message):
+        MGRIT(Dahlquist(np.array([0.9]), 32), **{**dict(levels=3, cf=2), **options})
+
+
+def test_numpy_option_values_are_accepted():
+    problem = Dahlquist(np.array([0.9]), 32)
+    _, info = solve(problem, levels=3, cf=np.array([2, 2]), tol=np.float32(1e-6), max_iter=30,
+                    divergence_factor=np.inf)
+    assert info.converged and info.options["cf"] == [2, 2]
+
+
+@pytest.mark.parametrize("shape", [(34, 1), (33, 2), (32, 1)])
+def test_u_init_of_the_wrong_shape_is_refused_by_name(shape):
+    problem = Dahlquist(np.array([0.9]), 32)                 # wants (33, 1)
+    with pytest.raises(ValueError, match=r"u_init must have shape \(33, 1\)"):
+        solve(problem, u_init=np.zeros(shape), levels=2, cf=2)
 
 
 def test_bad_gru_inputs_raise_value_error():

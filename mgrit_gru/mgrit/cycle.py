@@ -22,6 +22,7 @@ the residual norm per iteration, so the answer does not depend on the number of 
 from __future__ import annotations
 
 import math
+from numbers import Real
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,7 +47,10 @@ class MGRITInfo:
     ``residual_history[k]`` is the fine-grid residual norm ||r|| after k + 1 cycles (measured,
     as XBraid does, after the relaxation that opens the next cycle; the last entry is the returned
     solution's own residual). ``initial_residual`` is that of the relaxed initial guess (None with
-    ``skip``: the first cycle does no fine-grid work). ``conv_factors[k]`` = r_k / r_{k-1}.
+    ``skip``: the first cycle does no fine-grid work). ``conv_factors[k]`` = r_k / r_{k-1}; NaN
+    where it would not be a per-cycle factor: the first with skip (no r_0), and the last when a
+    solve with FCF relaxation ran out of cycles (that residual is measured after the final
+    F-relaxation alone, the others after FCF: its ratio would look like a stall).
     """
 
     residual_history: list = field(default_factory=list)
@@ -66,7 +70,9 @@ class MGRITInfo:
 
     @property
     def final_residual(self):
-        return self.residual_history[-1] if self.residual_history else None
+        """The returned solution's residual: the last of ``residual_history``, or the first
+        measured one when the solve stopped there (a warm start, an exact zero solution)."""
+        return self.residual_history[-1] if self.residual_history else self.initial_residual
 
 
 def _per_level(value, n_levels, name, allowed=None):
@@ -132,14 +138,18 @@ class MGRIT:
             raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        if isinstance(tol, bool) or not (isinstance(tol, Real) and math.isfinite(tol) and tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
         if tol_type not in ("absolute", "relative"):
             raise ValueError(f"tol_type must be 'absolute' or 'relative', got {tol_type!r}")
         if norm not in ("2", "max", 2):
             raise ValueError(f"norm must be '2' or 'max', got {norm!r}")
-        if not (0.0 < float(c_weight) <= 2.0):
+        if isinstance(c_weight, bool) or not (isinstance(c_weight, Real) and 0.0 < c_weight <= 2.0):
             raise ValueError(f"c_weight must lie in (0, 2], got {c_weight!r}")
+        if isinstance(divergence_factor, bool) or not (isinstance(divergence_factor, Real)
+                                                       and divergence_factor > 0):
+            raise ValueError(f"divergence_factor must be a number > 0 (inf: never stop), got "
+                             f"{divergence_factor!r}")
         self.cycle, self.max_iter, self.tol, self.tol_type = cycle, int(max_iter), float(tol), tol_type
         self.norm, self.skip, self.c_weight = str(norm), bool(skip), float(c_weight)
         self.verbose, self.record_iterates = verbose, record_iterates
@@ -433,6 +443,11 @@ class MGRIT:
             This rank's fine points lo..hi (`local_range`); `gather` collects all of them.
         info : MGRITInfo
         """
+        if u_init is not None:
+            want = (self.problem.n_steps + 1,) + tuple(self.problem.shape)
+            if getattr(u_init, "shape", None) != want:
+                raise ValueError(f"u_init must have shape {want} (every fine point), got "
+                                 f"{getattr(u_init, 'shape', type(u_init).__name__)}")
         skip = self.skip and u_init is None                  # never discard a caller's guess
         info = MGRITInfo(options=dict(levels=len(self.levels), cf=self.hier.cfs, relax=self.relax,
                                       cycle=self.cycle, max_iter=self.max_iter, tol=self.tol,
@@ -483,14 +498,17 @@ class MGRIT:
                 info.iterates.append(self.vec.to_host(self.U[0][1:]))
             phi_c = self.phi_at_c(0, store=True)
             r = self.residual_norm(phi_c)
-            first_norm = self._record(info, info.iterations, r, first_norm, t_cycle)
+            # measured after F only, the others after the cycle's FCF: not a per-cycle factor
+            partial = self.relax[0] == "FCF"
+            first_norm = self._record(info, info.iterations, r, first_norm, t_cycle,
+                                      final_f=partial)
             self._stop(info, r, first_norm)
         else:                                                # the relaxed iterate is the answer:
             self.f_relax(0, store=True)                      # one more sweep stores its gates
             self.phi_at_c(0, store=True)
         return self._finish(info, t_start, comm_t0, host)
 
-    def _record(self, info, k, r, first_norm, t_cycle):
+    def _record(self, info, k, r, first_norm, t_cycle, final_f=False):
         if not math.isfinite(r):
             raise MGRITDivergedError(
                 f"MGRIT residual became {r} at cycle {k}: the iteration diverged or the states "
@@ -500,11 +518,12 @@ class MGRIT:
         else:
             prev = info.residual_history[-1] if info.residual_history else info.initial_residual
             info.residual_history.append(r)
-            info.conv_factors.append(r / prev if prev else float("nan"))
+            info.conv_factors.append(r / prev if prev and not final_f else float("nan"))
         if self.verbose and self.comm.rank == 0:
             cf = (f"{info.conv_factors[-1]:.2e}" if (k > 0 and info.conv_factors and
                   math.isfinite(info.conv_factors[-1])) else "   --   ")  # skip: no r_0
-            print(f"  iter {k:3d}   ||r|| = {r:.6e}   conv factor = {cf}   "
+            what = "final (F-relaxed only)" if final_f else f"conv factor = {cf}"
+            print(f"  iter {k:3d}   ||r|| = {r:.6e}   {what}   "
                   f"time = {time.perf_counter() - t_cycle:.3f} s", flush=True)
         return r if first_norm is None else first_norm
 

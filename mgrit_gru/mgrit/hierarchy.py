@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Level:
@@ -54,7 +56,11 @@ class Level:
 
 
 def _check_int(v, name, minimum):
-    if isinstance(v, bool) or not hasattr(v, "__index__") or int(v) < minimum:
+    try:
+        ok = not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= minimum
+    except TypeError:                                        # an array of several values
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
     return int(v)
 
@@ -90,6 +96,8 @@ class Hierarchy:
         n_steps = _check_int(n_steps, "n_steps (sequence length)", 1)
         levels = _check_int(levels, "levels", 1)
         min_coarse = _check_int(min_coarse, "min_coarse", 1)
+        if isinstance(cf, np.ndarray) and cf.ndim == 1:
+            cf = cf.tolist()                                 # one per level, as a list
         if isinstance(cf, (list, tuple)):
             cfs = [_check_int(c, "cf", 2) for c in cf]
             if len(cfs) == 1:
