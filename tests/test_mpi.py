@@ -82,6 +82,17 @@ def test_an_exception_on_one_rank_ends_the_job(mode, module):
     assert elapsed < 20
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_one_level_gives_every_rank_steps_even_with_t_equal_p(ranks):
+    """Sequential stepping split over ranks: rank 0 used to own point 0 alone (no steps) and
+    failed at T = P; now the steps are dealt out and the result is the one-process one."""
+    proc, _ = mpirun(ranks, "one_level.py")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case in out["cases"]:
+        assert case["fewest_steps"] >= 1 and case["err"] <= TOL, case
+
+
 def test_more_ranks_than_fine_intervals_is_refused():
     proc, elapsed = mpirun(3, "failing.py", "toomany", timeout=30)
     assert proc.returncode != 0

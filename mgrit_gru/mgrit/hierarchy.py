@@ -137,9 +137,14 @@ class Hierarchy:
                                  f"(T={n_steps}, cf={cf0}): use at most {n_c} ranks")
             q, rem = divmod(n_c, self.size)
             starts = [p * q + min(p, rem) for p in range(self.size + 1)]
-            self.fine_ranges = [(starts[p] * cf0, min(starts[p + 1] * cf0 - 1, n_steps))
-                                for p in range(self.size)]
-            self.fine_ranges[-1] = (self.fine_ranges[-1][0], n_steps)
+            if cfs:
+                self.fine_ranges = [(starts[p] * cf0, min(starts[p + 1] * cf0 - 1, n_steps))
+                                    for p in range(self.size)]
+                self.fine_ranges[-1] = (self.fine_ranges[-1][0], n_steps)
+            else:                                            # one level: deal out the steps,
+                self.fine_ranges = [(starts[p] + 1, starts[p + 1])   # points 1..T, so that every
+                                    for p in range(self.size)]       # rank has some (T = P too)
+                self.fine_ranges[0] = (0, self.fine_ranges[0][1])
         self.levels = [self._level(l) for l in range(levels)]
 
     def owned(self, level, rank):
