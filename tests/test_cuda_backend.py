@@ -202,6 +202,13 @@ def test_device_inputs_are_checked():
     with pytest.raises(ValueError, match="dy on the device must be C-contiguous"):
         wide = cuda.to_device(np.concatenate([dy, dy], axis=2))
         mgrit_backward(p, fi, wide[:, :, ::2], backend="cuda", **o)
+    if SIM:                                                  # a foreign x[::-1] (CuPy): numba
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray   # mis-slices these
+        with pytest.raises(ValueError, match="x on the device has a negative stride"):
+            mgrit_forward(p, FakeCUDAArray(x[::-1]), backend="cuda", **o)
+    for bt in (0, 2.5, True, 4096):                          # 4 bt H itemsize over 48 KiB at 4096
+        with pytest.raises(ValueError, match="bt must be an int >= 1"):
+            CudaGRU(p, "implicit", bt=bt)
     gru = CudaGRU(p, "implicit")                             # uploads pass device arrays through
     d = cuda.to_device(x)
     assert gru.to_device(d) is d

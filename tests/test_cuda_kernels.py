@@ -424,6 +424,55 @@ PTX_SCRIPT = textwrap.dedent("""
 """)
 
 
+REGS_SCRIPT = textwrap.dedent("""
+    import math, re, shutil, subprocess, tempfile
+    import numpy as np
+    from numba import cuda
+    from mgrit_gru.cuda.backend import row_tile
+    from mgrit_gru.cuda.kernels import kernels, signatures
+
+    def ptxas_regs(ptx):
+        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+            f.write(ptx)
+        run = lambda: subprocess.run(["ptxas", "-arch=sm_90", "-v", f.name, "-o", "/dev/null"],
+                                     capture_output=True, text=True)
+        p = run()
+        old = re.search(r"Unsupported .version (\\S+); current version is '([^']+)'", p.stderr)
+        if old:                                  # an older ptxas: its own ISA (same code)
+            with open(f.name, "w") as g:
+                g.write(ptx.replace(f".version {old[1]}", f".version {old[2]}", 1))
+            p = run()
+        assert p.returncode == 0, p.stderr[-400:]
+        return int(re.search(r"Used (\\d+) registers", p.stderr)[1])
+
+    have_ptxas = shutil.which("ptxas") is not None
+    for dtype in (np.float32, np.float64):
+        for H in (256, 512, 1024):
+            for BT in sorted({1, row_tile(H, np.dtype(dtype).itemsize, 10 ** 6)}):
+                ks = kernels(dtype, BT, H)
+                for name in ("gru_step", "gru_vjp"):
+                    ptx, _ = cuda.compile_ptx(ks.py_funcs[name], signatures(dtype)[name],
+                                              cc=(9, 0), launch_bounds=(H,))
+                    assert f".maxntid {H}" in ptx, name
+                    if have_ptxas:               # 64 K registers per block, per-warp granules of 256
+                        regs = ptxas_regs(ptx)
+                        need = math.ceil(H / 32) * math.ceil(regs * 32 / 256) * 256
+                        assert need <= 65536, (np.dtype(dtype).name, H, BT, name, regs)
+                    print(np.dtype(dtype).name, H, BT, name, "fits", flush=True)
+    print("ptxas" if have_ptxas else "no ptxas: register counts not checked")
+""")
+
+
+def test_step_kernels_fit_a_multiprocessor_at_every_hidden_size():
+    """One thread per hidden unit: with launch_bounds=(H,) the step kernels' registers x H fit
+    one SM's 64 K up to H = 1024 (unbounded, H = 512 could not launch). Checked on ptxas's own
+    register count where ptxas is installed; the .maxntid bound is checked everywhere."""
+    pytest.importorskip("numba.cuda")
+    proc = run_without_simulator(REGS_SCRIPT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count(" fits") >= 2 * 3 * 2, proc.stdout
+
+
 def test_ptx_sm90():
     """Every kernel compiles to PTX for sm_90 (H100/H200), float32 and float64, in a subprocess
     without the simulator (compile_ptx needs NVVM from numba-cuda[cu13], no GPU)."""
@@ -490,3 +539,13 @@ def test_real_gpu_reductions_are_deterministic():
     s1 = be.to_host(be.sq_norms(dA.reshape(4096, 16, 3, 256))[0])
     s2 = be.to_host(be.sq_norms(dA.reshape(4096, 16, 3, 256))[0])
     assert np.array_equal(s1, s2)
+
+
+def test_project_grid_stays_within_cuda_grid_limits():
+    """Row tiles on gridDim.x (limit 2^31 - 1), columns on y (65535): T B = 65536 x 32 rows
+    needed 131072 row tiles, which did not fit on y (CUDA_ERROR_INVALID_VALUE on hardware)."""
+    from mgrit_gru.cuda.kernels import TILE, project_grid
+    for rows, cols in ((65536 * 32, 3 * 1024), (1, 1), (17, 768)):
+        gx, gy = project_grid(rows, cols)
+        assert gx * TILE >= rows > (gx - 1) * TILE and gy * TILE >= cols > (gy - 1) * TILE
+        assert gx <= 2 ** 31 - 1 and gy <= 65535

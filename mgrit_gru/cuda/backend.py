@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda
 
 from ..gru import check_cell, gru_dims
-from .kernels import MAX_H, RED, TILE, kernels, threads
+from .kernels import MAX_H, RED, TILE, kernels, project_grid, threads
 from .scan_kernels import NI, NT, scan_kernels
 
 GATES = ("r", "z", "n", "ghn")
@@ -65,6 +65,9 @@ def check_device(a, name, shape, dtype, contiguous=False):
     if contiguous and not a.is_c_contiguous():
         raise ValueError(f"{name} on the device must be C-contiguous (e.g. .contiguous() in "
                          "PyTorch, cupy.ascontiguousarray)")
+    if any(s < 0 for s in a.strides):                       # numba's slicing of these computes
+        raise ValueError(f"{name} on the device has a negative stride (e.g. x[::-1]): make it "
+                         "contiguous first")                 # a wrong data pointer
     return a
 
 
@@ -121,6 +124,12 @@ class CudaGRU:
         if H > MAX_H:
             raise ValueError(f"hidden_size {H} > {MAX_H}: the step kernels use one thread per unit")
         self.L, self.I, self.H = L, I, H
+        if bt is not None:                                   # the VJP stages 4 BT H elements
+            if isinstance(bt, bool) or not isinstance(bt, (int, np.integer)) or bt < 1 \
+                    or 4 * bt * H * self.dtype.itemsize > SHARED_BYTES:
+                raise ValueError(f"bt must be an int >= 1 with 4 bt H itemsize <= {SHARED_BYTES} "
+                                 f"bytes of shared memory (H = {H}, {self.dtype}), got {bt!r}")
+            bt = int(bt)
         self.bt = bt
         f = self.dtype
         W_hh = np.stack([params[f"weight_hh_l{k}"] for k in range(L)]).astype(f)
@@ -162,7 +171,7 @@ class CudaGRU:
 
     def _k(self, rows=1):
         bt = self.bt or row_tile(self.H, self.dtype.itemsize, rows)
-        return kernels(self.dtype, bt)
+        return kernels(self.dtype, bt, self.H)               # launched with H threads a block
 
     def _check(self, name, a, ndim):
         if a.dtype != self.dtype or a.ndim != ndim:
@@ -177,7 +186,7 @@ class CudaGRU:
         self._check("x", x, 3)
         T, B, _ = x.shape
         out = self.empty((T, B, 3 * self.H)) if out is None else out
-        grid = ((3 * self.H + TILE - 1) // TILE, (T * B + TILE - 1) // TILE)
+        grid = project_grid(T * B, 3 * self.H)
         self._k().project[grid, (TILE, TILE)](x, self.W_ih0T, self.b_ih0, out)
         return out
 

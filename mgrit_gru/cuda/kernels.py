@@ -50,12 +50,19 @@ from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda, types
+from numba.cuda import config
 
 MAX_H = 1024            # one thread per hidden unit: H is at most the block size limit
 TILE = 16               # side of the square output tiles of the matmul kernels
 RED = 256               # threads per block of the norm reductions (a power of two)
 
 _NB = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def project_grid(rows, cols):
+    """Grid of `project` for an (rows, cols) output: row tiles on x (T B reaches 2^21 at
+    T = 65536, B = 32: over gridDim.y's 65535 tiles), column tiles on y."""
+    return (rows + TILE - 1) // TILE, (cols + TILE - 1) // TILE
 
 
 def threads(K):
@@ -151,7 +158,7 @@ def cell_math(dtype):
 # ----------------------------------------------------------------------------------------------
 # the stacked GRU step Φ for a batch of states at a batch of time indices
 # ----------------------------------------------------------------------------------------------
-def _make_step(dtype, nb_t, BT):
+def _make_step(dtype, nb_t, BT, jit_kw):
     ZERO = dtype.type(0.0)
     BT3 = 3 * BT
     cell = cell_math(dtype).cell
@@ -251,10 +258,10 @@ def _make_step(dtype, nb_t, BT):
                                 n_tab[tgi, k, b, j] = n
                                 ghn_tab[tgi, k, b, j] = ghn
             cuda.syncthreads()                               # step sub's outputs written (block-wide)
-    return cuda.jit(gru_step), gru_step
+    return cuda.jit(gru_step, **jit_kw), gru_step
 
 
-def _make_vjp(dtype, nb_t, BT):
+def _make_vjp(dtype, nb_t, BT, jit_kw):
     ZERO = dtype.type(0.0)
     cell_vjp, store_dg = cell_math(dtype).cell_vjp, cell_math(dtype).store_dg
 
@@ -346,7 +353,7 @@ def _make_vjp(dtype, nb_t, BT):
                                              + dgh_s[q * 3 * H + H + m] * w_z
                                              + dan_s[q * H + m] * w_n)
                 cuda.syncthreads()                           # done with dgh_s before layer k-1 rewrites it
-    return cuda.jit(gru_vjp), gru_vjp
+    return cuda.jit(gru_vjp, **jit_kw), gru_vjp
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,7 +365,8 @@ def _make_matmuls(dtype, nb_t):
     def project(x, W_T, bias, out):
         """out[t, b, :] = x[t, b, :] @ W_T + bias: (T, B, I) x (I, 3H) -> (T, B, 3H).
 
-        Block = TILE x TILE threads owning a TILE x TILE tile of out (rows m = t*B + b, columns p);
+        Block = TILE x TILE threads owning a TILE x TILE tile of out (rows m = t*B + b, columns p;
+        grid = `project_grid`: row tiles on blockIdx.x, whose limit is 2^31 - 1, not 65535);
         the matching tiles of x and W_T are staged in shared memory one TILE-wide slab of the
         reduction axis at a time, each element loaded once and used TILE times. Loads and the
         store are coalesced: threadIdx.x runs along the contiguous last axis.
@@ -367,8 +375,8 @@ def _make_matmuls(dtype, nb_t):
         P = W_T.shape[1]
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
-        m = cuda.blockIdx.y * TILE + ty                      # output row (t, b)
-        p = cuda.blockIdx.x * TILE + tx                      # output column
+        m = cuda.blockIdx.x * TILE + ty                      # output row (t, b)
+        p = cuda.blockIdx.y * TILE + tx                      # output column
         x_s = cuda.shared.array((TILE, TILE), nb_t)
         w_s = cuda.shared.array((TILE, TILE), nb_t)
         acc = ZERO
@@ -561,18 +569,29 @@ def _make_norms(dtype, nb_t):
 # factories and the signatures for ahead-of-time (PTX) compilation
 # ----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
-def kernels(dtype, BT=1):
+def kernels(dtype, BT=1, threads=None):
     """All kernels for one floating type and step row tile BT; attributes are numba dispatchers,
-    ``py_funcs`` holds the undecorated Python functions (for `numba.cuda.compile_ptx`)."""
+    ``py_funcs`` holds the undecorated Python functions (for `numba.cuda.compile_ptx`).
+
+    ``threads``: the block size the step kernels will be launched with (H). They are then
+    compiled with ``launch_bounds=(threads,)``: ptxas keeps registers x threads within one
+    multiprocessor's 64 K registers. Unbounded, they take 110-230 registers a thread, and a block
+    of more than ~320 threads could not launch (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES); at H = 256
+    the bound allows 255, so nothing changes there. (The simulator takes no launch bounds.)
+    """
     dtype, nb_t = _nb_type(dtype)
     if not (isinstance(BT, int) and BT >= 1):
         raise ValueError(f"BT must be a positive int, got {BT!r}")
-    table = {"gru_step": _make_step(dtype, nb_t, BT), "gru_vjp": _make_vjp(dtype, nb_t, BT)}
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_H):
+        raise ValueError(f"threads must be an int in 1..{MAX_H}, got {threads!r}")
+    jit_kw = {} if threads is None or config.ENABLE_CUDASIM else {"launch_bounds": (threads,)}
+    table = {"gru_step": _make_step(dtype, nb_t, BT, jit_kw),
+             "gru_vjp": _make_vjp(dtype, nb_t, BT, jit_kw)}
     table.update(_make_matmuls(dtype, nb_t))
     table.update(_make_norms(dtype, nb_t))
     ns = SimpleNamespace(**{name: k for name, (k, _) in table.items()})
     ns.py_funcs = {name: f for name, (_, f) in table.items()}
-    ns.dtype, ns.BT = dtype, BT
+    ns.dtype, ns.BT, ns.threads = dtype, BT, threads
     return ns
 
 

@@ -23,6 +23,7 @@ the forward states (one `take_rows` gather at the start), both read with positiv
 from __future__ import annotations
 
 import numpy as np
+from numba import cuda
 from numba.cuda import config
 
 from ..mgrit.problem import Problem
@@ -384,6 +385,10 @@ def outputs_on_device(gru, u):
     y, h_T = gru.empty((T1 - 1, 1, B, H)), gru.empty((1, L, B, H))
     gru.copy(view(u, (slice(1, None), slice(L - 1, L))), y)          # y_t = u_{t+1}, top layer
     gru.copy(u[T1 - 1:], h_T)
+    # the copies are queued on the legacy default stream, and numba exports these arrays with
+    # stream None ("no sync needed"): a consumer on another stream (PyTorch's side streams are
+    # non-blocking) could read them unwritten. Finish them before handing them over.
+    cuda.synchronize()
     return y.reshape(T1 - 1, B, H), h_T.reshape(L, B, H)
 
 
@@ -396,7 +401,6 @@ def input_grad(gru, params, dgx0):
         gru._zero_I = gru.to_device(np.zeros(gru.I))
     T, B, _ = dgx0.shape
     out = gru.empty((T, B, gru.I))
-    from .kernels import TILE
-    grid = ((gru.I + TILE - 1) // TILE, (T * B + TILE - 1) // TILE)
-    gru._k().project[grid, (TILE, TILE)](dgx0, W, gru._zero_I, out)
+    from .kernels import TILE, project_grid
+    gru._k().project[project_grid(T * B, gru.I), (TILE, TILE)](dgx0, W, gru._zero_I, out)
     return out
