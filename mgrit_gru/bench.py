@@ -451,5 +451,16 @@ def run_benchmark(what, **options):
         raise ValueError(f"what must be one of {sorted(BENCHMARKS)}, got {what!r}")
     fn = BENCHMARKS[what]
     accepted = inspect.signature(fn).parameters
-    kwargs = {k: v for k, v in options.items() if v is not None and k in accepted}
-    yield from fn(**kwargs)
+    given = {k: v for k, v in options.items() if v is not None}
+    ignored = sorted(k for k in given if k not in accepted)
+    if ignored:                                              # silently dropping them misled users
+        raise ValueError(f"bench --what {what} does not take {', '.join(ignored)} (it takes "
+                         f"{', '.join(accepted)})")
+    repeat = given.get("repeat")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int)
+                               or repeat < 1):
+        raise ValueError(f"repeat must be an integer >= 1, got {repeat!r}")
+    if what == "forward" and given.get("levels", 3) < 2:
+        raise ValueError("bench --what forward needs levels >= 2 (it times an F-relaxation; "
+                         "levels = 1 is serial stepping, which it times anyway)")
+    yield from fn(**given)

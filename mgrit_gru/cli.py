@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -33,6 +34,7 @@ def _add_gradcheck(subparsers):
                    help="check N random directions per tensor instead of every entry")
 
     def handler(args):
+        _one_process("gradcheck")
         from .gradcheck import check_gru_gradients
         res = check_gru_gradients(cell=args.cell, num_layers=args.layers, dt=args.dt,
                                   seq_len=args.seq_len, batch=args.batch,
@@ -82,8 +84,12 @@ def _add_bench(subparsers):
 
     def handler(args):
         from .bench import run_benchmark
-        options = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "what")}
+        options = {k: v for k, v in vars(args).items()
+                   if k not in ("command", "handler", "what", "backend")}
         what = args.what or ("cuda" if args.backend == "cuda" else "gru")
+        if args.backend == "cuda" and what != "cuda":
+            raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
+                             "runs on the CPU (NumPy)")
         for record in run_benchmark(what, **options):
             print(json.dumps(record), flush=True)
         return 0
@@ -118,6 +124,7 @@ def _add_solve(subparsers):
     p.add_argument("--plot", default=None, metavar="OUT.png", help="save the plots here")
 
     def handler(args):
+        _one_process("solve")
         from .diagnostics import solve_and_report
         solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
                          input_size=args.input, layers=args.layers, cell=args.cell,
@@ -210,6 +217,9 @@ def _add_train(subparsers):
 
     def handler(args):
         from .train import train_from_options
+        if args.resume and args.overwrite:
+            raise ValueError("--resume continues the run in --out and --overwrite starts it "
+                             "afresh: pass one of them")
         options = {k: v for k, v in vars(args).items() if k not in _RUN_FLAGS}
         res = train_from_options(options, args.out, resume=args.resume,
                                  overwrite=args.overwrite, progress=not args.no_progress,
@@ -317,10 +327,34 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        for name in ("plot", "out"):                         # before the work, not after it
+            if getattr(args, name, None) and args.command in ("solve", "bench", "plot-scaling"):
+                _check_writable(getattr(args, name), "--" + name)
         return int(args.handler(args))
-    except ValueError as e:                                  # bad input named by the library
-        print(f"mgrit-gru: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:                       # bad input named by the library,
+        print(f"mgrit-gru: error: {e}", file=sys.stderr)     # a file that cannot be read/written
         return 2
+
+
+def _one_process(command):
+    """ValueError under ``mpiexec -n P`` (P > 1): every rank would run the same whole job and
+    write the same files at once."""
+    from .train import world_comm
+    if world_comm() is not None:
+        raise ValueError(f"mgrit-gru {command} runs on one process; under mpiexec use train, "
+                         "evaluate, bench --what forward, or the Python API with comm=")
+
+
+def _check_writable(path, flag):
+    """ValueError naming ``flag`` unless ``path``'s folder exists (or can be made) and is
+    writable, and ``path`` is not a folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot create its folder ({e.strerror or e})") from None
+    if os.path.isdir(path) or not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: not a writable file path")
 
 
 if __name__ == "__main__":

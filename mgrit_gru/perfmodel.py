@@ -395,18 +395,36 @@ def load_results(paths):
     import json
     records = []
     for path in paths:
-        with open(path) as f:
-            text = f.read().strip()
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
         if not text:
             continue
-        if text.startswith("["):
-            records.extend(json.loads(text))
-        else:
-            records.extend(json.loads(line) for line in text.splitlines() if line.strip())
-    records = [r for r in records if r.get("bench") == "forward"]
+        try:
+            if text.startswith("[") or text.startswith("{") and "\n{" not in text:
+                data = json.loads(text)                      # a list, or one (pretty) object
+                found = data if isinstance(data, list) else data.get("records", [data])
+            else:
+                found = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{path}: not a bench JSON list or JSON lines ({e})") from None
+        for r in found:
+            if isinstance(r, dict) and r.get("bench") == "forward":
+                missing = [k for k in SCALING_KEYS if k not in r]
+                if missing:
+                    raise ValueError(f"{path}: a forward record lacks {', '.join(missing)}")
+                records.append(r)
     if not records:
         raise ValueError(f"no 'bench --what forward' records in {list(paths)}")
     return records
+
+
+SCALING_KEYS = ("seq_len", "batch", "hidden", "ranks", "speedup")
+"""What every record `plot_scaling` draws must hold."""
+SCALING_OPTIONS = ("levels", "cf", "iters", "relax", "skip", "layers", "cell", "dtype")
+"""Solver and model options that make runs different experiments (separate lines)."""
 
 
 def plot_scaling(records, out=None):
@@ -421,16 +439,20 @@ def plot_scaling(records, out=None):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    # runs with other solver options (3 vs 4 levels, ...) are other lines, labelled by what varies
+    varying = [k for k in SCALING_OPTIONS if len({str(r.get(k)) for r in records}) > 1]
     groups = {}
     for r in records:
-        groups.setdefault(("P", r["seq_len"], r["batch"], r["hidden"]), []).append(r)
-        groups.setdefault(("T", r["ranks"], r["batch"], r["hidden"]), []).append(r)
-    for (kind, v, B, H), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        opts = tuple(str(r.get(k)) for k in varying)
+        groups.setdefault(("P", r["seq_len"], r["batch"], r["hidden"], opts), []).append(r)
+        groups.setdefault(("T", r["ranks"], r["batch"], r["hidden"], opts), []).append(r)
+    for (kind, v, B, H, opts), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         xkey = "ranks" if kind == "P" else "seq_len"
         rs = sorted(rs, key=lambda r: r[xkey])
         xs = [r[xkey] for r in rs]
         col = 0 if kind == "P" else 1
-        label = (f"T={v}" if kind == "P" else f"P={v}") + f", B={B}, H={H}"
+        label = (f"T={v}" if kind == "P" else f"P={v}") + f", B={B}, H={H}" + \
+            "".join(f", {k}={o}" for k, o in zip(varying, opts))
         sp = [r["speedup"] for r in rs]
         line, = axes[0, col].plot(xs, sp, "o-", label=label)
         axes[1, col].plot(xs, [s / r["ranks"] for s, r in zip(sp, rs)], "o-",

@@ -203,12 +203,13 @@ class Dataset:
 
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
-              projection_dim=None, cache_dir=None, seed=0, time_window=None):
+              projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
     training dtype. ``time_window=(start, stop)``: the synthetic videos render only those frames
     (``x`` is then (N, stop - start, F)); other sources ignore it and return every row.
+    ``progress``: a bar while a frame folder is decoded (minutes for thousands of videos).
     """
     kind, arg = _data_kind(spec)
     if kind == "synthetic":
@@ -234,7 +235,8 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         raise ValueError(f"{arg}: frame folders need --seq-len (frames per video after "
                          "resampling)")
     x, y, names = load_frame_folder(arg, seq_len, size=(frame_size, frame_size),
-                                    projection_dim=projection_dim, seed=seed, cache_dir=cache_dir)
+                                    projection_dim=projection_dim, seed=seed, cache_dir=cache_dir,
+                                    progress=progress)
     return x, y, max(len(names), 2), f"{arg}: {x.shape[0]} videos x {seq_len} frames x " \
                                      f"{x.shape[2]} features, classes {names}"
 
@@ -246,8 +248,9 @@ def _time_slice(cfg, T, comm):
     return input_rows(T, comm, levels=cfg.levels, cf=cfg.cf)
 
 
-def prepare_data(cfg, comm=None):
-    """Load the data set of ``cfg``, split it (seeded) and keep this rank's time rows."""
+def prepare_data(cfg, comm=None, progress=False):
+    """Load the data set of ``cfg``, split it (seeded) and keep this rank's time rows
+    (``progress``: rank 0 shows a bar while a frame folder is decoded)."""
     rank = 0 if comm is None else comm.Get_rank()
     kind, _ = _data_kind(cfg.data)
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
@@ -255,13 +258,14 @@ def prepare_data(cfg, comm=None):
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed)
     if kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
         if rank == 0:                                        # decode once, then all read the cache
-            load_data(cfg.data, **args)
+            load_data(cfg.data, progress=progress, **args)
         comm.Barrier()
     window = None
     if kind == "synthetic":                                  # render only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
         window = _time_slice(cfg, T, comm)
-    x, y, C, desc = load_data(cfg.data, time_window=window, **args)
+    x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
+                              **args)
     if cfg.test_fraction > 0:
         x_tr, y_tr, x_te, y_te = train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
     else:
@@ -533,6 +537,12 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     elif options:
         config = TrainConfig.from_dict({**config.to_dict(), **options})
     cfg = config
+    if cfg.backend == "cuda":                                # say so now, not as a driver traceback
+        from numba.cuda import config as cuda_config
+        from .cuda.backend import cuda_available
+        if not (cuda_config.ENABLE_CUDASIM or cuda_available()):
+            raise ValueError("backend='cuda' needs a CUDA GPU, and none is usable here (no "
+                             "driver/device): use --backend numpy")
     if comm is not None and comm.Get_size() == 1:
         comm = None
     if comm is not None:
@@ -557,14 +567,16 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         elif os.path.isfile(ckpt_path) and not overwrite:
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, "
                              "--overwrite to start afresh, or another --out")
-        if rank == 0:
-            os.makedirs(out, exist_ok=True)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out} is a file, not a run folder")
     elif resume:
         raise ValueError("resume needs an out folder")
 
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
-    data = prepare_data(cfg, comm)
+    data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
+    if out is not None and rank == 0:                        # a refused run leaves no folder
+        os.makedirs(out, exist_ok=True)
     opts = cfg.solver_options()
     params = init_classifier(data.input_size, cfg.hidden, cfg.layers, data.num_classes,
                              seed=cfg.seed, dtype=dtype)
@@ -698,9 +710,22 @@ DEMO = dict(data="synthetic", seq_len=128, num_sequences=640, frame_size=16, noi
 
 
 def demo(out="runs/demo", comm=None, progress=True, **overrides):
-    """Train the demo model (`DEMO` settings, MGRIT) into ``out`` and return the `TrainResult`."""
-    return train(TrainConfig(**{**DEMO, **overrides}), out=out, overwrite=True, comm=comm,
-                 progress=progress)
+    """Train the demo model (`DEMO` settings, MGRIT) into ``out`` and return the `TrainResult`.
+
+    A rerun replaces an earlier demo in ``out``; a folder holding any other run is refused (the
+    demo must not overwrite a user's training run)."""
+    cfg = TrainConfig(**{**DEMO, **overrides})
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    if os.path.isfile(ckpt_path):
+        try:
+            other = [k for k in _mismatch(cfg, load_checkpoint(ckpt_path).config) if k != "solver"]
+        except ValueError:                                   # unreadable: not ours to replace
+            other = ["checkpoint"]
+        if other:
+            raise ValueError(f"{ckpt_path} holds a run that is not the demo's (its "
+                             f"{', '.join(other[:4])} differ): the demo replaces only its own "
+                             "runs; pass another --out")
+    return train(cfg, out=out, overwrite=True, comm=comm, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -79,3 +79,49 @@ def test_plot_scaling_rejects_files_without_forward_records(tmp_path, capsys):
     f.write_text(json.dumps({"bench": "gru"}) + "\n")
     assert main(["plot-scaling", str(f), "--out", str(tmp_path / "x.png")]) == 2
     assert "no 'bench --what forward' records" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--what", "gru", "--levels", "7"], "bench --what gru does not take levels"),
+    (["--what", "gru", "--backend", "cuda"], "--backend cuda runs the GPU benchmark"),
+    (["--what", "gru", "--repeat", "0"], "repeat must be an integer >= 1"),
+    (["--what", "forward", "--levels", "1", "--seq-len", "16"], "needs levels >= 2"),
+])
+def test_bench_refuses_options_it_would_ignore(capsys, flags, message):
+    assert main(["bench", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _scaling_record(P, T, levels, speedup):
+    return {"bench": "forward", "ranks": P, "seq_len": T, "batch": 32, "hidden": 256,
+            "levels": levels, "cf": [4] * (levels - 1), "speedup": speedup}
+
+
+def test_plot_scaling_draws_other_solver_options_as_other_lines(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from mgrit_gru.perfmodel import load_results, plot_scaling
+    recs = [_scaling_record(P, 4096, lev, s) for P, lev, s in
+            ((1, 3, 0.4), (2, 3, 0.55), (1, 4, 1.3), (2, 4, 1.6))]
+    f = tmp_path / "r.json"                                   # one pretty-printed object too
+    f.write_text(json.dumps({"records": recs}, indent=1))
+    fig = plot_scaling(load_results([str(f)]))
+    labels = sorted(l.get_label() for l in fig.axes[0].get_lines())
+    assert labels == ["T=4096, B=32, H=256, levels=3, cf=[4, 4]",
+                      "T=4096, B=32, H=256, levels=4, cf=[4, 4, 4]"]
+    ys = {l.get_label(): list(l.get_ydata()) for l in fig.axes[0].get_lines()}
+    assert ys[labels[0]] == [0.4, 0.55] and ys[labels[1]] == [1.3, 1.6]   # no zig-zag
+
+
+def test_plot_scaling_names_the_bad_file(tmp_path, capsys):
+    missing = tmp_path / "nothere.json"
+    assert main(["plot-scaling", str(missing), "--out", str(tmp_path / "x.png")]) == 2
+    assert "nothere.json: cannot read" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json\n")
+    assert main(["plot-scaling", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert "bad.json: not a bench JSON list or JSON lines" in capsys.readouterr().err
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"bench": "forward", "ranks": 1}) + "\n")
+    assert main(["plot-scaling", str(short), "--out", str(tmp_path / "x.png")]) == 2
+    assert "short.json: a forward record lacks seq_len" in capsys.readouterr().err

@@ -57,3 +57,31 @@ def test_installed_script_help():
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert "gradcheck" in proc.stdout and "bench" in proc.stdout
+
+
+def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    # a --plot under a file cannot be written: refused before the solve runs
+    assert main(["solve", "--seq-len", "16", "--plot", str(blocker / "s.png")]) == 2
+    err = capsys.readouterr()
+    assert "--plot" in err.err and "residual history" not in err.out
+    assert main(["plot-scaling", str(tmp_path / "nothere.json")]) == 2
+    assert "nothere.json: cannot read" in capsys.readouterr().err
+    assert main(["train", "--out", str(blocker), "--epochs", "1"]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--resume", "--overwrite"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+
+
+def test_solve_refuses_to_run_once_per_rank_under_mpiexec(tmp_path):
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("needs mpiexec")
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mgrit_gru.cli", "solve",
+                           "--seq-len", "16", "--plot", str(tmp_path / "s.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "runs on one process" in proc.stderr
+    assert not (tmp_path / "s.png").exists()

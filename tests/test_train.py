@@ -254,6 +254,16 @@ def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0  # reruns
 
 
+def test_demo_does_not_overwrite_another_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
+    _run(tmp_path, "mine", hidden=5)                         # a user's run, not the demo's
+    before = _ckpt_arrays(tmp_path / "mine" / "checkpoint.npz")
+    assert cli.main(["demo", "--out", str(tmp_path / "mine"), "--no-progress"]) == 2
+    assert "not the demo's (its hidden differ)" in capsys.readouterr().err
+    after = _ckpt_arrays(tmp_path / "mine" / "checkpoint.npz")
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
 @pytest.mark.parametrize("kw,message", [
     ({"cf": 2.9}, "cf must be an integer"),                  # refused, not truncated to 2
     ({"cf": [4, 2.5]}, "cf must be an integer"),

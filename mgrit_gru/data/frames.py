@@ -3,7 +3,8 @@
 Layout::
 
     root/
-      <class name>/                 one folder per class; classes are numbered in sorted order
+      <class name>/                 one folder per class; classes are numbered in natural order
+                                    (numbers by value, case ignored: class2 before class10)
         <video name>/               one folder per video
           <frame files>             .png .jpg .jpeg .bmp .gif .tif .tiff, in natural name order
                                     (frame2 before frame10), other files are ignored
@@ -28,8 +29,10 @@ import json
 import math
 import os
 import re
+import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from .files import atomic_savez
 
@@ -108,7 +111,7 @@ def _cache_key(root, videos, options):
 
 
 def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_dim=None, seed=0,
-                      cache_dir=None):
+                      cache_dir=None, progress=False):
     """Load videos stored as frame folders (``root/<class>/<video>/<frames>``) as (N, T, F).
 
     Parameters
@@ -128,6 +131,8 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         Seed of the projection matrix (the same seed gives the same features across runs).
     cache_dir : str or os.PathLike, optional
         Folder for the decoded-array cache (created if needed; written atomically).
+    progress : bool, optional
+        A progress bar (stderr, when it is a terminal) while the videos are decoded.
 
     Returns
     -------
@@ -137,7 +142,8 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     y : ndarray (N,) int64
         Class index of each video.
     class_names : list of str
-        Sorted class folder names; ``class_names[y[i]]`` is video i's class.
+        Class folder names in natural order (``class2`` before ``class10``, case ignored);
+        ``class_names[y[i]]`` is video i's class.
 
     Raises
     ------
@@ -173,7 +179,9 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     F_raw = size[0] * size[1] * (1 if grayscale else 3)
     x = np.empty((len(videos), seq_len, F_raw), np.float32)
     y = np.empty(len(videos), np.int64)
-    for i, (label, vdir, frames) in enumerate(videos):
+    bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
+               file=sys.stderr, dynamic_ncols=True)
+    for i, (label, vdir, frames) in enumerate(bar):
         idx = resample_indices(len(frames), seq_len)
         decoded = {}
         for j in np.unique(idx):                             # decode each used frame once
