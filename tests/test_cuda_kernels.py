@@ -525,6 +525,42 @@ def test_real_gpu_h256(dtype, Bs):
 
 
 @real_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Hs", [512, 1024])
+def test_real_gpu_large_hidden_sizes_launch(dtype, Hs):
+    """One thread per unit: blocks of 512 and 1024 threads launch (launch_bounds) and agree
+    with NumPy, step and fine VJP, 2 layers, the default row tile."""
+    Ls, Bs, ns, Ts = 2, 2, 12, 16
+    p = init_gru(8, Hs, Ls, seed=4, dtype=dtype)
+    rng = np.random.default_rng(4)
+    gx0 = (0.3 * rng.standard_normal((Ts, Bs, 3 * Hs))).astype(dtype)
+    u = rng.standard_normal((ns, Ls, Bs, Hs)).astype(dtype)
+    lam = rng.standard_normal(u.shape).astype(dtype)
+    t = rng.permutation(Ts)[:ns].astype(np.int64)
+    be = CudaGRU(p, "implicit")
+    d_u, d_t, d_gx = be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0)
+    gates = {k: be.to_device(nan((Ts, Ls, Bs, Hs), dtype)) for k in GATES}
+    out = be.to_device(nan(u.shape, dtype))
+    be.step(d_u, d_t, d_gx, 2.0, out, gates=gates)
+    want, caches = ref_step(p, gx0, u, t, "implicit", 2.0)
+    close(be.to_host(out), want, dtype)
+    be.vjp(d_u, be.to_device(lam), d_t, 2.0, out, gates=gates)
+    close(be.to_host(out), ref_vjp(p, caches, lam, "implicit", 2.0)[0], dtype)
+
+
+@real_gpu
+def test_real_gpu_projection_of_more_rows_than_gridDim_y_allows():
+    """T B = 33000 x 32 rows = 66000 row tiles of 16: over gridDim.y's 65535 (it is on x)."""
+    T, B, I, H = 33000, 32, 4, 8
+    p = init_gru(I, H, 1, seed=5, dtype=np.float32)
+    x = np.random.default_rng(5).standard_normal((T, B, I)).astype(np.float32)
+    be = CudaGRU(p)
+    got = be.to_host(be.project(be.to_device(x)))
+    want = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
+    close(got, want, np.float32)
+
+
+@real_gpu
 def test_real_gpu_reductions_are_deterministic():
     """Same inputs, same bits: the gradient sums and norms use no atomics (M = 2^16 rows, 64 chunks)."""
     rng = np.random.default_rng(3)
