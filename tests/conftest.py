@@ -11,3 +11,14 @@ import matplotlib
 if os.environ.get("MGRIT_GRU_REAL_CUDA") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 matplotlib.use("Agg")                                        # headless plots in tests
+
+
+def pytest_sessionstart(session):
+    """A run that asked for the real GPU and has none must fail, not pass with every real-GPU
+    test skipped (a broken driver on the GPU machine would otherwise look green)."""
+    if os.environ.get("MGRIT_GRU_REAL_CUDA") == "1":
+        import pytest
+        from mgrit_gru.cuda import cuda_available
+        if not cuda_available():
+            pytest.exit("MGRIT_GRU_REAL_CUDA=1 but no CUDA GPU is usable (driver, device?)",
+                        returncode=3)

@@ -646,3 +646,21 @@ def test_training_step_on_cuda_equals_numpy(solver):
         close(got.grads[k], ref.grads[k], np.float64, k)
     with pytest.raises(ValueError, match="backend"):
         SolverOptions(backend="opencl")
+
+
+@pytest.mark.parametrize("T, cf, levels", [(7, 2, 2), (10, 3, 2)])
+def test_mgrit_short_last_interval_equals_numpy(T, cf, levels):
+    """T not a multiple of cf: the last interval of the sweeps is short (rows skipped)."""
+    p = init_gru(3, 4, 2, seed=0)
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal((T, 2, 3)), rng.standard_normal((T, 2, 4))
+    o = dict(levels=levels, cf=cf, max_iter=2, tol=0.0, cell="classic")
+    y_c, _, fc = mgrit_forward(p, x, backend="cuda", **o)
+    y_n, _, fn = mgrit_forward(p, x, **o)
+    close(y_c, y_n, np.float64)
+    b = dict(levels=levels, cf=cf, max_iter=1, tol=0.0)
+    g_c, dx_c, dh0_c, _ = mgrit_backward(p, fc, dy, backend="cuda", **b)
+    g_n, dx_n, dh0_n, _ = mgrit_backward(p, fn, dy, **b)
+    for k in g_n:
+        close(g_c[k], g_n[k], np.float64)
+    close(dx_c, dx_n, np.float64); close(dh0_c, dh0_n, np.float64)

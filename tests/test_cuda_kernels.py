@@ -16,6 +16,7 @@ from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
+from mgrit_gru.cuda.problems import input_grad
 
 n, L2, B, H, I, T = 3, 2, 2, 4, 3, 5                         # intervals, layers, batch, hidden, input, steps
 
@@ -80,7 +81,8 @@ def test_step(dtype, cell, L, forcing):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L, short, fine", [(1, False, True), (2, True, True), (2, False, False)])
-def test_sweep_is_m_steps_per_interval(dtype, L, short, fine):
+@pytest.mark.parametrize("bt", [2, 4])                       # 6 rows: 3 full tiles / 1 + a partial
+def test_sweep_is_m_steps_per_interval(dtype, L, short, fine, bt):
     """`sweep` (one launch of an F-relaxation) = m reference steps per interval: n = 3
     intervals of cf = 3 in a level array, u = the C-points, out = the rows from the first
     F-point on (short: the last interval has one F-point), FAS forcing on every F-point, input
@@ -96,7 +98,7 @@ def test_sweep_is_m_steps_per_interval(dtype, L, short, fine):
     t, tg = np.array([0, 5, 2], np.int64), np.array([0, 2, 6], np.int64)   # any rows
     n_rows = 2 * cf + (1 if short else m)                    # out = level[1 : 1 + n_rows]
     cell, dt = ("classic", 0.7) if fine else ("implicit", float(cf))   # coarse: implicit cell
-    be = CudaGRU(p, "classic", bt=2)                         # 6 rows: three tiles of two
+    be = CudaGRU(p, "classic", bt=bt)
     d_level, d_g = be.to_device(level), be.to_device(g)
     gates = {k: be.to_device(nan((8, L, B, H), dtype)) for k in GATES}
     be.sweep(d_level[0:3 * cf:cf], be.to_device(t, np.int64), be.to_device(gx), dt,
@@ -191,7 +193,8 @@ def test_vjp_fine(dtype, cell, L, forcing):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L, short, fine", [(1, False, True), (2, True, True), (2, True, False)])
-def test_vjp_sweep_is_m_adjoint_steps_per_interval(dtype, L, short, fine):
+@pytest.mark.parametrize("bt", [2, 4])                       # full tiles / a partial last tile
+def test_vjp_sweep_is_m_adjoint_steps_per_interval(dtype, L, short, fine, bt):
     """`vjp` with m steps per interval (one launch of an adjoint F-relaxation) = m reference
     VJPs: n = 3 intervals of cf = 3, lam = the C-points, out = the rows from the first F-point
     on (short: the last interval has one), step o linearised at u[o] with the gates at tg[o]
@@ -208,7 +211,7 @@ def test_vjp_sweep_is_m_adjoint_steps_per_interval(dtype, L, short, fine):
     f = rng.standard_normal((n_rows, 1, B, H)).astype(dtype)
     t = rng.permutation(12)[:n_rows].astype(np.int64)          # row of step o (gates / gx / td)
     cell, dt = ("classic", 0.7) if fine else ("implicit", float(cf))
-    be = CudaGRU(p, "classic", bt=2)
+    be = CudaGRU(p, "classic", bt=bt)
     tabs = {k: np.zeros((12, L, B, H), dtype) for k in GATES}
     caches = []
     for o in range(n_rows):
@@ -345,11 +348,40 @@ def test_residual_and_norms(dtype):
     close(be.to_host(out), r, dtype)
     close(be.to_host(sq), (r ** 2).sum(axis=(1, 2, 3)), dtype)
     close(be.to_host(mx), np.abs(r).max(axis=(1, 2, 3)), dtype)
-    sq2, mx2 = be.sq_norms(out)
+    sq2, mx2 = be.sq_norms(out, be.to_device(nan(2, dtype)), be.to_device(nan(2, dtype)))
+    close(be.to_host(sq2), (r ** 2).sum(axis=(1, 2, 3)), dtype)   # against NumPy, poisoned
     close(be.to_host(sq2), be.to_host(sq), dtype)
     close(be.to_host(mx2), be.to_host(mx), dtype)
     tot = be.to_host(be.total(sq, mx, out=be.to_device(nan(2, dtype))))
     close(tot, np.array([(r ** 2).sum(), np.abs(r).max()], dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_project_and_input_grad_several_tiles(dtype):
+    """2 row tiles (the second partial), 2 reduction slabs, 2 column tiles: the CI sizes above
+    fit one 16 x 16 tile, so a swapped grid axis or a lost slab passed them."""
+    T, B, I, H = 7, 3, 20, 6           # 21 rows: 2 row tiles (2nd partial); I = 20: 2 slabs; 3H = 18: 2 col tiles
+    p = init_gru(I, H, 1, seed=1, dtype=dtype)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    be = CudaGRU(p)
+    out = be.to_device(nan((T, B, 3 * H), dtype))
+    be.project(be.to_device(x), out=out)
+    close(be.to_host(out), x @ p["weight_ih_l0"].T + p["bias_ih_l0"], dtype)
+    dg = rng.standard_normal((T, B, 3 * H)).astype(dtype)      # dx = dg W_ih_l0: reduction over 18 > 16
+    close(be.to_host(input_grad(be, p, be.to_device(dg))), dg @ p["weight_ih_l0"], dtype)
+
+
+
+def test_total_over_more_points_than_threads():
+    """600 points > 256 threads: the strided loop, with the maximum in its tail."""
+    rng = np.random.default_rng(0)
+    sq, mx = rng.random(600), rng.random(600)
+    mx[599] = 7.0                                            # the max only in the strided tail
+    be = CudaGRU(init_gru(3, 4, 1))
+    tot = be.to_host(be.total(be.to_device(sq), be.to_device(mx), out=be.to_device(nan(2, np.float64))))
+    close(tot, np.array([sq.sum(), 7.0]), np.float64)
+
 
 
 def test_norms_propagate_nan():

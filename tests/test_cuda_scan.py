@@ -158,8 +158,9 @@ def test_scan_ptx_sm90():
 @real_gpu
 @pytest.mark.parametrize("Bs", [1, 32])
 def test_real_gpu_scans_h256_every_block_count(Bs):
-    """H = 256, 2 layers, float64: the multi-block barrier at several grid sizes gives the same
-    march as the per-step launches."""
+    """H = 256, 2 layers, float64: the multi-block barrier at several grid sizes, three times each
+    (a barrier race need not show every time), gives the march of the per-step launches, which
+    is NumPy's."""
     dtype, Hs, Ls, n = np.float64, 256, 2, 64
     p = init_gru(Hs, Hs, Ls, seed=5, dtype=dtype)
     rng = np.random.default_rng(5)
@@ -172,6 +173,7 @@ def test_real_gpu_scans_h256_every_block_count(Bs):
     for i in range(n):                                       # one launch per step: the reference
         be.step(ref[i:i + 1], d_t[i:i + 1], d_gx, 1.0, ref[i + 1:i + 2], gates=gates)
     want = be.to_host(ref)
+    close(want, ref_march(p, gx0, u0, np.arange(n), "implicit", 1.0)[0], dtype)
     lam0 = rng.standard_normal((Ls, Bs, Hs))
     rev = be.to_device(np.arange(n)[::-1].copy(), np.int64)
     lam_ref = be.to_device(np.concatenate([lam0[None], nan((n, Ls, Bs, Hs), dtype)]))
@@ -179,10 +181,37 @@ def test_real_gpu_scans_h256_every_block_count(Bs):
         be.vjp(ref[n - 1 - i:n - i], lam_ref[i:i + 1], rev[i:i + 1], 1.0, lam_ref[i + 1:i + 2],
                gates=gates)
     lam_want = be.to_host(lam_ref)
-    for blocks in (1, 7, be.scan_blocks(Bs)):
+    for blocks in (1, 7, be.scan_blocks(Bs)) * 3:
         us = be.to_device(np.concatenate([u0[None], nan((n, Ls, Bs, Hs), dtype)]))
         be.scan(us, d_t, d_gx, 1.0, blocks=blocks)
         close(be.to_host(us), want, dtype)
         lam = be.to_device(np.concatenate([lam0[None], nan((n, Ls, Bs, Hs), dtype)]))
         be.vjp_scan(ref, rev, lam, gates, rev, 1.0, blocks=blocks)
         close(be.to_host(lam), lam_want, dtype)
+
+
+def test_scans_with_hidden_size_over_32():
+    """H = 40 > S = 32: each split thread sums two columns (c = sp, sp + 32)."""
+    dtype, L, B, H, I, n = np.float64, 2, 1, 40, 3, 2
+    p = init_gru(I, H, L, seed=2, dtype=dtype)
+    rng = np.random.default_rng(2)
+    gx0 = rng.standard_normal((n, B, 3 * H)).astype(dtype)
+    u = [rng.standard_normal((L, B, H))]
+    caches = []
+    for i in range(n):
+        h, c = step_forward(p, gx0[i][None], u[-1][:, None], "classic", 1.0)
+        u.append(h[:, 0]); caches.append(c)
+    be = CudaGRU(p)
+    us = nan((n + 1, L, B, H), dtype); us[0] = u[0]
+    d_us = be.to_device(us)
+    d_t = be.to_device(np.arange(n), np.int64)
+    gates = {k: be.to_device(nan((n, L, B, H), dtype)) for k in GATES}
+    be.scan(d_us, d_t, be.to_device(gx0), 1.0, gates=gates)
+    close(be.to_host(d_us), np.stack(u), dtype)
+    lam = nan((n + 1, L, B, H), dtype); lam[0] = rng.standard_normal((L, B, H))
+    want = [lam[0]]
+    for i in range(n):
+        want.append(step_backward(p, caches[i], want[-1][:, None], "classic", 1.0)[0][:, 0])
+    d_lam = be.to_device(lam)
+    be.vjp_scan(be.to_device(np.stack(u[:n])), d_t, d_lam, gates, d_t, 1.0)
+    close(be.to_host(d_lam), np.stack(want), dtype)

@@ -30,7 +30,7 @@ python3 -c "import numpy, numba, numba.cuda as c; print(numpy.__version__, numba
 c.is_available(), c.get_current_device().MULTIPROCESSOR_COUNT)" | tee -a "$OUT/gpu.txt"
 
 # 1. correctness at production sizes
-timeout 150 python3 -m pytest -q -p no:cacheprovider -k real_gpu tests/test_cuda_scan.py \
+MGRIT_GRU_POISON=1 timeout 150 python3 -m pytest -q -p no:cacheprovider -k real_gpu tests/test_cuda_scan.py \
   tests/test_cuda_kernels.py tests/test_cuda_backend.py > "$OUT/pytest_real.log" 2>&1
 rc=$?
 echo "real-GPU tests: rc=$rc"; tail -25 "$OUT/pytest_real.log" | cut -c1-400
@@ -83,7 +83,7 @@ PY
 echo "scan blocks: rc=$?"; cut -c1-300 "$OUT/scan_blocks.jsonl"
 
 # 4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
-timeout 45 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_scan.py \
+MGRIT_GRU_POISON=1 timeout 45 python3 -m pytest -q -p no:cacheprovider -x tests/test_cuda_scan.py \
   tests/test_cuda_backend.py > "$OUT/pytest_small.log" 2>&1
 echo "small tests on the GPU: rc=$?"; tail -6 "$OUT/pytest_small.log" | cut -c1-400
 

@@ -22,6 +22,8 @@ the forward states (one `take_rows` gather at the start), both read with positiv
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import cuda
 from numba.cuda import config
@@ -30,6 +32,9 @@ from ..mgrit.problem import Problem
 from ..problems import GRUForwardBase
 from .backend import GATES, CudaGRU, as_device, view
 from .vector_kernels import fill, take_rows, window_mean
+
+
+POISON = os.environ.get("MGRIT_GRU_POISON") == "1"           # NaN-fill scratch on a real GPU too
 
 
 class CudaVectors:
@@ -50,10 +55,11 @@ class CudaVectors:
         return fill(self.gru.empty((n,) + self.shape), 0.0)
 
     def empty(self, n):
-        """Uninitialised scratch (no launch); under the simulator poisoned with NaN, so that the
-        CPU tests see any element the solver would read before writing it."""
+        """Uninitialised scratch (no launch); under the simulator, or on a GPU with
+        MGRIT_GRU_POISON=1 (the real-GPU tests), poisoned with NaN, so that the tests see any
+        element the solver would read before writing it."""
         a = self.gru.empty((n,) + self.shape)
-        return fill(a, np.nan) if config.ENABLE_CUDASIM else a
+        return fill(a, np.nan) if config.ENABLE_CUDASIM or POISON else a
 
     def assign(self, dst, src):
         self.gru.copy(src, dst)
