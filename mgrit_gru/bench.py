@@ -437,6 +437,12 @@ BENCHMARKS = {"gru": bench_gru, "forward": bench_forward,
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 
+def _flag(name):
+    """The command-line flag of a benchmark option."""
+    return {"input_size": "--input", "skip": "--no-skip", "model": "--no-model"}.get(
+        name, "--" + name.replace("_", "-"))
+
+
 def run_benchmark(what, **options):
     """Run benchmark `what`, passing the options its function accepts; yield result dicts.
 
@@ -454,8 +460,8 @@ def run_benchmark(what, **options):
     given = {k: v for k, v in options.items() if v is not None}
     ignored = sorted(k for k in given if k not in accepted)
     if ignored:                                              # silently dropping them misled users
-        raise ValueError(f"bench --what {what} does not take {', '.join(ignored)} (it takes "
-                         f"{', '.join(accepted)})")
+        raise ValueError(f"bench --what {what} does not take {', '.join(map(_flag, ignored))} "
+                         f"(it takes {', '.join(_flag(k) for k in accepted)})")
     repeat = given.get("repeat")
     if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int)
                                or repeat < 1):

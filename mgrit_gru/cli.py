@@ -78,7 +78,8 @@ def _add_bench(subparsers):
                    help="do fine-grid work on the first down-cycle too")
     p.add_argument("--no-model", dest="model", action="store_false", default=None,
                    help="forward: skip the step-cost measurement and the model's prediction")
-    p.add_argument("--out", help="forward: also write the records (rank 0) to this JSON file")
+    p.add_argument("--out", help="forward, cuda: also write the records (rank 0) to this JSON "
+                                 "file (rewritten atomically)")
     p.add_argument("--bwd-iters", type=int,
                    help="train-step: backward MGRIT iterations, tol 0 (default 1, the paper's)")
 
@@ -90,6 +91,8 @@ def _add_bench(subparsers):
         if args.backend == "cuda" and what != "cuda":
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
+        print(f"mgrit-gru bench --what {what}: timing (one JSON line per measurement on "
+              "stdout)...", file=sys.stderr, flush=True)
         for record in run_benchmark(what, **options):
             print(json.dumps(record), flush=True)
         return 0
@@ -224,7 +227,7 @@ def _add_train(subparsers):
         res = train_from_options(options, args.out, resume=args.resume,
                                  overwrite=args.overwrite, progress=not args.no_progress,
                                  verbose=not args.quiet)
-        if res.plots:
+        if res.plots and not args.quiet:
             print(f"plots: {', '.join(res.plots)}")
         return 0
 

@@ -169,7 +169,7 @@ def _rows_down(table, first, n, step):
 class GRUAdjointProblem(Problem):
     """The backward pass as a linear time-stepping problem in reversed time.
 
-    With λ_i = ∂L/∂u_i accumulated backward (DESIGN.md section 4)::
+    With λ_i = ∂L/∂u_i accumulated backward (docs/theory/backward.md)::
 
         λ_N = ∂L/∂u_N,    λ_i = (∂Φ_i/∂u_i)ᵀ λ_{i+1} + f_i,    f_i = dy_{i-1} on the top layer
 

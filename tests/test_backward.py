@@ -1,6 +1,6 @@
 """The backward pass by MGRIT (`mgrit_backward`) against BPTT (`gru_backward`) and finite differences.
 
-DESIGN.md section 5, property 7: at convergence, MGRIT gradients = BPTT gradients = finite
+docs/theory/mgrit.md, Properties: at convergence, MGRIT gradients = BPTT gradients = finite
 differences. Below convergence the gradients are inexact; the error must be reported and fall
 with the number of forward and backward iterations. Bad input gets a named ValueError.
 """

@@ -82,7 +82,7 @@ def test_plot_scaling_rejects_files_without_forward_records(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--what", "gru", "--levels", "7"], "bench --what gru does not take levels"),
+    (["--what", "gru", "--levels", "7"], "bench --what gru does not take --levels"),
     (["--what", "gru", "--backend", "cuda"], "--backend cuda runs the GPU benchmark"),
     (["--what", "gru", "--repeat", "0"], "repeat must be an integer >= 1"),
     (["--what", "forward", "--levels", "1", "--seq-len", "16"], "needs levels >= 2"),

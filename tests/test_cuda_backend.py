@@ -313,7 +313,7 @@ def test_mgrit_launches_per_solve_do_not_grow_with_T(monkeypatch):
 
 
 def test_mgrit_converged_cuda_equals_serial_bptt():
-    """Converged MGRIT on the device = serial BPTT (DESIGN.md 5.7), and one level = serial."""
+    """Converged MGRIT on the device = serial BPTT (docs/theory/mgrit.md, Properties), and one level = serial."""
     p, x, h0, dy, _ = data(np.float64, 8, 1, seed=3)
     y_s, hT_s, cache = gru_forward(p, x, h0, cell="implicit")
     g_s, dx_s, dh0_s = gru_backward(p, cache, dy)
@@ -664,3 +664,31 @@ def test_mgrit_short_last_interval_equals_numpy(T, cf, levels):
     for k in g_n:
         close(g_c[k], g_n[k], np.float64)
     close(dx_c, dx_n, np.float64); close(dh0_c, dh0_n, np.float64)
+
+
+NO_GPU_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    import mgrit_gru as mg
+    from mgrit_gru.cuda import cuda_available
+    p = mg.init_gru(3, 4, 1)
+    x = np.zeros((8, 1, 3))
+    for run in (lambda: mg.mgrit_forward(p, x, backend="cuda", levels=2, cf=2),
+                lambda: mg.gru_forward(p, x, backend="cuda")):
+        try:
+            run()
+            print("RAN")
+        except ValueError as e:
+            print("ValueError:", e)
+    print("GPU" if cuda_available() else "NOGPU")
+""")
+
+
+def test_backend_cuda_without_a_gpu_says_so():
+    """Outside the simulator and without a GPU, backend='cuda' is a ValueError that says how to
+    use the simulator, not a driver traceback (with a GPU: it runs)."""
+    out = run_without_simulator(NO_GPU_SCRIPT).stdout
+    if "NOGPU" in out:
+        assert out.count("ValueError: backend='cuda' needs a CUDA GPU") == 2, out
+        assert "NUMBA_ENABLE_CUDASIM=1" in out
+    else:
+        assert out.count("RAN") == 2, out

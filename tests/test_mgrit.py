@@ -1,4 +1,4 @@
-"""The MGRIT solver against the properties of DESIGN.md section 5 (Falgout et al. 2014,
+"""The MGRIT solver against the properties of docs/theory/mgrit.md ("Properties") (Falgout et al. 2014,
 Dobrev et al. 2017): each test states one property and fails when it breaks.
 
 Linear test problems (`Dahlquist`, `LinearRNN`) carry the theory; the GRU forward pass is then
@@ -203,7 +203,7 @@ def dobrev_bound(lam, mu, m, n_c, relax):
 
     F:   |λ^m − μ| (1 − |μ|^{n_c − 1}) / (1 − |μ|)
     FCF: |λ|^m |λ^m − μ| (1 − |μ|^{n_c − 2}) / (1 − |μ|)
-    = |λ^m − μ| times the 1-norm of a row of A_Δ^{-1} S (the geometric sum); DESIGN.md's
+    = |λ^m − μ| times the 1-norm of a row of A_Δ^{-1} S (the geometric sum); the design notes'
     exponents n_c and n_c − 1 give a slightly larger (also valid) number.
     """
     geo = lambda n: (1 - abs(mu) ** n) / (1 - abs(mu))     # noqa: E731  Σ_{k<n} |μ|^k

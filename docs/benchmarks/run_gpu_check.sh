@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One GPU check for the CUDA backend (see /work/shared/GPU.md and docs/cuda.md), run from the
+# One GPU check for the CUDA backend (see docs/cuda.md), run from the
 # repository root on the GPU machine:  bash docs/benchmarks/run_gpu_check.sh
 # Before the session, on a machine with network, put a numpy 2.4 wheel for CPython 3.12 in .whl/
 # (the GPU machine's numpy 2.5 breaks numba-cuda 0.30.4):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
-# .whl/ is git-ignored: the device tool must carry it (run(..., carry=[".whl"])).
+# .whl/ is git-ignored: when the check runs on another machine, copy .whl/ there with the tree.
 #
 # Starting the machine may itself take minutes of the session's device time (an H200 took ~5 of
 # 15 on 2026-11-26): run this once, with timeout_s of about 555, and give the machine back.

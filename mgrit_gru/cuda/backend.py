@@ -116,6 +116,12 @@ class CudaGRU:
     """
 
     def __init__(self, params, cell="classic", dtype=None, bt=None):
+        from numba.cuda import config
+        if not (config.ENABLE_CUDASIM or cuda_available()):      # every backend="cuda" path
+            raise ValueError(                                    # starts here
+                "backend='cuda' needs a CUDA GPU, and none is usable here (no driver/device). "
+                "To run the kernels in numba's CPU simulator (slow: seconds a step) set "
+                "NUMBA_ENABLE_CUDASIM=1 before numba is imported.")
         L, I, H, pdtype = gru_dims(params)
         self.cell, _ = check_cell(cell, 1.0)
         self.dtype = np.dtype(pdtype if dtype is None else dtype)

@@ -1,6 +1,6 @@
 """The MGRIT cycle: relaxation, FAS restriction, coarse solve, correction, iteration.
 
-Read next to Falgout et al., SISC 2014, and DESIGN.md section 3. On level l, with FAS forcing g
+Read next to Falgout et al., SISC 2014, and docs/theory/mgrit.md. On level l, with FAS forcing g
 (zero on the fine grid), the equations are  u_i = Φ_l(u_{i-1}) + g_i  for i = 1..N_l.
 
 - F-relaxation: every F-point from its predecessor, sweeping each C-interval left to right; all

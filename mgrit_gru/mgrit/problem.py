@@ -16,7 +16,7 @@ and the vector operations of `NumpyVectors` (``zeros``, ``empty``, ``assign``, `
 GPU problem replaces with device versions.
 
 Here too: `Dahlquist` (u' = λ u, diagonal λ, any coarse propagator) and `LinearRNN`
-(u⁺ = A u + B x_t), used by the tests to check the theory of DESIGN.md section 5.
+(u⁺ = A u + B x_t), used by the tests to check the theory (docs/theory/mgrit.md, "Properties").
 """
 from __future__ import annotations
 
