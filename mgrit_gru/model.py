@@ -109,7 +109,12 @@ class SolverOptions:
     tol : float
         Absolute residual tolerance: a solve stops earlier once below it.
     skip : bool
-        XBraid's skip (no fine work on the first down-cycle).
+        XBraid's skip (no fine work on the first down-cycle); TorchBraid's default, on.
+    bwd_skip : bool or None
+        Skip for the backward solve alone (None: as ``skip``). With skip, one backward
+        iteration is a coarse solve interpolated by F-relaxation: its gradient is ~40 % off
+        BPTT; ``bwd_skip=False`` adds one fine adjoint sweep and gives ~4 %
+        (docs/theory/backward.md, "Inexact solves").
     coarse_input : {"inject", "average"}
     backend : {"numpy", "cuda"}
         Where the GRU steps run (``"cuda"``: one GPU, states on the device for the whole solve).
@@ -127,6 +132,7 @@ class SolverOptions:
     skip: bool = True
     coarse_input: str = "inject"
     backend: str = "numpy"
+    bwd_skip: object = None
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -161,10 +167,15 @@ class SolverOptions:
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
         self.skip = bool(self.skip)
+        if self.bwd_skip is not None:
+            if not isinstance(self.bwd_skip, (bool, np.bool_)):
+                raise ValueError(f"bwd_skip must be True, False or None, got {self.bwd_skip!r}")
+            self.bwd_skip = bool(self.bwd_skip)
 
-    def mgrit_kwargs(self, iters):
+    def mgrit_kwargs(self, iters, backward=False):
+        skip = self.bwd_skip if backward and self.bwd_skip is not None else self.skip
         return dict(levels=self.levels, cf=self.cf, relax=self.relax, max_iter=iters,
-                    tol=self.tol, skip=self.skip)
+                    tol=self.tol, skip=skip)
 
     def to_dict(self):
         return asdict(self)
@@ -231,7 +242,7 @@ def forward_backward(params, x, labels, opts, comm=None):
     else:
         grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T, comm=comm, gather="local",
                                             backend=opts.backend,
-                                            **opts.mgrit_kwargs(opts.bwd_iters))
+                                            **opts.mgrit_kwargs(opts.bwd_iters, backward=True))
         res.update(fwd_residual=state.final_residual, bwd_residual=binfo.final_residual,
                    fwd_iterations=state.iterations, bwd_iterations=binfo.iterations)
     grads.update(hgrads)

@@ -95,6 +95,7 @@ class TrainConfig:
     bwd_iters: int = 1
     tol: float = 1e-9
     skip: bool = True
+    bwd_skip: object = None
     coarse_input: str = "inject"
     backend: str = "numpy"
     optimizer: str = "adam"
@@ -151,6 +152,7 @@ class TrainConfig:
         return SolverOptions(solver=self.solver, cell=self.cell, dt=self.dt, levels=self.levels,
                              cf=self.cf, relax=self.relax, fwd_iters=self.fwd_iters,
                              bwd_iters=self.bwd_iters, tol=self.tol, skip=self.skip,
+                             bwd_skip=self.bwd_skip,
                              coarse_input=self.coarse_input, backend=self.backend)
 
     def to_dict(self):

@@ -64,6 +64,30 @@ def test_mgrit_step_at_tight_tolerance_gives_the_serial_update(cell, layers):
     assert not np.array_equal(p_ser["weight_out"], init_classifier(I, H, layers, C, 1)["weight_out"])
 
 
+def test_backward_skip_is_its_own_option_and_costs_accuracy_at_one_iteration():
+    """At the paper's budget (2 forward / 1 backward cycle) the backward solve with skip is a
+    coarse solve plus interpolation; without skip (bwd_skip=False) it also relaxes on the fine
+    grid: the gradient is much closer to BPTT's (docs/theory/backward.md, "Inexact solves")."""
+    rng = np.random.default_rng(3)
+    T, B, I, H, C = 64, 4, 3, 6, 3
+    x, y = rng.standard_normal((T, B, I)), rng.integers(0, C, B)
+    p = init_classifier(I, H, 1, C, seed=2)
+    ref = forward_backward(p, x, y, SolverOptions(solver="serial")).grads
+
+    def err(**kw):
+        g = forward_backward(p, x, y, SolverOptions(levels=3, cf=4, tol=0.0, **kw)).grads
+        return (np.sqrt(sum(np.sum((g[k] - ref[k]) ** 2) for k in ref))
+                / np.sqrt(sum(np.sum(ref[k] ** 2) for k in ref)))
+
+    with_skip, no_bwd_skip = err(), err(bwd_skip=False)
+    assert err(bwd_skip=True) == with_skip                   # None means "as skip"
+    assert no_bwd_skip < 0.3 * with_skip, (no_bwd_skip, with_skip)
+    assert SolverOptions(skip=False).mgrit_kwargs(1, backward=True)["skip"] is False
+    assert SolverOptions(bwd_skip=False).mgrit_kwargs(2)["skip"] is True   # forward keeps skip
+    with pytest.raises(ValueError, match="bwd_skip must be"):
+        SolverOptions(bwd_skip="no")
+
+
 def test_serial_gradients_match_finite_differences_of_the_loss():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((6, 2, 2)), np.array([0, 1])
