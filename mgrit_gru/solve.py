@@ -40,14 +40,22 @@ class TimeSlice:
     n_steps: int
 
 
-def input_rows(n_steps, comm=None, levels=3, cf=4, min_coarse=1):
+def input_rows(n_steps, comm=None, levels=3, cf=4, min_coarse=1, *, rank=None, size=None):
     """Fine steps ``(start, stop)`` whose inputs this rank needs for `mgrit_forward`.
 
     They are the steps into the rank's own points plus a short halo on the left (at most the
-    coarsest stride): coarse steps that start at a point left of its first one.
+    coarsest stride): coarse steps that start at a point left of its first one. ``rank`` and
+    ``size`` (both, instead of ``comm``) ask for any rank of a planned run, without MPI.
     """
-    comm = as_comm(comm)
-    hier = Hierarchy(n_steps, cf, levels, min_coarse, comm.rank, comm.size)
+    if (rank is None) != (size is None):
+        raise ValueError("pass rank and size together (or neither: comm's)")
+    if rank is None:
+        comm = as_comm(comm)
+        rank, size = comm.rank, comm.size
+    elif not (isinstance(rank, (int, np.integer)) and isinstance(size, (int, np.integer))
+              and 0 <= rank < size):
+        raise ValueError(f"rank must lie in 0..size-1, got rank={rank!r}, size={size!r}")
+    hier = Hierarchy(n_steps, cf, levels, min_coarse, int(rank), int(size))
     return _rows_needed(hier)
 
 

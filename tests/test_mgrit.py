@@ -553,3 +553,17 @@ def test_overflow_raises_diverged_error():
         warnings.simplefilter("ignore", RuntimeWarning)      # NumPy's overflow warnings
         with pytest.raises(MGRITDivergedError, match="diverged"):
             solve(problem, levels=2, cf=2, skip=False, max_iter=20, divergence_factor=np.inf)
+
+
+def test_input_rows_for_a_planned_rank_without_mpi():
+    """Rows of x each of P ranks needs: its own steps plus a halo, together covering all T."""
+    from mgrit_gru import input_rows
+    T, P = 4096, 3
+    rows = [input_rows(T, levels=3, cf=4, rank=p, size=P) for p in range(P)]
+    assert rows[0][0] == 0 and rows[-1][1] == T
+    assert all(rows[p][1] >= rows[p + 1][0] for p in range(P - 1))   # no gap between ranks
+    assert input_rows(T, levels=3, cf=4) == (0, T)                    # one process: all of x
+    with pytest.raises(ValueError, match="rank and size together"):
+        input_rows(T, rank=0)
+    with pytest.raises(ValueError, match="rank must lie in"):
+        input_rows(T, rank=3, size=3)

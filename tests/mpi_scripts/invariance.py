@@ -54,6 +54,7 @@ def run_case(name, T, layers, cell, levels, cf, relax, skip, extra):
     xs = x
     if timeslice:                                         # this rank holds only its rows of x
         a, b = mg.input_rows(T, comm, levels=levels, cf=cf)
+        assert (a, b) == mg.input_rows(T, levels=levels, cf=cf, rank=comm.rank, size=comm.size)
         xs = mg.TimeSlice(x[a:b].copy(), a, T)
     y, hT, info = mg.mgrit_forward(params, xs, h0, comm=comm, gather=gather, **opts)
     ys, hTs, infos = mg.mgrit_forward(params, x, h0, **opts)
