@@ -250,6 +250,15 @@ def test_docs_cuda_page_code_runs():
     for code in blocks:
         exec(compile(code, "docs/cuda.md:python", "exec"), ns)
     assert ns["d_dx"].shape == ns["x"].shape and ns["dh0"].shape == (1, 2, 8)
+    # and the numbers are the NumPy backend's (float32: 1e-5 relative)
+    p, x, dy = ns["params"], ns["x"], ns["dy"]
+    y_n, _, fi_n = mgrit_forward(p, x, cell="implicit", max_iter=2, tol=0)
+    g_n, dx_n, dh0_n, _ = mgrit_backward(p, fi_n, dy, max_iter=1, tol=0)
+    close(ns["d_y"].copy_to_host(), y_n, np.float32, "y")
+    close(ns["d_dx"].copy_to_host(), dx_n, np.float32, "dx")
+    close(ns["dh0"], dh0_n, np.float32, "dh0")
+    for k in g_n:
+        close(ns["grads"][k], g_n[k], np.float32, k)
 
 
 def test_cuda_solves_defer_device_frees(monkeypatch):
