@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -380,6 +381,8 @@ def load_checkpoint(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such checkpoint")
+    if not zipfile.is_zipfile(path):                         # np.load would blame "pickled data"
+        raise ValueError(f"{path}: not a .npz checkpoint (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -321,7 +321,11 @@ def test_cli_evaluate_bad_checkpoint(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     assert cli.main(["evaluate", str(bad)]) == 2
-    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert "not a .npz checkpoint (not a zip archive)" in capsys.readouterr().err
+    other = tmp_path / "other.npz"                           # an npz, but not a checkpoint
+    np.savez(other, x=np.zeros(3))
+    assert cli.main(["evaluate", str(other)]) == 2
+    assert "not a mgrit-gru training checkpoint" in capsys.readouterr().err
     assert cli.main(["evaluate", str(tmp_path / "none.npz")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
 
