@@ -245,10 +245,11 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                      seed=0):
     """Forward + backward (one training step's gradient) by serial BPTT and by MGRIT.
 
-    Three records: ``"bptt"`` (`gru_forward` + `gru_backward`, one process), ``"mgrit"`` with
+    Records: ``"bptt"`` (`gru_forward` + `gru_backward`, one process), ``"mgrit"`` with
     the paper's inexact budget (``iters`` forward and ``bwd_iters`` backward cycles, tol 0;
-    Moon & Cyr: 2 and 1) and ``"mgrit-converged"`` (both solves to a relative residual of
-    ``conv_tol``). The loss is a random cotangent on every output. Under ``mpiexec -n P`` the
+    Moon & Cyr: 2 and 1), with ``skip`` also ``"mgrit-no-bwd-skip"`` (the same budget, the
+    backward solve without skip: its one cycle then relaxes on the fine grid) and
+    ``"mgrit-converged"`` (both solves to a relative residual of ``conv_tol``). The loss is a random cotangent on every output. Under ``mpiexec -n P`` the
     MGRIT runs are distributed (each rank holds only its rows of x and dy; times are the slowest
     rank's) and rank 0 alone times BPTT (the others wait) and prints.
 
@@ -309,11 +310,14 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
     # --- MGRIT, each rank with its own rows of x and dy --------------------------------------
     a, b = input_rows(T, world, levels=levels, cf=cf)
     xs = TimeSlice(_x_rows(seed, a, b, B, I, dtype), a, T)
-    base = dict(levels=levels, cf=cf, relax=relax, skip=skip, comm=world)
-    budgets = [("mgrit", dict(max_iter=iters, tol=0.0), dict(max_iter=bwd_iters, tol=0.0)),
-               ("mgrit-converged",
-                dict(max_iter=conv_max_iter, tol=conv_tol, tol_type="relative"),
-                dict(max_iter=conv_max_iter, tol=conv_tol, tol_type="relative"))]
+    base = dict(levels=levels, cf=cf, relax=relax, comm=world)
+    paper_f = dict(max_iter=iters, tol=0.0, skip=skip)
+    budgets = [("mgrit", paper_f, dict(max_iter=bwd_iters, tol=0.0, skip=skip))]
+    if skip:                                                 # the same budget, backward unskipped
+        budgets.append(("mgrit-no-bwd-skip", paper_f, dict(max_iter=bwd_iters, tol=0.0,
+                                                           skip=False)))
+    conv = dict(max_iter=conv_max_iter, tol=conv_tol, tol_type="relative", skip=skip)
+    budgets.append(("mgrit-converged", conv, conv))
     dys = None
     for method, fopts, bopts in budgets:
         runs = []
@@ -346,7 +350,7 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                       for k in grads)
             den = sum(float(np.sum(ref[k].astype(np.float64) ** 2)) for k in grads)
             yield {**common, "method": method, "levels": levels, "cf": cf, "relax": relax,
-                   "skip": skip, "forward_s": fwd_s, "backward_s": bwd_s, "train_step_s": total,
+                   "skip": fopts["skip"], "bwd_skip": bopts["skip"], "forward_s": fwd_s, "backward_s": bwd_s, "train_step_s": total,
                    "speedup_vs_bptt": bptt_s / total, **summary,
                    "grad_error": float(np.sqrt(num / den)) if den else float(np.sqrt(num)),
                    **_machine()}

@@ -91,8 +91,11 @@ def _add_bench(subparsers):
         if args.backend == "cuda" and what != "cuda":
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
-        print(f"mgrit-gru bench --what {what}: timing (one JSON line per measurement on "
-              "stdout)...", file=sys.stderr, flush=True)
+        from .train import world_comm
+        comm = world_comm()
+        if comm is None or comm.Get_rank() == 0:
+            print(f"mgrit-gru bench --what {what}: timing (one JSON line per measurement on "
+                  "stdout)...", file=sys.stderr, flush=True)
         for record in run_benchmark(what, **options):
             print(json.dumps(record), flush=True)
         return 0

@@ -433,16 +433,19 @@ def test_bench_train_step_prints_json_lines(capsys):
     assert main(["bench", "--what", "train-step", "--hidden", "6", "--batch", "2",
                  "--seq-len", "48", "--repeat", "1", "--iters", "2", "--bwd-iters", "1"]) == 0
     recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-converged"]
+    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-no-bwd-skip", "mgrit-converged"]
     for r in recs:
         assert TRAIN_STEP_KEYS <= set(r), TRAIN_STEP_KEYS - set(r)
         assert r["bench"] == "train-step" and r["ranks"] == 1 and r["dtype"] == "float32"
         assert r["seq_len"] == 48 and r["hidden"] == 6 and r["batch"] == 2
         assert r["train_step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0
-    paper, conv = recs[1], recs[2]
-    assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1)
+    paper, noskip, conv = recs[1], recs[2], recs[3]
+    assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1) == \
+        (noskip["fwd_iters"], noskip["bwd_iters"])
+    assert (paper["bwd_skip"], noskip["bwd_skip"], noskip["skip"]) == (True, False, True)
     assert not paper["bwd_converged"] and conv["fwd_converged"] and conv["bwd_converged"]
     assert conv["grad_error"] < 1e-3 < paper["grad_error"] < 1
+    assert noskip["grad_error"] < paper["grad_error"]          # the fine adjoint sweep pays
 
 
 @pytest.mark.parametrize("cell", ["classic", "implicit"])
