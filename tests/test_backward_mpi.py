@@ -43,12 +43,13 @@ def test_any_rank_count_gives_the_serial_gradients(ranks):
 
 
 def test_bench_train_step_runs_distributed():
-    """``mpiexec -n 2 mgrit-gru bench --what train-step``: rank 0 alone prints the three JSON
+    """``mpiexec -n 2 mgrit-gru bench --what train-step``: rank 0 alone prints the four JSON
     records; the MGRIT ones ran on 2 ranks, and the converged one matches BPTT."""
     proc, _ = mpirun(2, "-m", "mgrit_gru.cli", "bench", "--what", "train-step", "--hidden", "6",
                      "--batch", "2", "--seq-len", "64", "--repeat", "1")
     assert proc.returncode == 0, proc.stderr
     recs = [json.loads(line) for line in proc.stdout.strip().splitlines()]
-    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-converged"]
+    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-no-bwd-skip", "mgrit-converged"]
     assert all(r["ranks"] == 2 and r["train_step_s"] > 0 for r in recs)
-    assert recs[2]["bwd_converged"] and recs[2]["grad_error"] < 1e-3
+    assert recs[3]["bwd_converged"] and recs[3]["grad_error"] < 1e-3
+    assert recs[2]["grad_error"] < recs[1]["grad_error"]     # the backward without skip
