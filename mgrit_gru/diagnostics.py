@@ -89,9 +89,15 @@ def plot_residual_history(infos_or_histories, labels=None, ax=None):
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"got {len(labels)} labels for {len(items)} solves")
     ax = _axes(ax)
+    positive = False
     for i, item in enumerate(items):
         k, r = _history(item)
         ax.semilogy(k, r, marker="o", label=None if labels is None else labels[i])
+        positive = positive or any(v > 0 for v in r)
+    if not positive:                                         # nothing to put on a log scale
+        ax.set_yscale("linear")
+        ax.text(0.5, 0.6, "||r|| = 0: exact\n(one level is sequential stepping)", ha="center",
+                transform=ax.transAxes)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # cycles are whole numbers
     ax.set_xlabel("cycle k")
     ax.set_ylabel(r"$\|r_k\|$")

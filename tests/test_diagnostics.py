@@ -49,6 +49,16 @@ def test_residual_history_single_info_and_label_mismatch():
         dg.plot_residual_history([info, info], labels=["one"])
 
 
+def test_an_exact_one_level_solve_plots_without_a_log_scale_warning(tmp_path):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # "no positive values" was one
+        res = dg.solve_and_report(seq_len=16, hidden=4, batch=1, input_size=2,
+                                   levels=1, plot=str(tmp_path / "l1.png"),
+                                   print_fn=lambda s: None)
+    assert res["iterations"] == 1 and (tmp_path / "l1.png").stat().st_size > 1000
+
+
 def test_error_vs_time_shows_finite_termination():
     problem, u, info = _solve(levels=2, cf=4, relax="F", max_iter=3)
     exact = problem.exact()
