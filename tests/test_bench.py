@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mgrit_gru.bench import _x_rows
 from mgrit_gru.cli import main
 
 KEYS = {"bench", "ranks", "seq_len", "batch", "hidden", "serial_s", "serial_us_per_step",
@@ -125,3 +127,22 @@ def test_plot_scaling_names_the_bad_file(tmp_path, capsys):
     short.write_text(json.dumps({"bench": "forward", "ranks": 1}) + "\n")
     assert main(["plot-scaling", str(short), "--out", str(tmp_path / "x.png")]) == 2
     assert "short.json: a forward record lacks seq_len" in capsys.readouterr().err
+
+
+# tests added after a mutation audit: each one killed a mutant the suite let through
+
+
+def test_x_rows_is_a_slice_of_the_whole():
+    whole = _x_rows(3, 0, 11, 2, 1, np.float64, chunk=4)
+    for a, b in ((3, 9), (5, 6), (8, 11)):
+        np.testing.assert_array_equal(_x_rows(3, a, b, 2, 1, np.float64, chunk=4), whole[a:b])
+
+
+def test_plot_scaling_efficiency_and_model_lines():
+    from mgrit_gru.perfmodel import plot_scaling
+    recs = [{"bench": "forward", "ranks": P, "seq_len": 64, "batch": 1, "hidden": 8, "speedup": s, "model_speedup": m}
+            for P, s, m in ((1, 0.5, 0.6), (4, 2.0, 2.4))]
+    fig = plot_scaling(recs)
+    solid, dashed = fig.axes[2].get_lines()[:2]   # axes[1,0]: efficiency vs P
+    assert list(solid.get_ydata()) == [0.5, 0.5] and list(dashed.get_ydata()) == pytest.approx([0.6, 0.6])
+    import matplotlib.pyplot as plt; plt.close(fig)

@@ -301,3 +301,82 @@ def test_moving_objects_time_window_is_a_slice_of_the_full_data(n, T, window):
     assert np.array_equal(xw, x[:, window[0]:window[1]]) and np.array_equal(yw, y)
     with pytest.raises(ValueError, match="time_window"):
         moving_objects(n, T, seed=3, time_window=(5, T + 1))
+
+
+# tests added after a mutation audit: each one killed a mutant the suite let through
+
+
+def test_batches_shuffle_changes_order():
+    x = np.zeros((20, 1, 1)); y = np.arange(20)
+    got = np.concatenate([b for _, b in batches(x, y, 5, seed=0)])
+    assert not np.array_equal(got, y)
+    assert not np.array_equal(got, np.concatenate([b for _, b in batches(x, y, 5, seed=1)]))
+
+
+def test_split_rounds_and_keeps_one():
+    x = np.zeros((10, 1, 1)); y = np.arange(10)
+    assert len(train_test_split(x, y, 0.29)[3]) == 3
+    assert len(train_test_split(x, y, 0.01)[3]) == 1
+    assert len(train_test_split(x, y, 0.0)[3]) == 0
+
+
+def test_save_npz_extra_and_atomic(tmp_path, monkeypatch):
+    p = tmp_path / "d.npz"
+    save_npz(p, np.zeros((2, 3, 1)), [0, 1], class_names=np.array(["a", "b"]))
+    with np.load(p) as f:
+        assert list(f["class_names"]) == ["a", "b"]
+    before = p.read_bytes()
+    def boom(f, **kw):
+        f.write(b"partial"); raise RuntimeError("crash")
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError):
+        save_npz(p, np.ones((2, 3, 1)), [1, 0])
+    assert p.read_bytes() == before and os.listdir(tmp_path) == ["d.npz"]
+
+
+def test_load_npz_int_x_and_float_y(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.arange(6).reshape(2, 3), y=np.array([0.0, 1.0]))
+    x, y = load_npz(tmp_path / "d.npz")
+    assert x.dtype == np.float64 and y.dtype == np.int64 and list(y) == [0, 1]
+
+
+def test_frames_size_is_height_width_and_rgb_channel_order(tmp_path):
+    v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True)
+    a = np.zeros((8, 6, 3), np.uint8); a[:4, :, 0] = 255; a[:, :, 2] = 100   # top half red
+    Image.fromarray(a).save(v / "f1.png")
+    x, _, _ = load_frame_folder(tmp_path / "r", 1, size=(2, 3), grayscale=False)
+    img = x[0, 0].reshape(2, 3, 3)
+    assert np.all(img[0, :, 0] > 0.7) and np.all(img[1, :, 0] < 0.3)
+    np.testing.assert_allclose(img[..., 2], 100 / 255, atol=0.02)
+
+
+def test_frames_class_folders_natural_order(tmp_path):
+    for c in ("class10", "class2"):
+        v = tmp_path / c / "v"; v.mkdir(parents=True); Image.new("L", (2, 2), 5).save(v / "f.png")
+    assert load_frame_folder(tmp_path, 1, size=(2, 2))[2] == ["class2", "class10"]
+
+
+def test_projection_seed_and_scale():
+    P7, P8 = frames_mod._projection(400, 50, 7), frames_mod._projection(400, 50, 8)
+    assert not np.array_equal(P7, P8)
+    v = np.ones(400, np.float32)
+    assert np.linalg.norm(v @ P7) / np.linalg.norm(v) == pytest.approx(1.0, rel=0.25)
+
+
+def test_cache_key_depends_on_every_option(tmp_path, monkeypatch):
+    v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True); Image.new("RGB", (4, 4)).save(v / "f.png")
+    cache = tmp_path / "cache"
+    for kw in ({}, {"grayscale": False}, {"size": (2, 2)}, {"projection_dim": 3}, {"projection_dim": 3, "seed": 1}):
+        load_frame_folder(tmp_path / "r", 2, cache_dir=cache, **kw)
+    assert len(os.listdir(cache)) == 5
+
+
+def test_moving_objects_class0_moves_right():
+    x, y = moving_objects(8, 2, num_classes=4, noise=0.0, walk=0.0, jitter=0.0, speed=2.0, seed=0)
+    f = x.reshape(8, 2, 16, 16)
+    i = int(np.argmax(y == 0)); j = int(np.argmax(y == 1))
+    col = lambda fr: np.angle(fr.sum(0) @ np.exp(2j*np.pi*np.arange(16)/16)) * 16 / (2*np.pi)
+    row = lambda fr: np.angle(fr.sum(1) @ np.exp(2j*np.pi*np.arange(16)/16)) * 16 / (2*np.pi)
+    d = lambda a, b: (b - a + 8) % 16 - 8
+    assert 1.4 < d(col(f[i, 0]), col(f[i, 1])) < 2.6 and abs(d(row(f[i, 0]), row(f[i, 1]))) < 0.1
+    assert 1.4 < d(row(f[j, 0]), row(f[j, 1])) < 2.6 and abs(d(col(f[j, 0]), col(f[j, 1]))) < 0.1

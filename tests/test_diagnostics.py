@@ -142,3 +142,35 @@ def test_cli_solve_prints_history_and_saves_png(tmp_path, capsys):
 def test_cli_solve_bad_option_exit_2(capsys):
     assert main(["solve", "--seq-len", "16", "--levels", "4", "--cf", "4"]) == 2
     assert "deeper than" in capsys.readouterr().err
+
+
+# tests added after a mutation audit: each one killed a mutant the suite let through
+
+
+def test_residual_list_line_and_scatter_positions():
+    from mgrit_gru.mgrit import MGRIT, Dahlquist
+    ax = dg.plot_residual_history([[1.0, 0.1, 0.01]])
+    k, r = ax.lines[0].get_data(); assert list(k) == [1, 2, 3]
+    _, info = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, max_iter=2, tol=0.0, trace=True).solve()
+    ax = dg.plot_cycle(info)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    for op, coll in zip(legend, ax.collections):
+        idx = [i for i, (_, o) in enumerate(info.trace) if o == op]
+        np.testing.assert_array_equal(coll.get_offsets()[:, 0], idx)
+
+
+def test_plot_cycle_of_a_solver_that_has_not_run():
+    from mgrit_gru.mgrit import MGRIT, Dahlquist
+    s = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, relax="F", skip=True, max_iter=1, tol=0.0)
+    _, lev = dg.plot_cycle(s).lines[0].get_data()
+    np.testing.assert_array_equal(lev, [l for l, _ in dg.cycle_trace(3, 4, "F", "V", True, 1)])
+
+
+def test_solve_and_report_plot_has_error_panel(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    figs = []
+    real = dg.plot_solve
+    monkeypatch.setattr(dg, "plot_solve", lambda *a, **k: figs.append(real(*a, **k)) or figs[-1])
+    dg.solve_and_report(seq_len=16, hidden=4, batch=1, input_size=2, levels=2, cf=4, iters=2, plot=str(tmp_path / "p.png"), print_fn=lambda s: None)
+    assert len(figs[0].axes) == 3 and len(figs[0].axes[1].lines) == 2 + len(range(0, 17, 4))
+    plt.close("all")

@@ -24,13 +24,14 @@ def test_hand_computed_critical_path_one_rank():
 
 def test_hand_computed_critical_path_two_ranks():
     # rank 0 owns fine 0..3, rank 1 fine 4..8. With a = 1, b = 0 and latency λ (worked out by
-    # hand in docs/cluster.md): F-relax ghost λ, Allreduce 2λ, restriction ghost λ, coarsest
-    # pipeline λ, final Allreduce 2λ -> 9 + 6λ; the critical path carries 3 messages.
+    # hand): F-relax ghost λ, Allreduce 2λ, coarsest pipeline λ (the
+    # restriction's ghost arrives while rank 1 waits for it: off the path), final Allreduce 2λ
+    # -> 9 + 6λ; the critical path carries 2 point-to-point messages.
     lam = 0.1
     p = tiny(2, lam)
     assert p.time == pytest.approx(9 + 6 * lam)
     assert p.step_calls == 9
-    assert p.comm_time == pytest.approx(6 * lam)
+    assert p.comm_time == pytest.approx(6 * lam) and p.messages == 2
     # cost per state instead of per call: 4 + 4 + 4 + 4 + 4 + 4 states on one rank
     assert predict(8, 1, step_cost=(0.0, 1.0), cf=2, levels=2, relax="F", iters=1,
                    skip=False).time == 24
@@ -83,3 +84,22 @@ def test_measure_step_cost_runs_and_is_positive():
     assert cost.a >= 0 and cost.b >= 0 and cost(16) > 0
     cost1, _ = measure_step_cost(params, 2, level=1, ns=(1, 4), repeat=1)
     assert cost1(4) > 0
+
+
+# tests added after a mutation audit: each one killed a mutant the suite let through
+
+
+HAND = dict(step_cost=(1.0, 0.0), cf=2, levels=2, iters=1, latency=0.0)
+
+
+def test_perf_more_hand_paths():
+    assert predict(8, 1, relax="FCF", skip=False, **HAND).time == 11
+    assert predict(8, 1, relax="F", skip=True, **HAND).time == 6
+    assert predict(8, 1, relax="F", skip=False, **dict(HAND, step_cost=(1.0, 0.0)), coarse_step_cost=(2.0, 0.0)).time == 14
+    p = predict(8, 1, relax="F", skip=False, proj_per_step=0.5, **HAND)
+    assert p.time == 13 and p.phases["setup"] == 4
+    q = predict(8, 2, relax="F", skip=False, **dict(HAND, latency=0.1))
+    assert q.messages == 2 and q.efficiency == pytest.approx(q.speedup / 2)
+    assert predict(16, 1, relax="F", skip=False, cycle="F", step_cost=(1.0, 0.0), cf=2, levels=3, iters=1).time == 21
+    c = StepCost(1.0, 0.0, ((1, 1.0), (4, 10.0)))
+    assert c(2) == 4.0 and c(8) == 1.0
