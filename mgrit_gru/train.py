@@ -599,7 +599,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         history = [r for r in read_metrics(out) if r.get("epoch", 0) <= ckpt.epoch]
         if rank == 0:
             _write_metrics(out, history)                     # drop epochs past the checkpoint
-        say(f"resuming {out} after epoch {ckpt.epoch}")
+        say(f"resuming {out} after epoch {ckpt.epoch}" if ckpt.epoch < cfg.epochs else
+            f"{out} already has {ckpt.epoch} epoch(s), --epochs {cfg.epochs}: nothing to train "
+            "(--epochs is the total; raise it to continue)")
     elif out is not None and rank == 0:
         _write_metrics(out, [])
     n_ranks = 1 if comm is None else comm.Get_size()

@@ -135,6 +135,14 @@ def test_metrics_checkpoint_and_plots(tmp_path):
         np.testing.assert_array_equal(ck.params[k], res.params[k])
 
 
+def test_resume_with_no_epochs_left_says_so(tmp_path, capsys):
+    _run(tmp_path, "a", epochs=1)
+    res = tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=True,
+                   **{**TINY, "epochs": 1})
+    assert "already has 1 epoch(s), --epochs 1: nothing to train" in capsys.readouterr().out
+    assert [h["epoch"] for h in res.history] == [1]
+
+
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     _run(tmp_path, "full", epochs=3)
     _run(tmp_path, "part", epochs=1)
