@@ -12,7 +12,7 @@ from .gru import (init_gru, gru_forward, gru_backward, step_forward, step_backwa
 from .head import init_head, head_forward, head_backward
 from .gradcheck import gradcheck, check_gru_gradients, GradcheckResult
 from .solve import mgrit_forward, mgrit_backward, input_rows, TimeSlice
-from .optim import SGD, Adam, clip_grad_norm
+from .optim import SGD, Adam, clip_grad_norm, grad_norm
 from . import data
 
 __version__ = "0.1.0"

@@ -249,8 +249,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
     the paper's inexact budget (``iters`` forward and ``bwd_iters`` backward cycles, tol 0;
     Moon & Cyr: 2 and 1), with ``skip`` also ``"mgrit-no-bwd-skip"`` (the same budget, the
     backward solve without skip: its one cycle then relaxes on the fine grid) and
-    ``"mgrit-converged"`` (both solves to a relative residual of ``conv_tol``). The loss is a random cotangent on every output. Under ``mpiexec -n P`` the
-    MGRIT runs are distributed (each rank holds only its rows of x and dy; times are the slowest
+    ``"mgrit-converged"`` (both solves to a relative residual of ``conv_tol``). The loss is a
+    random cotangent on every output. Under ``mpiexec -n P`` the MGRIT runs are distributed (each rank holds only its rows of x and dy; times are the slowest
     rank's) and rank 0 alone times BPTT (the others wait) and prints.
 
     Parameters
@@ -350,7 +350,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                       for k in grads)
             den = sum(float(np.sum(ref[k].astype(np.float64) ** 2)) for k in grads)
             yield {**common, "method": method, "levels": levels, "cf": cf, "relax": relax,
-                   "skip": fopts["skip"], "bwd_skip": bopts["skip"], "forward_s": fwd_s, "backward_s": bwd_s, "train_step_s": total,
+                   "skip": fopts["skip"], "bwd_skip": bopts["skip"], "forward_s": fwd_s,
+                   "backward_s": bwd_s, "train_step_s": total,
                    "speedup_vs_bptt": bptt_s / total, **summary,
                    "grad_error": float(np.sqrt(num / den)) if den else float(np.sqrt(num)),
                    **_machine()}

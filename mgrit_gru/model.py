@@ -79,8 +79,9 @@ def _cast(v, name, cast):
     """One level's value as ``cast`` (int or str); ValueError naming ``name`` if it is not one
     (a float cf such as 2.9 is refused, not truncated)."""
     if cast is int:
-        if isinstance(v, bool) or not (isinstance(v, (int, np.integer)) or
-                                       (isinstance(v, (float, np.floating)) and float(v).is_integer())):
+        whole = isinstance(v, (int, np.integer)) or \
+            (isinstance(v, (float, np.floating)) and float(v).is_integer())
+        if isinstance(v, bool) or not whole:
             raise ValueError(f"{name} must be an integer (per level), got {v!r}")
         return int(v)
     return cast(v)

@@ -270,6 +270,18 @@ class Adam(Optimizer):
             p -= step_size * (m / denom)
 
 
+def grad_norm(grads, norm_type=2.0):
+    """The joint norm of all gradients (2 or inf), accumulated in float64; NaN/Inf if a
+    gradient has them."""
+    if norm_type not in (2, 2.0, math.inf):
+        raise ValueError(f"norm_type must be 2 or inf, got {norm_type!r}")
+    if not isinstance(grads, dict):
+        raise ValueError(f"grads must be a dict of arrays, got {type(grads).__name__}")
+    if norm_type == math.inf:
+        return max((float(np.max(np.abs(g))) for g in grads.values() if np.size(g)), default=0.0)
+    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+
+
 def clip_grad_norm(grads, max_norm, norm_type=2.0):
     """Scale all gradients together so their joint norm is at most ``max_norm`` (in place).
 
@@ -289,18 +301,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     float
         The total norm *before* clipping (NaN/Inf if a gradient has them; nothing is scaled then).
     """
-    max_norm = _nonneg(max_norm, "max_norm")
-    if max_norm == 0:
-        raise ValueError("max_norm must be > 0")
-    if norm_type not in (2, 2.0, math.inf):
-        raise ValueError(f"norm_type must be 2 or inf, got {norm_type!r}")
-    if not isinstance(grads, dict):
-        raise ValueError(f"grads must be a dict of arrays, got {type(grads).__name__}")
-    if norm_type == math.inf:
-        total = max((float(np.max(np.abs(g))) for g in grads.values() if np.size(g)), default=0.0)
-    else:                                                    # accumulate in float64
-        total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
-                              for g in grads.values()))
+    max_norm = _positive(max_norm, "max_norm")
+    total = grad_norm(grads, norm_type)
     if not math.isfinite(total):                             # inf * 0 would turn Inf into NaN:
         return total                                         # leave them as they are, say so
     coef = max_norm / (total + 1e-6)

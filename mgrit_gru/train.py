@@ -38,7 +38,7 @@ from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_obj
     pulse_order, train_test_split
 from .mgrit import MGRITDivergedError
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
-from .optim import SGD, Adam, clip_grad_norm
+from .optim import SGD, Adam, clip_grad_norm, grad_norm
 from .solve import TimeSlice, input_rows
 
 CHECKPOINT = "checkpoint.npz"
@@ -316,11 +316,7 @@ def train_step(params, optimizer, x, labels, opts, clip=1.0, comm=None):
     if not math.isfinite(res.loss):
         raise TrainingDivergedError(f"training loss became {res.loss}: lower --lr, use "
                                     "--clip, or the implicit cell")
-    if clip:
-        res.grad_norm = clip_grad_norm(res.grads, clip)
-    else:                                                    # the same norm, nothing scaled
-        res.grad_norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
-                                      for g in res.grads.values()))
+    res.grad_norm = clip_grad_norm(res.grads, clip) if clip else grad_norm(res.grads)
     if not math.isfinite(res.grad_norm):                     # before the update: the parameters
         raise TrainingDivergedError(                         # (and the checkpoint) stay finite
             f"gradient norm became {res.grad_norm} at a finite loss: lower --lr, use "
@@ -542,12 +538,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     elif options:
         config = TrainConfig.from_dict({**config.to_dict(), **options})
     cfg = config
-    if cfg.backend == "cuda":                                # say so now, not as a driver traceback
-        from numba.cuda import config as cuda_config
-        from .cuda.backend import cuda_available
-        if not (cuda_config.ENABLE_CUDASIM or cuda_available()):
-            raise ValueError("backend='cuda' needs a CUDA GPU, and none is usable here (no "
-                             "driver/device): use --backend numpy")
+    if cfg.backend == "cuda":                                # before the data, not after it
+        from .cuda.backend import require_gpu
+        require_gpu()
     if comm is not None and comm.Get_size() == 1:
         comm = None
     if comm is not None:

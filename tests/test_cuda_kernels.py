@@ -8,6 +8,7 @@ catches the typing errors the simulator cannot see. Tests marked `real_gpu` need
 """
 import os
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -520,6 +521,29 @@ PTX_NAMES = ("gru_step", "gru_vjp", "project", "outer_partial", "colsum_partial"
 # ----------------------------------------------------------------------------------------------
 # real GPU only: production sizes (too slow for the simulator)
 # ----------------------------------------------------------------------------------------------
+def _step_and_fine_vjp(p, cell, dt, ns, Bs, Ts, seed, gx_scale=1.0):
+    """Step and fine VJP of ns random rows (gx rows any order) against NumPy, outputs poisoned;
+    returns the data and device arrays for further checks."""
+    dtype = p["weight_hh_l0"].dtype
+    Ls, Hs = sum(k.startswith("weight_hh") for k in p), p["weight_hh_l0"].shape[1]
+    rng = np.random.default_rng(seed)
+    gx0 = (gx_scale * rng.standard_normal((Ts, Bs, 3 * Hs))).astype(dtype)
+    u = rng.standard_normal((ns, Ls, Bs, Hs)).astype(dtype)
+    lam = rng.standard_normal(u.shape).astype(dtype)
+    t = rng.permutation(Ts)[:ns].astype(np.int64)
+    be = CudaGRU(p, cell)
+    d_u, d_t, d_gx = be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0)
+    gates = {k: be.to_device(nan((Ts, Ls, Bs, Hs), dtype)) for k in GATES}
+    out = be.to_device(nan(u.shape, dtype))
+    be.step(d_u, d_t, d_gx, dt, out, gates=gates)
+    want, caches = ref_step(p, gx0, u, t, cell, dt)
+    close(be.to_host(out), want, dtype)
+    be.vjp(d_u, be.to_device(lam), d_t, dt, out, gates=gates)
+    close(be.to_host(out), ref_vjp(p, caches, lam, cell, dt)[0], dtype)
+    return SimpleNamespace(be=be, gx0=gx0, u=u, lam=lam, t=t, d_u=d_u, d_t=d_t, d_gx=d_gx,
+                           out=out)
+
+
 @real_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("Bs", [1, 32])
@@ -527,20 +551,9 @@ def test_real_gpu_h256(dtype, Bs):
     """H = 256, 2 layers, 512 intervals: step, fine VJP and coarse VJP against NumPy."""
     Hs, Ls, ns, Ts = 256, 2, 512, 600
     p = init_gru(Hs, Hs, Ls, seed=2, dtype=dtype)
-    rng = np.random.default_rng(2)
-    gx0 = rng.standard_normal((Ts, Bs, 3 * Hs)).astype(dtype)
-    u = rng.standard_normal((ns, Ls, Bs, Hs)).astype(dtype)
-    lam = rng.standard_normal(u.shape).astype(dtype)
-    t = rng.permutation(Ts)[:ns].astype(np.int64)
-    be = CudaGRU(p, "classic")
-    d_u, d_t, d_gx = be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0)
-    gates = {k: be.to_device(nan((Ts, Ls, Bs, Hs), dtype)) for k in GATES}
-    out = be.to_device(nan(u.shape, dtype))
-    be.step(d_u, d_t, d_gx, 1.0, out, gates=gates)
-    want, caches = ref_step(p, gx0, u, t, "classic", 1.0)
-    close(be.to_host(out), want, dtype)
-    be.vjp(d_u, be.to_device(lam), d_t, 1.0, out, gates=gates)
-    close(be.to_host(out), ref_vjp(p, caches, lam, "classic", 1.0)[0], dtype)
+    c = _step_and_fine_vjp(p, "classic", 1.0, ns, Bs, Ts, seed=2)
+    be, gx0, u, lam, t, d_u, d_t, d_gx, out = (c.be, c.gx0, c.u, c.lam, c.t, c.d_u, c.d_t,
+                                               c.d_gx, c.out)
     be.vjp(d_u, be.to_device(lam), d_t, 4.0, out, fine=False, gx=d_gx)
     _, caches = ref_step(p, gx0, u, t, "implicit", 4.0)
     close(be.to_host(out), ref_vjp(p, caches, lam, "implicit", 4.0)[0], dtype)
@@ -562,22 +575,8 @@ def test_real_gpu_h256(dtype, Bs):
 def test_real_gpu_large_hidden_sizes_launch(dtype, Hs):
     """One thread per unit: blocks of 512 and 1024 threads launch (launch_bounds) and agree
     with NumPy, step and fine VJP, 2 layers, the default row tile."""
-    Ls, Bs, ns, Ts = 2, 2, 12, 16
-    p = init_gru(8, Hs, Ls, seed=4, dtype=dtype)
-    rng = np.random.default_rng(4)
-    gx0 = (0.3 * rng.standard_normal((Ts, Bs, 3 * Hs))).astype(dtype)
-    u = rng.standard_normal((ns, Ls, Bs, Hs)).astype(dtype)
-    lam = rng.standard_normal(u.shape).astype(dtype)
-    t = rng.permutation(Ts)[:ns].astype(np.int64)
-    be = CudaGRU(p, "implicit")
-    d_u, d_t, d_gx = be.to_device(u), be.to_device(t, np.int64), be.to_device(gx0)
-    gates = {k: be.to_device(nan((Ts, Ls, Bs, Hs), dtype)) for k in GATES}
-    out = be.to_device(nan(u.shape, dtype))
-    be.step(d_u, d_t, d_gx, 2.0, out, gates=gates)
-    want, caches = ref_step(p, gx0, u, t, "implicit", 2.0)
-    close(be.to_host(out), want, dtype)
-    be.vjp(d_u, be.to_device(lam), d_t, 2.0, out, gates=gates)
-    close(be.to_host(out), ref_vjp(p, caches, lam, "implicit", 2.0)[0], dtype)
+    p = init_gru(8, Hs, 2, seed=4, dtype=dtype)
+    _step_and_fine_vjp(p, "implicit", 2.0, ns=12, Bs=2, Ts=16, seed=4, gx_scale=0.3)
 
 
 @real_gpu

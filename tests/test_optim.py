@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mgrit_gru.optim import SGD, Adam, clip_grad_norm
+from mgrit_gru.optim import SGD, Adam, clip_grad_norm, grad_norm
 
 
 def one(v, dtype=np.float64):
@@ -149,6 +149,8 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
 
 def test_clip_grad_norm_inf_and_bad_input():
     grads = {"a": np.array([3.0, -7.0]), "b": np.array([4.0])}
+    assert grad_norm(grads) == pytest.approx(math.sqrt(74)) and grad_norm(grads, math.inf) == 7
+    assert grads["a"][1] == -7.0                             # grad_norm scales nothing
     assert clip_grad_norm(grads, 3.5, norm_type=math.inf) == 7.0
     assert np.max(np.abs(grads["a"])) == pytest.approx(3.5)
     with pytest.raises(ValueError, match="max_norm"):

@@ -28,6 +28,16 @@ def cuda_available():
         return False
 
 
+def require_gpu():
+    """ValueError unless a GPU is usable (or the simulator is on): a message, not a driver
+    traceback, where ``backend="cuda"`` is asked for on a machine without one."""
+    from numba.cuda import config
+    if not (config.ENABLE_CUDASIM or cuda_available()):
+        raise ValueError("backend='cuda' needs a CUDA GPU, and none is usable here (no "
+                         "driver/device). To run the kernels in numba's CPU simulator (slow: "
+                         "seconds a step) set NUMBA_ENABLE_CUDASIM=1 before numba is imported.")
+
+
 def as_device(a):
     """``a`` as a numba device array if it lives on a GPU, else None (a host array).
 
@@ -116,12 +126,7 @@ class CudaGRU:
     """
 
     def __init__(self, params, cell="classic", dtype=None, bt=None):
-        from numba.cuda import config
-        if not (config.ENABLE_CUDASIM or cuda_available()):      # every backend="cuda" path
-            raise ValueError(                                    # starts here
-                "backend='cuda' needs a CUDA GPU, and none is usable here (no driver/device). "
-                "To run the kernels in numba's CPU simulator (slow: seconds a step) set "
-                "NUMBA_ENABLE_CUDASIM=1 before numba is imported.")
+        require_gpu()                                        # every backend="cuda" path starts here
         L, I, H, pdtype = gru_dims(params)
         self.cell, _ = check_cell(cell, 1.0)
         self.dtype = np.dtype(pdtype if dtype is None else dtype)
