@@ -250,8 +250,9 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
     Moon & Cyr: 2 and 1), with ``skip`` also ``"mgrit-no-bwd-skip"`` (the same budget, the
     backward solve without skip: its one cycle then relaxes on the fine grid) and
     ``"mgrit-converged"`` (both solves to a relative residual of ``conv_tol``). The loss is a
-    random cotangent on every output. Under ``mpiexec -n P`` the MGRIT runs are distributed (each rank holds only its rows of x and dy; times are the slowest
-    rank's) and rank 0 alone times BPTT (the others wait) and prints.
+    random cotangent on every output. Under ``mpiexec -n P`` the MGRIT runs are distributed
+    (each rank holds only its rows of x and dy; times are the slowest rank's) and rank 0 alone
+    times BPTT (the others wait) and prints.
 
     Parameters
     ----------

@@ -403,7 +403,7 @@ def load_results(paths):
         if not text:
             continue
         try:
-            if text.startswith("[") or text.startswith("{") and "\n{" not in text:
+            if text.startswith("[") or (text.startswith("{") and "\n{" not in text):
                 data = json.loads(text)                      # a list, or one (pretty) object
                 found = data if isinstance(data, list) else data.get("records", [data])
             else:

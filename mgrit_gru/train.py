@@ -113,7 +113,7 @@ class TrainConfig:
     RESUMABLE = ("epochs", "cache_dir", "backend")
 
     def __post_init__(self):
-        for f in fields(self):                               # NumPy scalars (a sweep over np.arange)
+        for f in fields(self):                               # NumPy scalars (np.arange sweeps)
             v = getattr(self, f.name)                        # -> Python ones: the checkpoint's
             if isinstance(v, np.generic):                    # config is JSON
                 setattr(self, f.name, v.item())

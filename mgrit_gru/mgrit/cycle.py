@@ -138,13 +138,15 @@ class MGRIT:
             raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        if isinstance(tol, bool) or not (isinstance(tol, Real) and math.isfinite(tol) and tol >= 0):
+        if isinstance(tol, bool) or not (isinstance(tol, Real) and math.isfinite(tol)
+                                         and tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
         if tol_type not in ("absolute", "relative"):
             raise ValueError(f"tol_type must be 'absolute' or 'relative', got {tol_type!r}")
         if norm not in ("2", "max", 2):
             raise ValueError(f"norm must be '2' or 'max', got {norm!r}")
-        if isinstance(c_weight, bool) or not (isinstance(c_weight, Real) and 0.0 < c_weight <= 2.0):
+        if isinstance(c_weight, bool) or not (isinstance(c_weight, Real)
+                                              and 0.0 < c_weight <= 2.0):
             raise ValueError(f"c_weight must lie in (0, 2], got {c_weight!r}")
         if isinstance(divergence_factor, bool) or not (isinstance(divergence_factor, Real)
                                                        and divergence_factor > 0):
