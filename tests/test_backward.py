@@ -439,6 +439,8 @@ def test_bench_train_step_prints_json_lines(capsys):
         assert r["bench"] == "train-step" and r["ranks"] == 1 and r["dtype"] == "float32"
         assert r["seq_len"] == 48 and r["hidden"] == 6 and r["batch"] == 2
         assert r["train_step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0
+        # the three times are one run's (the median run's), not medians taken apart
+        assert r["forward_s"] + r["backward_s"] == pytest.approx(r["train_step_s"], rel=1e-9)
     paper, noskip, conv = recs[1], recs[2], recs[3]
     assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1) == \
         (noskip["fwd_iters"], noskip["bwd_iters"])

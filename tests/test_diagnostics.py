@@ -139,6 +139,26 @@ def test_cli_solve_prints_history_and_saves_png(tmp_path, capsys):
     assert out.exists() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cli_solve_float32(capsys, monkeypatch):
+    """--dtype float32 solves in float32 (inputs, weights and states) and the report says so;
+    converged, its error against serial float32 stepping is at float32 rounding."""
+    import mgrit_gru.solve as solve
+    seen, forward = [], solve.mgrit_forward
+
+    def recording(params, x, *args, **kw):
+        y, h_T, info = forward(params, x, *args, **kw)
+        seen.append({x.dtype, y.dtype, h_T.dtype} | {v.dtype for v in params.values()})
+        return y, h_T, info
+    monkeypatch.setattr(solve, "mgrit_forward", recording)
+    assert main(["solve", "--seq-len", "32", "--hidden", "4", "--batch", "2", "--levels", "2",
+                 "--cf", "4", "--iters", "20", "--tol", "1e-5", "--dtype", "float32"]) == 0
+    text = capsys.readouterr().out
+    assert "dtype=float32" in text and "converged = True" in text
+    assert seen == [{np.dtype(np.float32)}]
+    err = float(text.split("max |y - y_serial| = ")[1].split()[0])
+    assert 0 <= err < 1e-5
+
+
 def test_cli_solve_bad_option_exit_2(capsys):
     assert main(["solve", "--seq-len", "16", "--levels", "4", "--cf", "4"]) == 2
     assert "deeper than" in capsys.readouterr().err
