@@ -8,6 +8,7 @@ JSON line: {"size": P, "cases": [{...}, ...], "comm_mismatch_refused": bool}.
 
 Usage: mpiexec -n P python backward_invariance.py
 """
+import hashlib
 import json
 import sys
 
@@ -90,13 +91,18 @@ def run_case(name, T, layers, cell, levels, cf, relax, skip, loss, extra):
     else:
         dx_err = rel(dx, dx_s)
     g_err = max(rel(grads[k], grads_s[k]) for k in grads_s)
+    # every rank must hold the same bits (each takes an optimizer step with them)
+    g_bytes = b"".join(np.ascontiguousarray(grads[k]).tobytes() for k in sorted(grads))
+    g_same = len(set(comm.allgather(hashlib.sha256(g_bytes).hexdigest()))) == 1
     errs = np.array([hist_err, g_err, dx_err, rel(dh0, dh0_s),
-                     float(len(hist) != len(hist_s) or set(grads) != set(grads_s))])
+                     float(len(hist) != len(hist_s) or set(grads) != set(grads_s)),
+                     float(not g_same)])
     worst = np.empty_like(errs)
     comm.Allreduce(errs, worst, op=MPI.MAX)
     return {"case": name, "T": T, "hist_rel": float(worst[0]), "grads_rel": float(worst[1]),
             "dx_rel": float(worst[2]), "dh0_rel": float(worst[3]),
-            "length_mismatch": bool(worst[4]), "iterations": bwd.iterations, "n_hist": len(hist),
+            "length_mismatch": bool(worst[4]), "grads_differ_across_ranks": bool(worst[5]),
+            "iterations": bwd.iterations, "n_hist": len(hist),
             "final_residual": bwd.final_residual,
             "fwd_ranks_with_coarsest_points": comm.allreduce(
                 int(not fwd.solver.levels[-1].empty)),
