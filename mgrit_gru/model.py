@@ -167,6 +167,8 @@ class SolverOptions:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}") from None
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
+        if not isinstance(self.skip, (bool, np.bool_)):      # bool("False") would be True
+            raise ValueError(f"skip must be True or False, got {self.skip!r}")
         self.skip = bool(self.skip)
         if self.bwd_skip is not None:
             if not isinstance(self.bwd_skip, (bool, np.bool_)):

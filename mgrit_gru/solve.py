@@ -127,9 +127,11 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
         arrays (no host copy either way; `mgrit_backward` then returns dx on the device too).
     h0 : ndarray (L, B, H), optional
     cell : {"classic", "implicit"}
-        Fine-level cell; coarse levels use the implicit cell with dt = cf^l.
+        Fine-level cell; level l >= 1 uses the implicit cell with step dt * (cf_0 ... cf_{l-1})
+        (dt * cf^l for one cf).
     levels, cf, relax, max_iter, tol, skip
-        MGRIT options (see `mgrit_gru.mgrit.MGRIT`); ``relax`` and ``cf`` may be per level.
+        MGRIT options (see `mgrit_gru.mgrit.MGRIT`); ``relax`` may be one per level, ``cf``
+        one per coarsening (a list of ``levels - 1`` factors).
     comm : mpi4py communicator, optional
         Split the time axis across its ranks.
     backend : {"numpy", "cuda"}

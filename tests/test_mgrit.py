@@ -342,6 +342,36 @@ def test_history_bookkeeping():
     np.testing.assert_allclose(info_f.conv_factors[1:], np.array(hf[1:]) / np.array(hf[:-1]))
 
 
+def test_iteration_lines_print_the_wall_time_since_the_solve_began(capsys):
+    """XBraid-style lines: ||r|| as recorded, and a wall time that grows to info.wall_time."""
+    import time
+    problem = linear_rnn(64)
+    step = problem.step
+
+    def slow_step(*args, **kw):                              # cycles long enough to time
+        time.sleep(2e-4)
+        return step(*args, **kw)
+    problem.step = slow_step
+    _, info = solve(problem, levels=3, cf=4, max_iter=4, tol=0.0, verbose=True)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.lstrip().startswith("iter")]
+    assert len(lines) == len(info.residual_history)
+    for line, r in zip(lines, info.residual_history):
+        assert f"||r|| = {r:.6e}" in line
+    walls = [float(ln.split("wall time = ")[1].split()[0]) for ln in lines]
+    assert walls == sorted(walls) and walls[-1] <= info.wall_time + 1e-3
+    assert sum(info.cycle_times) > 0.02                      # (the check below can fail)
+    assert walls[-1] >= sum(info.cycle_times) - 1e-3         # all cycles, not part of the last
+
+
+def test_a_nan_residual_stops_the_max_norm_solve_too():
+    """A non-finite residual raises MGRITDivergedError under either norm (MPI's MAX drops a
+    NaN; the solver reduces inf instead, tested on 3 ranks in test_mpi.py)."""
+    problem = Dahlquist(np.array([1e40]), 24)                 # overflows late in time
+    for norm in ("2", "max"):
+        with pytest.raises(MGRITDivergedError, match="residual became"):
+            solve(problem, levels=2, cf=4, max_iter=5, tol=0.0, norm=norm)
+
+
 def test_a_solve_that_stops_at_its_first_residual_reports_it_as_final():
     problem = Dahlquist(np.array([0.5]), 16)
     _, info = solve(problem, u_init=problem.exact(), levels=2, cf=4, tol=1e-3)
@@ -503,6 +533,10 @@ def test_bad_options_raise_value_error(options, message):
     (dict(divergence_factor=float("nan")), "divergence_factor must be"),
     (dict(c_weight="x"), "c_weight must"),
     (dict(cf=np.array([[2, 2]])), "cf must be an integer"),
+    (dict(skip="False"), "skip must be True or False"),      # a string from a config file
+    (dict(verbose="no"), "verbose must be True or False"),
+    (dict(record_iterates=1), "record_iterates must be True or False"),
+    (dict(trace=None), "trace must be True or False"),
 ])
 def test_bad_solver_options_raise_value_error(options, message):
     with pytest.raises(ValueError, match=message):

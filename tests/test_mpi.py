@@ -71,6 +71,16 @@ def test_any_rank_count_reproduces_the_serial_solver(ranks):
         assert case["ranks_with_coarsest_points"] < 4
 
 
+def test_a_non_finite_residual_on_some_ranks_stops_every_rank():
+    """NaN on ranks 1-2 only: the max-norm reduction must not drop it (MPI's MAX does)."""
+    proc, _ = mpirun(3, "nan_residual.py")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [c["norm"] for c in out["cases"]] == ["2", "max"]
+    for case in out["cases"]:
+        assert all("residual became" in r for r in case["raised"]), case
+
+
 @pytest.mark.parametrize("mode, module", [("solve", False), ("early", False), ("plain", True)])
 def test_an_exception_on_one_rank_ends_the_job(mode, module):
     """Rank 1 raises (inside a solve, before it, without any hook under -m mpi4py): the job

@@ -86,6 +86,8 @@ def test_backward_skip_is_its_own_option_and_costs_accuracy_at_one_iteration():
     assert SolverOptions(bwd_skip=False).mgrit_kwargs(2)["skip"] is True   # forward keeps skip
     with pytest.raises(ValueError, match="bwd_skip must be"):
         SolverOptions(bwd_skip="no")
+    with pytest.raises(ValueError, match="skip must be True or False"):
+        SolverOptions(skip="False")                          # bool("False") is True
 
 
 def test_serial_gradients_match_finite_differences_of_the_loss():

@@ -95,7 +95,7 @@ class MGRIT:
     levels : int
         Number of levels (1 = sequential stepping).
     cf : int or list of int
-        Coarsening factor(s), >= 2.
+        Coarsening factor(s), >= 2: one for every coarsening, or a list of ``levels - 1``.
     relax : {"F", "FCF"} or list of them, one per level
     c_weight : float
         Weight ω of C-relaxation: u_C <- (1 - ω) u_C + ω Φ(u_{C-1}).
@@ -104,6 +104,8 @@ class MGRIT:
         Most cycles.
     tol : float
         Stop when ||r|| <= tol (``tol_type="absolute"``) or <= tol * first measured ||r||.
+    tol_type : {"absolute", "relative"}
+        How ``tol`` is read (see ``tol``).
     norm : {"2", "max"}
         Norm over time of the C-point residuals.
     skip : bool
@@ -152,9 +154,13 @@ class MGRIT:
                                                        and divergence_factor > 0):
             raise ValueError(f"divergence_factor must be a number > 0 (inf: never stop), got "
                              f"{divergence_factor!r}")
+        for name, flag in (("skip", skip), ("verbose", verbose),
+                           ("record_iterates", record_iterates), ("trace", trace)):
+            if not isinstance(flag, (bool, np.bool_)):       # "False" would mean True
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         self.cycle, self.max_iter, self.tol, self.tol_type = cycle, int(max_iter), float(tol), tol_type
         self.norm, self.skip, self.c_weight = str(norm), bool(skip), float(c_weight)
-        self.verbose, self.record_iterates = verbose, record_iterates
+        self.verbose, self.record_iterates = bool(verbose), bool(record_iterates)
         self.divergence_factor = float(divergence_factor)
         self.vec = problem.vec
         self.U = [None] * len(self.levels)                   # per level: ghost + owned points
@@ -343,6 +349,8 @@ class MGRIT:
         if count:
             C = self._rows(self.U[0], first - lv.lo + 1, count, lv.cf)
             local = self.vec.diff_norm(phi, C, self.norm)   # Σ|r|² or max|r|, r = Φ(u_{C-1}) - u_C
+        if not math.isfinite(local):                         # MPI's MAX compares, and every
+            local = math.inf                                 # comparison with NaN is False
         if self.norm == "max":
             return self.comm.allreduce_max(local)
         return math.sqrt(self.comm.allreduce_sum(local))
@@ -484,7 +492,7 @@ class MGRIT:
                     self.f_relax(0)
                 phi_c = self.phi_at_c(0)
                 r = self.residual_norm(phi_c)
-                first_norm = self._record(info, k, r, first_norm, t_cycle)
+                first_norm = self._record(info, k, r, first_norm, t_start)
                 if self._stop(info, r, first_norm):
                     finished = True
                     break
@@ -494,7 +502,6 @@ class MGRIT:
             info.iterations = k + 1
             info.cycle_times.append(time.perf_counter() - t_cycle)
         if not finished:                                     # final F-relaxation, keep the gates
-            t_cycle = time.perf_counter()
             self.f_relax(0, store=True)
             if self.record_iterates:
                 info.iterates.append(self.vec.to_host(self.U[0][1:]))
@@ -502,7 +509,7 @@ class MGRIT:
             r = self.residual_norm(phi_c)
             # measured after F only, the others after the cycle's FCF: not a per-cycle factor
             partial = self.relax[0] == "FCF"
-            first_norm = self._record(info, info.iterations, r, first_norm, t_cycle,
+            first_norm = self._record(info, info.iterations, r, first_norm, t_start,
                                       final_f=partial)
             self._stop(info, r, first_norm)
         else:                                                # the relaxed iterate is the answer:
@@ -510,7 +517,7 @@ class MGRIT:
             self.phi_at_c(0, store=True)
         return self._finish(info, t_start, comm_t0, host)
 
-    def _record(self, info, k, r, first_norm, t_cycle, final_f=False):
+    def _record(self, info, k, r, first_norm, t_start, final_f=False):
         if not math.isfinite(r):
             raise MGRITDivergedError(
                 f"MGRIT residual became {r} at cycle {k}: the iteration diverged or the states "
@@ -525,8 +532,10 @@ class MGRIT:
             cf = (f"{info.conv_factors[-1]:.2e}" if (k > 0 and info.conv_factors and
                   math.isfinite(info.conv_factors[-1])) else "   --   ")  # skip: no r_0
             what = "final (F-relaxed only)" if final_f else f"conv factor = {cf}"
+            # XBraid's wall time: since the solve began (the line falls mid-cycle, after the
+            # relaxation that measures r, so a per-cycle time would cover part of two cycles)
             print(f"  iter {k:3d}   ||r|| = {r:.6e}   {what}   "
-                  f"time = {time.perf_counter() - t_cycle:.3f} s", flush=True)
+                  f"wall time = {time.perf_counter() - t_start:.3f} s", flush=True)
         return r if first_norm is None else first_norm
 
     def _stop(self, info, r, first_norm):

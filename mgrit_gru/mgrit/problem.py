@@ -202,7 +202,8 @@ class Dahlquist(Problem):
             return 1.0 / (1.0 - span * (self.lam - 1.0))
         if self.coarse == "power":
             return self.lam ** span
-        raise ValueError(f"coarse must be 'ideal', 'euler' or a callable, got {self.coarse!r}")
+        raise ValueError(f"coarse must be 'ideal', 'euler', 'power' or a callable, got "
+                         f"{self.coarse!r}")
 
     def initial(self):
         return self.u0.copy()
