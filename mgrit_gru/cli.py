@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 
 def _add_gradcheck(subparsers):
@@ -342,7 +343,20 @@ def main(argv=None):
         return int(args.handler(args))
     except (ValueError, OSError) as e:                       # bad input named by the library,
         print(f"mgrit-gru: error: {e}", file=sys.stderr)     # a file that cannot be read/written
+        _end_the_mpi_job(2)
         return 2
+
+
+def _end_the_mpi_job(code):
+    """Under ``mpiexec -n P`` (P > 1), end every rank: an error that only one rank met (rank 0
+    alone writes the checkpoint and metrics) would otherwise leave the others waiting in the
+    solver's next message forever."""
+    from .train import world_comm
+    comm = world_comm()
+    if comm is not None:
+        sys.stderr.flush()
+        time.sleep(0.2)                   # let mpiexec forward the message before the kill
+        comm.Abort(code)
 
 
 def _one_process(command):

@@ -391,6 +391,18 @@ def test_two_ranks_train_like_one_process(tmp_path):
         assert rb["ranks"] == 2
 
 
+@needs_mpi
+def test_a_write_error_on_rank_0_ends_every_rank(tmp_path):
+    """Rank 0 alone writes the checkpoint; when that fails (here: a folder in its place, as a
+    full disk would) the job must end with the error, not leave rank 1 waiting forever."""
+    out = tmp_path / "run"
+    (out / "checkpoint.npz").mkdir(parents=True)
+    proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *TINY_CLI, "--out", str(out)],
+                   timeout=60)
+    assert proc.returncode != 0
+    assert "mgrit-gru: error:" in proc.stderr and "checkpoint.npz" in proc.stderr
+
+
 MPI_SCRIPT = r'''
 import json, numpy as np
 from mpi4py import MPI
