@@ -37,6 +37,7 @@ from .atomic import atomic_write, save_figure
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
     pulse_order, train_test_split
 from .mgrit import MGRITDivergedError
+from .mgrit.hierarchy import Hierarchy
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
 from .optim import SGD, Adam, clip_grad_norm, grad_norm
 from .solve import TimeSlice, input_rows
@@ -398,12 +399,26 @@ def load_checkpoint(path):
 
 
 def read_metrics(out):
-    """The epoch records of ``OUT/metrics.jsonl`` (a list of dicts; empty if none)."""
+    """The epoch records of ``OUT/metrics.jsonl`` (a list of dicts; empty if none).
+
+    A cut-off last line (a crash or a full disk during its append: it is written after the
+    previous checkpoint and before the next) is left out; any other line that is not JSON is a
+    ValueError naming the file and line.
+    """
     path = os.path.join(out, METRICS)
     if not os.path.isfile(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for j, (i, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if j == len(lines) - 1 and not line.endswith("\n"):    # the append was cut off
+                break
+            raise ValueError(f"{path}, line {i}: not a JSON record ({e})") from None
+    return records
 
 
 def _write_metrics(out, records):
@@ -573,9 +588,12 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
-    if out is not None and rank == 0:                        # a refused run leaves no folder
-        os.makedirs(out, exist_ok=True)
     opts = cfg.solver_options()
+    if cfg.solver == "mgrit":                                # and the hierarchy for this T
+        Hierarchy(data.seq_len, cfg.cf, cfg.levels, rank=rank,
+                  size=1 if comm is None else comm.Get_size())
+    if out is not None and rank == 0:                        # a refused run leaves no folder
+        os.makedirs(out, exist_ok=True)                      # and touches no file
     params = init_classifier(data.input_size, cfg.hidden, cfg.layers, data.num_classes,
                              seed=cfg.seed, dtype=dtype)
     optimizer = make_optimizer(cfg, params)
@@ -595,8 +613,10 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         say(f"resuming {out} after epoch {ckpt.epoch}" if ckpt.epoch < cfg.epochs else
             f"{out} already has {ckpt.epoch} epoch(s), --epochs {cfg.epochs}: nothing to train "
             "(--epochs is the total; raise it to continue)")
-    elif out is not None and rank == 0:
-        _write_metrics(out, [])
+    elif out is not None and rank == 0:                      # afresh (--overwrite): the old
+        _write_metrics(out, [])                              # checkpoint goes with the old
+        if os.path.isfile(ckpt_path):                        # metrics (a later --resume must
+            os.remove(ckpt_path)                             # not continue the old run)
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "
         f"GRU {cfg.layers}x{cfg.hidden} {cfg.cell}; solver {cfg.solver}"

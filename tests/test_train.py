@@ -187,6 +187,45 @@ def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert [r["epoch"] for r in tr.read_metrics(tmp_path / "a")] == [1, 2]
 
 
+def test_a_cut_off_metrics_line_does_not_block_resume(tmp_path):
+    """A crash during the metrics append leaves half a line after the checkpoint's epochs:
+    resume drops it; a bad line elsewhere is an error naming the file and line."""
+    _run(tmp_path, "a", epochs=1)
+    path = tmp_path / "a" / "metrics.jsonl"
+    good = path.read_text()
+    path.write_text(good + '{"epoch": 2, "train_lo')
+    assert [r["epoch"] for r in tr.read_metrics(tmp_path / "a")] == [1]
+    tr.train(out=str(tmp_path / "a"), resume=True, progress=False, verbose=False,
+             **{**TINY, "epochs": 2})
+    assert [r["epoch"] for r in tr.read_metrics(tmp_path / "a")] == [1, 2]
+    path.write_text('{"epoch": 1, "train_lo\n' + good)
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: not a JSON record"):
+        tr.read_metrics(tmp_path / "a")
+
+
+def test_a_refused_overwrite_touches_no_file_and_a_fresh_one_drops_the_old_run(tmp_path):
+    """--overwrite with options the sequence cannot take (too deep) is refused before any file
+    changes; an --overwrite that starts removes the old checkpoint with the old metrics, so a
+    later --resume cannot continue the old run under the new metrics."""
+    _run(tmp_path, "a", epochs=2)
+    out = tmp_path / "a"
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    with pytest.raises(ValueError, match="deeper than"):
+        tr.train(out=str(out), overwrite=True, progress=False, verbose=False,
+                 **{**TINY, "levels": 3, "cf": 8})
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+    def crash(*a, **kw):
+        raise RuntimeError("crash in epoch 1 (simulated)")
+    orig, tr.train_step = tr.train_step, crash
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            tr.train(out=str(out), overwrite=True, progress=False, verbose=False, **TINY)
+    finally:
+        tr.train_step = orig
+    assert tr.read_metrics(out) == [] and not (out / "checkpoint.npz").exists()
+
+
 def test_numpy_scalar_options_reach_the_checkpoint(tmp_path):
     # a sweep over np.arange hands NumPy scalars: the checkpoint's JSON config must take them
     res = _run(tmp_path, "a", epochs=1, hidden=np.int64(6), lr=np.float32(0.01))
