@@ -251,6 +251,8 @@ def _add_evaluate(subparsers):
                    help="default: test for the run's own data, all for other data")
     p.add_argument("--solver", choices=("mgrit", "serial"), help="default: the run's")
     p.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default: the run's)")
+    p.add_argument("--backend", choices=("numpy", "cuda"),
+                   help="default: the run's (a run trained on a GPU evaluates on a CPU with numpy)")
     p.add_argument("--json", action="store_true", help="print one JSON line")
 
     def handler(args):
@@ -258,7 +260,7 @@ def _add_evaluate(subparsers):
         comm = world_comm()
         loss, acc, n = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split,
                                            comm=comm, solver=args.solver,
-                                           fwd_iters=args.fwd_iters)
+                                           fwd_iters=args.fwd_iters, backend=args.backend)
         if comm is None or comm.Get_rank() == 0:
             if args.json:
                 print(json.dumps({"checkpoint": args.checkpoint, "accuracy": acc, "loss": loss,

@@ -126,7 +126,8 @@ def gradcheck(loss_fn, grad_fn, inputs, wrt=None, eps=1e-6, n_directions=None, s
     Raises
     ------
     ValueError
-        If `inputs` is not a dict, a name in `wrt` is missing from `inputs` or from the gradient,
+        If `inputs` is not a dict, nothing is to be checked (no inputs, an empty `wrt`), a name
+        in `wrt` is missing from `inputs` or from the gradient,
         a gradient has the wrong shape, or `eps`, `n_directions` or `tol` are not positive.
 
     Examples
@@ -147,6 +148,8 @@ def gradcheck(loss_fn, grad_fn, inputs, wrt=None, eps=1e-6, n_directions=None, s
     if n_directions is not None and (isinstance(n_directions, bool) or int(n_directions) < 1):
         raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
     wrt = list(inputs) if wrt is None else list(wrt)
+    if not wrt:                                              # nothing checked must not PASS
+        raise ValueError("nothing to check: inputs is empty or wrt names no input")
     for name in wrt:
         if name not in inputs:
             raise ValueError(f"wrt names {name!r}, which is not in inputs")

@@ -277,8 +277,8 @@ def grad_norm(grads, norm_type=2.0):
         raise ValueError(f"norm_type must be 2 or inf, got {norm_type!r}")
     if not isinstance(grads, dict):
         raise ValueError(f"grads must be a dict of arrays, got {type(grads).__name__}")
-    if norm_type == math.inf:
-        return max((float(np.max(np.abs(g))) for g in grads.values() if np.size(g)), default=0.0)
+    if norm_type == math.inf:                                # np.max keeps a NaN, max() may not
+        return float(np.max([np.max(np.abs(g)) for g in grads.values() if np.size(g)] or [0.0]))
     return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
 
 

@@ -454,10 +454,15 @@ def plot_run(out, history, steps, title=""):
         a1.plot(np.arange(1, n_steps + 1) / per, steps["loss"], color="0.75", lw=0.8,
                 label="train loss (per step)")
     a1.plot(ep, [r["train_loss"] for r in history], "o-", label="train loss")
-    a1.plot(ep, [r["test_loss"] for r in history], "s-", label="test loss")
+    nan = float("nan")                                       # no test split: null, not drawn
+    if any(r["test_loss"] is not None for r in history):
+        a1.plot(ep, [nan if r["test_loss"] is None else r["test_loss"] for r in history], "s-",
+                label="test loss")
     a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.legend()
     a2.plot(ep, [100 * r["train_acc"] for r in history], "o-", label="train")
-    a2.plot(ep, [100 * r["test_acc"] for r in history], "s-", label="test")
+    if any(r["test_acc"] is not None for r in history):
+        a2.plot(ep, [nan if r["test_acc"] is None else 100 * r["test_acc"] for r in history],
+                "s-", label="test")
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.set_ylim(0, 102), a2.legend()
     fig.suptitle(title or "training curves")
     fig.tight_layout()
@@ -468,7 +473,14 @@ def plot_run(out, history, steps, title=""):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     k = np.arange(1, n_steps + 1)
     f, b = np.asarray(steps["fwd_residual"], float), np.asarray(steps["bwd_residual"], float)
-    if n_steps and np.any(np.isfinite(f)):
+    if n_steps and np.any(np.isfinite(f)) and not np.any((f > 0) | (b > 0)):
+        ax.plot(k, f, label="forward solve")                 # levels=1: exact, every r = 0
+        ax.plot(k, b, label="backward (adjoint) solve")
+        ax.set_ylim(-1, 1)
+        ax.text(0.5, 0.75, "one level: sequential solves, residual exactly 0", ha="center",
+                transform=ax.transAxes)
+        ax.legend()
+    elif n_steps and np.any(np.isfinite(f)):
         ax.semilogy(k, f, label="forward solve")
         ax.semilogy(k, b, label="backward (adjoint) solve")
         ax.legend()
@@ -649,9 +661,11 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
                             refresh=False)
         seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        test_loss, test_acc = evaluate_arrays(params, data.x_test, data.y_test, opts,
-                                              comm=comm_w, start=data.start,
-                                              seq_len=data.seq_len, dtype=dtype)
+        test_loss, test_acc = None, None                     # no test split: JSON null
+        if len(data.y_test):
+            test_loss, test_acc = evaluate_arrays(params, data.x_test, data.y_test, opts,
+                                                  comm=comm_w, start=data.start,
+                                                  seq_len=data.seq_len, dtype=dtype)
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
                   "eval_seconds": time.perf_counter() - t1,
@@ -659,11 +673,14 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
                   "last_bwd_residual": None if res is None else res.bwd_residual,
                   "steps": len(steps["loss"]), "solver": cfg.solver, "ranks": n_ranks}
         history.append(record)
+        test = ("no test split" if test_loss is None else
+                f"test loss {test_loss:.4f} acc {100 * test_acc:.1f}%")
         epochs_bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                               test_acc=f"{test_acc:.3f}", refresh=False)
+                               test_acc="-" if test_acc is None else f"{test_acc:.3f}",
+                               refresh=False)
         say(f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f} "
-            f"acc {100 * record['train_acc']:.1f}% | test loss {test_loss:.4f} "
-            f"acc {100 * test_acc:.1f}% | {seconds:.1f} s | last residual fwd "
+            f"acc {100 * record['train_acc']:.1f}% | {test} | {seconds:.1f} s | "
+            f"last residual fwd "
             f"{_fmt_res(record['last_fwd_residual'])} bwd {_fmt_res(record['last_bwd_residual'])}")
         if out is not None and rank == 0:                    # metrics first, then the checkpoint:
             _append_metrics(out, record)                     # resume drops lines past it
@@ -707,6 +724,9 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     F = ck.params["weight_ih_l0"].shape[1]
     if d.input_size != F:
         raise ValueError(f"{cfg.data}: {d.input_size} features per step, the model takes {F}")
+    if len(y) == 0:
+        raise ValueError(f"the {split} split of {cfg.data} is empty (test_fraction "
+                         f"{cfg.test_fraction}): use --split train or --split all")
     C = ck.params["weight_out"].shape[0]
     if len(y) and y.max() >= C:
         raise ValueError(f"{cfg.data}: label {y.max()} out of range for a {C}-class model")

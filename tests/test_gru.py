@@ -86,6 +86,9 @@ def test_gradcheck_rejects_bad_arguments():
         gradcheck(f, g, {"w": np.ones(2)}, eps=0.0)
     with pytest.raises(ValueError, match="n_directions"):
         gradcheck(f, g, {"w": np.ones(2)}, n_directions=0)
+    for inputs, wrt in (({"w": np.ones(2)}, []), ({}, None)):   # checking nothing is no PASS
+        with pytest.raises(ValueError, match="nothing to check"):
+            gradcheck(f, g, inputs, wrt=wrt)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -159,10 +159,13 @@ def test_clip_grad_norm_inf_and_bad_input():
         clip_grad_norm(grads, 1.0, norm_type=1)
 
 
+@pytest.mark.parametrize("first", [True, False])
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 @pytest.mark.parametrize("norm_type", [2.0, math.inf])
-def test_clip_grad_norm_reports_a_non_finite_norm_and_scales_nothing(bad, norm_type):
+def test_clip_grad_norm_reports_a_non_finite_norm_and_scales_nothing(bad, norm_type, first):
     grads = {"a": np.array([bad, 1.0]), "b": np.array([2.0])}
+    if not first:                                            # max() drops a NaN that is not first
+        grads = {"b": grads["b"], "a": grads["a"]}
     total = clip_grad_norm(grads, 1.0, norm_type=norm_type)
     assert not math.isfinite(total)
     # Inf * 0 would have made NaN of the Inf and zeros of the rest

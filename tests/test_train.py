@@ -318,6 +318,58 @@ def test_cli_train_evaluate_and_resume(tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+def test_cli_evaluate_backend_overrides_the_runs(tmp_path, capsys, monkeypatch):
+    """A run trained with backend="cuda" evaluates on a machine without a GPU with
+    --backend numpy (same numbers as the numpy run it was made from)."""
+    from numba.cuda import config
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", False)     # a CPU machine: no simulator
+    monkeypatch.setattr("mgrit_gru.cuda.backend.cuda_available", lambda: False)
+    out = str(tmp_path / "run")
+    assert cli.main(["train", *TINY_CLI, "--epochs", "1", "--out", out]) == 0
+    path = os.path.join(out, "checkpoint.npz")
+    assert cli.main(["evaluate", path, "--json"]) == 0
+    want = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    arrays = _ckpt_arrays(path)                              # the same run, stored as cuda's
+    cfg = json.loads(str(arrays["meta.config"]))
+    arrays["meta.config"] = np.array(json.dumps({**cfg, "backend": "cuda"}, sort_keys=True))
+    gpu_path = str(tmp_path / "gpu.npz")
+    np.savez(gpu_path, **arrays)
+    assert cli.main(["evaluate", gpu_path]) == 2                    # no GPU here
+    assert "GPU" in capsys.readouterr().err
+    assert cli.main(["evaluate", gpu_path, "--backend", "numpy", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (got["accuracy"], got["loss"], got["n"]) == (want["accuracy"], want["loss"], want["n"])
+
+
+def test_no_test_split_writes_null_and_evaluate_says_which_split(tmp_path, capsys):
+    """--test-fraction 0: metrics.jsonl stays strict JSON (null, not NaN), the plots are made,
+    and evaluate's default (test) split is refused with the way out instead of 'nan%'."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_CLI, "--test-fraction", "0", "--out", str(out)]) == 0
+    assert "no test split" in capsys.readouterr().out
+
+    def strict(c):
+        raise ValueError(f"{c} is not JSON")
+    recs = [json.loads(line, parse_constant=strict)
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["test_loss"], r["test_acc"]) for r in recs] == [(None, None)] * 2
+    assert (out / "curves.png").stat().st_size > 1000
+    path = str(out / "checkpoint.npz")
+    assert cli.main(["evaluate", path]) == 2
+    assert "test split" in capsys.readouterr().err
+    assert cli.main(["evaluate", path, "--split", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 48
+
+
+def test_one_level_run_plots_its_zero_residuals_without_a_warning(tmp_path):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # log axis: "no positive values"
+        res = _run(tmp_path, "a", epochs=1, levels=1)
+    assert res.steps["fwd_residual"] and all(r == 0 for r in res.steps["fwd_residual"])
+    assert (tmp_path / "a" / "residuals.png").stat().st_size > 1000
+
+
 def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
