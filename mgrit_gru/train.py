@@ -232,7 +232,11 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         if seq_len is not None and seq_len != x.shape[1]:
             raise ValueError(f"{arg}: sequences have T = {x.shape[1]} steps but seq_len = "
                              f"{seq_len} was asked for (leave --seq-len out for npz data)")
-        C = int(y.max()) + 1
+        C, present = int(y.max()) + 1, len(np.unique(y))
+        if present < C / 2:                                  # ids, not classes: a C-way head
+            raise ValueError(f"{arg}: labels run to {C - 1} but only {present} distinct values "
+                             f"occur; the model would get {C} outputs. Relabel them 0..K-1 "
+                             "(np.unique(y, return_inverse=True)[1])")
         return x, y, max(C, 2), f"{arg}: {x.shape[0]} sequences x {x.shape[1]} steps x " \
                                 f"{x.shape[2]} features, {C} classes"
     if seq_len is None:

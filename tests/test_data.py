@@ -268,6 +268,22 @@ def test_frame_folder_cache_decodes_once(video_root, tmp_path, monkeypatch):
         load_frame_folder(video_root, seq_len=5, cache_dir=cache)
 
 
+@pytest.mark.parametrize("junk", [b"PK\x03\x04 cut off", b"not a zip file at all"])
+def test_an_unreadable_cache_entry_is_decoded_again(video_root, tmp_path, junk):
+    """A truncated or foreign cache file: a warning naming it, the videos decoded again, the
+    entry rewritten (not a zipfile traceback)."""
+    cache = tmp_path / "cache"
+    x1, y1, _ = load_frame_folder(video_root, seq_len=5, cache_dir=cache)
+    (entry,) = cache.iterdir()
+    entry.write_bytes(junk)
+    with pytest.warns(UserWarning, match=f"{entry.name}: unreadable cache"):
+        x2, y2, _ = load_frame_folder(video_root, seq_len=5, cache_dir=cache)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    with np.load(entry) as f:                                # rewritten whole
+        np.testing.assert_array_equal(f["x"], x1)
+
+
 def test_frame_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_frame_folder(tmp_path / "missing", 4)

@@ -283,6 +283,9 @@ def test_npz_and_frame_folder_data(tmp_path):
     save_npz(tmp_path / "d.npz", rng.standard_normal((20, 10, 3)), np.arange(20) % 2)
     res = tr.train(data=f"npz:{tmp_path / 'd.npz'}", hidden=4, batch_size=8, levels=2, cf=2,
                    epochs=1, progress=False, verbose=False)
+    save_npz(tmp_path / "ids.npz", rng.standard_normal((20, 10, 3)), np.arange(20) * 10**6)
+    with pytest.raises(ValueError, match="only 20 distinct values occur"):   # not 19M outputs
+        tr.train(data=f"npz:{tmp_path / 'ids.npz'}", hidden=4, epochs=1, progress=False)
     assert res.params["weight_ih_l0"].shape == (12, 3) and res.params["weight_out"].shape[0] == 2
     from PIL import Image
     for c in ("jump", "run"):

@@ -30,6 +30,8 @@ import math
 import os
 import re
 import sys
+import warnings
+import zipfile
 
 import numpy as np
 from tqdm import tqdm
@@ -173,8 +175,12 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         key = _cache_key(root, videos, options)
         cache_path = os.path.join(os.fspath(cache_dir), f"frames-{key}.npz")
         if os.path.isfile(cache_path):
-            with np.load(cache_path, allow_pickle=False) as f:
-                return f["x"], f["y"], [str(c) for c in f["class_names"]]
+            try:
+                with np.load(cache_path, allow_pickle=False) as f:
+                    return f["x"], f["y"], [str(c) for c in f["class_names"]]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # not our file:
+                warnings.warn(f"{cache_path}: unreadable cache ({type(e).__name__}), decoding "
+                              "the videos again", stacklevel=2)              # rebuild it
 
     F_raw = size[0] * size[1] * (1 if grayscale else 3)
     x = np.empty((len(videos), seq_len, F_raw), np.float32)
