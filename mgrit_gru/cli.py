@@ -339,14 +339,37 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        _check_counts(args)
         for name in ("plot", "out"):                         # before the work, not after it
             if getattr(args, name, None) and args.command in ("solve", "bench", "plot-scaling"):
-                _check_writable(getattr(args, name), "--" + name)
+                _check_writable(getattr(args, name), "--" + name,
+                                image=args.command != "bench")
         return int(args.handler(args))
     except (ValueError, OSError) as e:                       # bad input named by the library,
         print(f"mgrit-gru: error: {e}", file=sys.stderr)     # a file that cannot be read/written
         _end_the_mpi_job(2)
         return 2
+
+
+# integer options that count something (>= 1), by argparse dest, with the flag to name
+_COUNTS = {"seq_len": "--seq-len", "batch": "--batch", "input": "--input", "input_size": "--input",
+           "hidden": "--hidden", "layers": "--layers", "num_sequences": "--num-sequences",
+           "num_classes": "--num-classes", "frame_size": "--frame-size",
+           "projection_dim": "--projection-dim", "batch_size": "--batch-size",
+           "epochs": "--epochs", "repeat": "--repeat", "levels": "--levels", "iters": "--iters",
+           "bwd_iters": "--bwd-iters", "fwd_iters": "--fwd-iters", "directions": "--directions"}
+
+
+def _check_counts(args):
+    """ValueError naming the flag for a size or count below 1 or a negative seed, before any
+    work (numpy's own message, "negative dimensions are not allowed", names nothing)."""
+    for dest, flag in _COUNTS.items():
+        v = getattr(args, dest, None)
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
 
 
 def _end_the_mpi_job(code):
@@ -370,15 +393,24 @@ def _one_process(command):
                          "evaluate, bench --what forward, or the Python API with comm=")
 
 
-def _check_writable(path, flag):
+def _check_writable(path, flag, image=False):
     """ValueError naming ``flag`` unless ``path``'s folder exists (or can be made) and is
-    writable, and ``path`` is not a folder."""
+    writable, and ``path`` is not a folder; with ``image``, unless matplotlib can write its
+    file type (checked before the work, not after it)."""
+    if image:
+        from matplotlib.figure import Figure
+        kinds = Figure().canvas.get_supported_filetypes()
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        if ext not in kinds:
+            raise ValueError(f"{flag} {path}: not an image file name (use one of "
+                             f"{', '.join('.' + k for k in sorted(kinds))})")
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"{flag} {path}: cannot create its folder ({e.strerror or e})") from None
-    if os.path.isdir(path) or not os.access(folder, os.W_OK):
+    existing = folder                                        # the writer makes the rest; a
+    while not os.path.exists(existing):                      # refused run leaves no folder
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{flag} {path}: cannot create its folder ({existing} is a file)")
+    if os.path.isdir(path) or not os.access(existing, os.W_OK):
         raise ValueError(f"{flag} {path}: not a writable file path")
 
 

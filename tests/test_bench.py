@@ -86,7 +86,7 @@ def test_plot_scaling_rejects_files_without_forward_records(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--what", "gru", "--levels", "7"], "bench --what gru does not take --levels"),
     (["--what", "gru", "--backend", "cuda"], "--backend cuda runs the GPU benchmark"),
-    (["--what", "gru", "--repeat", "0"], "repeat must be an integer >= 1"),
+    (["--what", "gru", "--repeat", "0"], "--repeat must be >= 1, got 0"),
     (["--what", "forward", "--levels", "1", "--seq-len", "16"], "needs levels >= 2"),
 ])
 def test_bench_refuses_options_it_would_ignore(capsys, flags, message):

@@ -1,5 +1,6 @@
 """The mgrit-gru command line, in-process through main() and once as the installed script."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def test_gradcheck_fails_when_tolerance_is_impossible(capsys):
 
 def test_bad_arguments_exit_2(capsys):
     assert main(["gradcheck", "--layers", "0"]) == 2
-    assert "num_layers" in capsys.readouterr().err
+    assert "--layers must be >= 1" in capsys.readouterr().err
     assert main(["gradcheck", "--dt", "-1"]) == 2
     assert "dt" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:                      # argparse rejects unknown cells
@@ -59,6 +60,21 @@ def test_installed_script_help():
     assert "gradcheck" in proc.stdout and "bench" in proc.stdout
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["gradcheck", "--seq-len", "-3"], "--seq-len must be >= 1, got -3"),
+    (["solve", "--batch", "0"], "--batch must be >= 1, got 0"),
+    (["bench", "--what", "train-step", "--bwd-iters", "0"], "--bwd-iters must be >= 1"),
+    (["bench", "--input", "0"], "--input must be >= 1"),
+    (["train", "--out", "never-made", "--epochs", "0"], "--epochs must be >= 1"),
+    (["solve", "--seed", "-1"], "--seed must be >= 0"),
+])
+def test_sizes_and_counts_below_one_are_refused_by_flag_before_any_work(argv, flag, capsys):
+    assert main(argv) == 2
+    out = capsys.readouterr()
+    assert flag in out.err and out.out == ""                 # nothing ran, nothing printed
+    assert not os.path.exists("never-made")
+
+
 def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -66,6 +82,10 @@ def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["solve", "--seq-len", "16", "--plot", str(blocker / "s.png")]) == 2
     err = capsys.readouterr()
     assert "--plot" in err.err and "residual history" not in err.out
+    assert main(["solve", "--seq-len", "16", "--plot", str(tmp_path / "new" / "s.txt")]) == 2
+    err = capsys.readouterr()                                # a file type matplotlib cannot
+    assert "not an image file name" in err.err and "residual history" not in err.out
+    assert not (tmp_path / "new").exists()                   # refused: no folder left behind
     assert main(["plot-scaling", str(tmp_path / "nothere.json")]) == 2
     assert "nothere.json: cannot read" in capsys.readouterr().err
     assert main(["train", "--out", str(blocker), "--epochs", "1"]) == 2

@@ -408,13 +408,13 @@ def test_config_refuses_bad_values_by_name(kw, message):
 @pytest.mark.parametrize("flags,message", [
     (["--data", "mnist"], "unknown data spec 'mnist'"),
     (["--data", "npz:/nonexistent/x.npz"], "/nonexistent/x.npz: no such file"),
-    (["--seq-len", "0"], "seq_len must be a positive integer"),
-    (["--fwd-iters", "0"], "fwd_iters must be a positive integer"),
-    (["--bwd-iters", "-1"], "bwd_iters must be a positive integer"),
+    (["--seq-len", "0"], "--seq-len must be >= 1, got 0"),
+    (["--fwd-iters", "0"], "--fwd-iters must be >= 1, got 0"),
+    (["--bwd-iters", "-1"], "--bwd-iters must be >= 1, got -1"),
     (["--relax", "FCFC"], "relax must be 'F' or 'FCF'"),
     (["--cf", "1"], "cf must be >= 2"),
     (["--lr", "-1"], "lr must be a finite number >= 0"),
-    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
 ])
 def test_cli_bad_options_exit_2_with_a_named_error(tmp_path, capsys, flags, message):
     assert cli.main(["train", *TINY_CLI, *flags, "--out", str(tmp_path / "x")]) == 2
