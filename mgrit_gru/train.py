@@ -720,6 +720,8 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     if not own and _data_kind(cfg_d["data"])[0] == "npz":
         cfg_d["seq_len"] = None                              # the file's own T
     cfg = TrainConfig.from_dict(cfg_d)
+    if solver_overrides.get("fwd_iters") is not None and cfg.solver != "mgrit":
+        raise ValueError("--fwd-iters is for MGRIT; this evaluation uses the serial solver")
     if comm is not None and comm.Get_size() == 1:
         comm = None
     d = prepare_data(cfg, comm)
@@ -795,6 +797,29 @@ def world_comm():
     return comm if comm.Get_size() > 1 else None
 
 
+# options that only some data, solvers or optimisers use: (field, who uses it, test on cfg)
+_ONLY_FOR = (
+    ("num_sequences", "built-in data (synthetic, pulse)",
+     lambda c: _data_kind(c.data)[0] in ("synthetic", "pulse")),
+    ("noise", "built-in data (synthetic, pulse)",
+     lambda c: _data_kind(c.data)[0] in ("synthetic", "pulse")),
+    ("num_classes", "synthetic data", lambda c: _data_kind(c.data)[0] == "synthetic"),
+    ("frame_size", "synthetic data and frame folders",
+     lambda c: _data_kind(c.data)[0] in ("synthetic", "frames")),
+    ("projection_dim", "frame folders", lambda c: _data_kind(c.data)[0] == "frames"),
+    ("cache_dir", "frame folders", lambda c: _data_kind(c.data)[0] == "frames"),
+    ("momentum", "--optimizer sgd", lambda c: c.optimizer == "sgd"),
+) + tuple((name, "--solver mgrit", lambda c: c.solver == "mgrit")
+          for name in ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip",
+                       "bwd_skip", "coarse_input"))
+
+
+def _unused_options(given, cfg):
+    """The given options ``cfg`` would not use, each with who uses it."""
+    return [f"--{name.replace('_', '-')} (only {who})" for name, who, used in _ONLY_FOR
+            if name in given and not used(cfg)]
+
+
 def train_from_options(options, out, resume=False, overwrite=False, progress=True,
                        verbose=True, comm="world"):
     """`train` with ``options`` (TrainConfig fields; None = not given).
@@ -808,6 +833,9 @@ def train_from_options(options, out, resume=False, overwrite=False, progress=Tru
     if resume and os.path.isfile(ckpt_path):
         base = load_checkpoint(ckpt_path).config.to_dict()
     cfg = TrainConfig.from_dict({**base, **given})
+    unused = _unused_options(given, cfg)
+    if unused:                                               # as bench: refused, not ignored
+        raise ValueError("this run would not use " + "; ".join(unused))
     comm = world_comm() if comm == "world" else comm
     return train(cfg, out=out, resume=resume, overwrite=overwrite, comm=comm,
                  progress=progress, verbose=verbose)

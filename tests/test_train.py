@@ -321,6 +321,34 @@ def test_cli_train_evaluate_and_resume(tmp_path, capsys):
     assert "accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--data", "pulse", "--num-classes", "4"], r"--num-classes \(only synthetic data\)"),
+    (["--projection-dim", "7"], r"--projection-dim \(only frame folders\)"),
+    (["--momentum", "0.5"], r"--momentum \(only --optimizer sgd\)"),
+    (["--solver", "serial", "--levels", "7", "--relax", "F"],
+     r"--levels \(only --solver mgrit\); --relax \(only --solver mgrit\)"),
+])
+def test_cli_train_refuses_options_the_run_would_not_use(tmp_path, capsys, flags, message):
+    """As bench: an option the chosen data, solver or optimiser does not take is an error
+    (the checkpoint would otherwise record a num_classes the model does not have)."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "--seq-len", "16", "--epochs", "1", *flags, "--out",
+                     str(out)]) == 2
+    import re
+    assert re.search("this run would not use " + message, capsys.readouterr().err)
+    assert not out.exists()
+    assert cli.main(["train", *TINY_CLI, "--solver", "serial", "--epochs", "1", "--out",
+                     str(out)]) == 2                         # TINY_CLI has --levels, --cf
+    capsys.readouterr()
+    i = TINY_CLI.index("--levels")
+    serial = TINY_CLI[:i] + TINY_CLI[i + 4:]                 # without --levels 2 --cf 4
+    assert "--levels" not in serial and "--cf" not in serial and "--seed" in serial
+    assert cli.main(["train", *serial, "--solver", "serial", "--epochs", "1", "--out",
+                     str(out)]) == 0
+    assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--fwd-iters", "3"]) == 2
+    assert "--fwd-iters is for MGRIT" in capsys.readouterr().err
+
+
 def test_cli_evaluate_backend_overrides_the_runs(tmp_path, capsys, monkeypatch):
     """A run trained with backend="cuda" evaluates on a machine without a GPU with
     --backend numpy (same numbers as the numpy run it was made from)."""
@@ -417,7 +445,12 @@ def test_config_refuses_bad_values_by_name(kw, message):
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
 ])
 def test_cli_bad_options_exit_2_with_a_named_error(tmp_path, capsys, flags, message):
-    assert cli.main(["train", *TINY_CLI, *flags, "--out", str(tmp_path / "x")]) == 2
+    base = TINY_CLI
+    if "--data" in flags:                                    # without the synthetic-only ones
+        i = TINY_CLI.index("--num-sequences")
+        base = TINY_CLI[:i] + TINY_CLI[i + 4:]
+        assert "--num-sequences" not in base and "--frame-size" not in base
+    assert cli.main(["train", *base, *flags, "--out", str(tmp_path / "x")]) == 2
     assert message in capsys.readouterr().err
 
 
