@@ -123,8 +123,9 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     x : ndarray (T, B, I) or TimeSlice or GPU array
         The inputs; under MPI a `TimeSlice` holding only this rank's rows (see `input_rows`).
         With ``backend="cuda"`` also a GPU array (numba device array, CuPy, a PyTorch CUDA
-        tensor; the parameters' dtype): used in place, and y, h_T are returned as numba device
-        arrays (no host copy either way; `mgrit_backward` then returns dx on the device too).
+        tensor; the parameters' dtype; C-contiguous): copied once on the device (the caller may
+        refill it before `mgrit_backward`), and y, h_T are returned as numba device arrays (no
+        host copy either way; `mgrit_backward` then returns dx on the device too).
     h0 : ndarray (L, B, H), optional
     cell : {"classic", "implicit"}
         Fine-level cell; level l >= 1 uses the implicit cell with step dt * (cf_0 ... cf_{l-1})
@@ -165,7 +166,7 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     L, I, H, dtype = gru_dims(params)
     cell, dt = check_cell(cell, dt)
     comm = as_comm(comm)
-    d_x = _device_input(x, "x", (None, None, I), dtype, backend)
+    d_x = _device_input(x, "x", (None, None, I), dtype, backend, contiguous=True)
     if d_x is not None:                                      # on the device: y, h_T stay there
         T, offset = d_x.shape[0], 0
         x_loc, h0 = d_x, check_h0(_small_to_host(h0), L, d_x.shape[1], H, dtype)

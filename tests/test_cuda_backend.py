@@ -182,6 +182,50 @@ def test_mgrit_device_in_device_out_equals_host_api():
             np.testing.assert_array_equal(d_g[k], g[k])
 
 
+def test_a_device_x_refilled_before_the_backward_pass_changes_nothing():
+    """A data loader may write the next batch into x's device buffer between the forward and
+    the backward pass: the gradients (dW_ih_l0 reads x) must be those of the x the forward
+    saw, as on the host path, for MGRIT and for serial BPTT."""
+    from numba import cuda
+
+    from mgrit_gru.cuda.serial import gru_backward as cuda_backward
+    from mgrit_gru.cuda.serial import gru_forward as cuda_forward
+    p, x, h0, dy, _ = data(np.float64, 8, 2, seed=6)
+    o = dict(levels=2, cf=2, tol=0.0, backend="cuda")
+    solves = {
+        "mgrit": (lambda xx: mgrit_forward(p, xx, h0, max_iter=1, **o)[2],
+                  lambda fi: mgrit_backward(p, fi, dy, max_iter=1, **o)[0]),
+        "serial": (lambda xx: cuda_forward(p, xx, h0)[2], lambda c: cuda_backward(p, c, dy)[0]),
+    }
+    for name, (forward, backward) in solves.items():
+        want = backward(forward(x))
+        buf = cuda.to_device(x)
+        saved = forward(buf)
+        buf.copy_to_device(np.full_like(x, 7.0))            # the next batch, same buffer
+        got = backward(saved)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}: {k}")
+
+
+def test_the_scan_barrier_counter_is_zeroed_on_the_device_not_uploaded(monkeypatch):
+    """On a GPU each persistent scan gets its barrier counter zeroed by a device memset of one
+    counter kept per CudaGRU: no host-to-device copy (from pageable memory that waits for every
+    queued kernel). The GPU side is checked by the real-GPU scans run three times in a row."""
+    from numba import cuda
+    from numba.cuda import config
+    from numba.cuda.cudadrv import driver
+    gru = CudaGRU(init_gru(I, H, 1), "classic")
+    memsets, uploads = [], []
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", False)     # take the GPU branch
+    monkeypatch.setattr(cuda, "device_array", lambda shape, dtype: np.full(shape, 5, dtype))
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: uploads.append(a))
+    monkeypatch.setattr(driver, "device_memset",
+                        lambda dst, val, size: (memsets.append(size), dst.fill(val)))
+    first, second = gru._barrier(), gru._barrier()
+    assert first is second and first.dtype == np.int64 and first.tolist() == [0]
+    assert memsets == [8, 8] and uploads == []
+
+
 def test_device_inputs_are_checked():
     """Wrong dtype, shape or backend of a device input: ValueError naming it."""
     from numba import cuda
@@ -199,6 +243,9 @@ def test_device_inputs_are_checked():
     fi = mgrit_forward(p, cuda.to_device(x), backend="cuda", **o)[2]
     with pytest.raises(ValueError, match=r"dy must have shape \(8, 2, 4\)"):
         mgrit_backward(p, fi, cuda.to_device(dy[:7].copy()), backend="cuda", **o)
+    with pytest.raises(ValueError, match="x on the device must be C-contiguous"):
+        mgrit_forward(p, cuda.to_device(np.concatenate([x, x], axis=2))[:, :, ::2],
+                      backend="cuda", **o)
     with pytest.raises(ValueError, match="dy on the device must be C-contiguous"):
         wide = cuda.to_device(np.concatenate([dy, dy], axis=2))
         mgrit_backward(p, fi, wide[:, :, ::2], backend="cuda", **o)

@@ -188,6 +188,14 @@ def test_real_gpu_scans_h256_every_block_count(Bs):
         lam = be.to_device(np.concatenate([lam0[None], nan((n, Ls, Bs, Hs), dtype)]))
         be.vjp_scan(ref, rev, lam, gates, rev, 1.0, blocks=blocks)
         close(be.to_host(lam), lam_want, dtype)
+    # back to back, no host copy between: the second scan's memset of the shared barrier
+    # counter must wait (stream order) until the first scan is done with it
+    us_a, us_b = (be.to_device(np.concatenate([u0[None], nan((n, Ls, Bs, Hs), dtype)]))
+                  for _ in range(2))
+    be.scan(us_a, d_t, d_gx, 1.0)
+    be.scan(us_b, d_t, d_gx, 1.0)
+    close(be.to_host(us_a), want, dtype)
+    close(be.to_host(us_b), want, dtype)
 
 
 def test_scans_with_hidden_size_over_32():

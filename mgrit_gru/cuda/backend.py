@@ -72,12 +72,12 @@ def check_device(a, name, shape, dtype, contiguous=False):
     if np.dtype(a.dtype) != np.dtype(dtype):
         raise ValueError(f"{name} is a {np.dtype(a.dtype)} device array but the parameters are "
                          f"{np.dtype(dtype)}: convert it on the device first")
-    if contiguous and not a.is_c_contiguous():
-        raise ValueError(f"{name} on the device must be C-contiguous (e.g. .contiguous() in "
-                         "PyTorch, cupy.ascontiguousarray)")
     if any(s < 0 for s in a.strides):                       # numba's slicing of these computes
         raise ValueError(f"{name} on the device has a negative stride (e.g. x[::-1]): make it "
                          "contiguous first")                 # a wrong data pointer
+    if contiguous and not a.is_c_contiguous():
+        raise ValueError(f"{name} on the device must be C-contiguous (e.g. .contiguous() in "
+                         "PyTorch, cupy.ascontiguousarray)")
     return a
 
 
@@ -172,6 +172,14 @@ class CudaGRU:
         if np.dtype(d.dtype) != dtype:
             raise ValueError(f"a {np.dtype(d.dtype)} device array where {dtype} is needed")
         return d
+
+    def private_copy(self, d):
+        """A device copy of the C-contiguous device array ``d`` (device to device, no host):
+        what a cache keeps of a caller's x, which the caller may refill before the backward
+        pass (the host path copies x for the same reason, `mgrit_gru.gru.check_sequence`)."""
+        out = cuda.device_array(d.shape, dtype=d.dtype)
+        out.copy_to_device(d)
+        return out
 
     def to_host(self, d):
         """Device array (any view) -> host array."""
@@ -320,7 +328,18 @@ class CudaGRU:
         return int(blocks)
 
     def _barrier(self):
-        return cuda.to_device(np.zeros(1, np.int64))
+        """The zeroed int64 counter of a persistent scan's grid barrier. On a GPU: one per
+        `CudaGRU`, zeroed by a device memset in stream order (launches on one stream run in
+        turn, so the previous scan is done with it); a fresh ``cuda.to_device`` would copy from
+        pageable host memory, which makes the host wait for every queued kernel first."""
+        from numba.cuda import config
+        if config.ENABLE_CUDASIM:
+            return cuda.to_device(np.zeros(1, np.int64))
+        from numba.cuda.cudadrv import driver
+        if getattr(self, "_counter", None) is None:
+            self._counter = cuda.device_array(1, np.int64)
+        driver.device_memset(self._counter, 0, 8)            # cuMemsetD8: no host wait
+        return self._counter
 
     def scan(self, us, t, gx, dt, fine=True, g=None, gates=None, tg=None, blocks=None):
         """us[i+1] = Φ(us[i]) (+ g[i+1]) for i = 0 .. n-1, ONE launch (us: (n+1, L, B, H)).

@@ -153,8 +153,9 @@ class CudaForwardProblem(GRUForwardBase):
         self.gru = gru = CudaGRU(params, cell, dtype=self.dtype)
         self.vec = CudaVectors(gru, self.shape)
         self.T_loc = T_loc = x.shape[0]
-        self.device_io = as_device(x) is not None           # given on the GPU: used in place,
-        self.x = gru.to_device(x)                            # and the outputs stay there too
+        self.device_io = as_device(x) is not None           # given on the GPU: the outputs
+        # stay there too; x is copied there (the caller may refill it before the backward)
+        self.x = gru.private_copy(x) if self.device_io else gru.to_device(x)
         self.gx0 = gru.project(self.x)                       # (T_loc, B, 3H), one launch
         self.n_store = self.t_offset + T_loc - self.store_from
         self.gates = {g: gru.empty((self.n_store, L, B, H)) for g in GATES}

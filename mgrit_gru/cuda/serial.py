@@ -66,11 +66,12 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
     if d_x is None:
         x, h0 = check_sequence(x, h0, L, I, H, dtype)
     else:
-        check_device(d_x, "x", (None, None, I), dtype)
+        check_device(d_x, "x", (None, None, I), dtype, contiguous=True)
         h0 = check_h0(small_to_host(h0), L, d_x.shape[1], H, dtype)
     cell, dt = check_cell(cell, dt)
     gru = CudaGRU(params, cell, dtype=dtype)
-    device_io, d_x = d_x is not None, gru.to_device(x)      # (a device x as it is)
+    device_io = d_x is not None                              # the cache keeps its own x
+    d_x = gru.private_copy(d_x) if device_io else gru.to_device(x)
     hs, gates, tix = forward_device(gru, d_x, gru.to_device(h0), dt, launches)
     T, B = d_x.shape[:2]
     if device_io:                                            # fresh copies, left on the device
