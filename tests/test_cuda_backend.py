@@ -570,6 +570,55 @@ def test_bench_cuda_refuses_without_gpu(capsys):
     assert "GPU" in capsys.readouterr().err
 
 
+def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
+    """The cuDNN baseline has the rows' layers and dtype (it was always one float32 layer),
+    and its rows say the classic cell (cuDNN's only one). torch is replaced by a stub that
+    records what is built: no GPU here."""
+    import sys
+    import types
+
+    from mgrit_gru.cuda.bench import _torch_rows
+    built = []
+
+    class GRU:
+        def __init__(self, *args, **kw):
+            built.append(("GRU", args, kw))
+
+        def cuda(self):
+            return self
+
+        def to(self, dtype):
+            built.append(("to", dtype))
+            return self
+
+        def zero_grad(self, **kw):
+            pass
+
+        def __call__(self, x):
+            return types.SimpleNamespace(backward=lambda dy: None), None
+
+    class NoGrad:
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *a):
+            pass
+
+    torch = types.SimpleNamespace(
+        nn=types.SimpleNamespace(GRU=GRU), float32="f32", float64="f64", no_grad=NoGrad,
+        cuda=types.SimpleNamespace(is_available=lambda: True, synchronize=lambda: None),
+        manual_seed=lambda s: None, __version__="stub",
+        randn=lambda *shape, **kw: built.append(("randn", shape, kw["dtype"])),
+        backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(enabled=True)))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    base = dict(bench="cuda", layers=3, dtype="float64", hidden=8, input=4, cell="implicit")
+    rows = _torch_rows(16, 2, 8, 4, 1, 0, base)
+    assert built[:4] == [("GRU", (4, 8), {"num_layers": 3}), ("to", "f64"),
+                         ("randn", (16, 2, 4), "f64"), ("randn", (16, 2, 8), "f64")]
+    assert [r["run"] for r in rows] == ["torch_forward", "torch_forward_backward"]
+    assert all((r["layers"], r["dtype"], r["cell"]) == (3, "float64", "classic") for r in rows)
+
+
 def test_bench_cuda_logic_under_the_simulator(tmp_path):
     import json
 

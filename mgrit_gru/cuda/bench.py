@@ -85,7 +85,7 @@ def _device_name(simulate):
 
 def launch_cost(hidden, input_size, dtype, reps=200):
     """Host cost of one kernel launch from Python, in µs: ``reps`` back-to-back launches of a
-    one-point `axpby` (5 arguments) and of a one-row `gru_step` (18 arguments), then one
+    one-point `axpby` (5 arguments) and of a one-row `gru_step` (21 arguments), then one
     synchronize. The kernels themselves take a few µs, so this is numba's dispatch and argument
     marshalling: what every MGRIT operation pays once, whatever T is."""
     from .backend import CudaGRU
@@ -167,7 +167,8 @@ def host_io(x, dy, repeat=3):
 
 
 def _torch_rows(T, B, H, I, repeat, seed, base):
-    """cuDNN nn.GRU forward and forward+backward, or nothing without torch+CUDA."""
+    """cuDNN nn.GRU forward and forward+backward, or nothing without torch+CUDA: as many
+    layers and the same dtype as ``base`` says (the classic cell: cuDNN has no other)."""
     try:
         import torch
     except ImportError:
@@ -175,9 +176,11 @@ def _torch_rows(T, B, H, I, repeat, seed, base):
     if not torch.cuda.is_available():
         return []
     torch.manual_seed(seed)
-    gru = torch.nn.GRU(I, H).cuda().float()
-    x = torch.randn(T, B, I, device="cuda")
-    dy = torch.randn(T, B, H, device="cuda")
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[base["dtype"]]
+    gru = torch.nn.GRU(I, H, num_layers=base["layers"]).cuda().to(tdtype)
+    x = torch.randn(T, B, I, device="cuda", dtype=tdtype)
+    dy = torch.randn(T, B, H, device="cuda", dtype=tdtype)
+    base = dict(base, cell="classic")
     sync = torch.cuda.synchronize
 
     def fwd():

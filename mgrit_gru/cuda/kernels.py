@@ -34,9 +34,8 @@ indexed by loops over the compile-time BT only, so they live in registers (no .l
 reads back what it wrote one step earlier): a whole F-relaxation, every interval's cf - 1
 F-points.
 
-Launches per MGRIT operation (every interval of a level at once): F-relaxation = 1 `gru_step`
-or `gru_vjp` (on one rank; with MPI neighbours cf - 1, one per F-point offset, to pass the
-ghost states between them), C-relaxation = 1, C-point residual = 1 step + 1 `diff_norms` (+ 1
+Launches per MGRIT operation (every interval of a level at once; the CUDA backend runs on one
+rank): F-relaxation = 1 `gru_step` or `gru_vjp`, C-relaxation = 1, C-point residual = 1 step + 1 `diff_norms` (+ 1
 `total` for the time norm). The adjoint's VJP also adds the output forcing dy; on coarse levels
 one batched `gru_step` first recomputes the gates of all the launch's steps. Gradients: the gate
 cotangents stored by the adjoint's last fine sweep, then 2 launches per `outer_partial` /
