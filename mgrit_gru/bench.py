@@ -33,6 +33,15 @@ def _median_time(fn, repeat):
     return float(np.median(times))
 
 
+def _median_run(runs):
+    """The median of timed runs ``(total, forward, backward, ...)`` sorted by total: the middle
+    run, or for an even count the mean of the two middle runs' times (their forward + backward
+    still adds up to their total), with the lower one's other fields."""
+    runs = sorted(runs, key=lambda r: r[0])
+    lo, hi = runs[(len(runs) - 1) // 2], runs[len(runs) // 2]
+    return tuple((a + b) / 2 for a, b in zip(lo[:3], hi[:3])) + tuple(lo[3:])
+
+
 def _machine():
     """What the numbers were measured on."""
     return {"machine": platform.machine(), "cpus": os.cpu_count(), "numpy": np.__version__,
@@ -116,8 +125,12 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
     (``frelax_vs_serial_step``: below 1 means batching over intervals pays). Under
     ``mpiexec -n P`` every rank holds only its rows of x (`TimeSlice`), rank 0 also times the
     serial forward (the others wait), and rank 0 prints one summary line per size with the
-    slowest rank's times, the speedup and the efficiency; ``per_rank`` lists every rank's own
-    times and communication time. ``out`` writes the same records as a JSON list.
+    slowest rank's times (``mgrit_s``: the median over the timed runs of the slowest rank's
+    wall time; ``comm_s`` and ``frelax_sweep_s`` are maxima over ranks), the speedup and the
+    efficiency. ``phase_s``, ``phase_per_iter_s`` and ``mgrit_per_iter_s`` are rank 0's (the
+    final F-relaxation after the last cycle included in ``phase_s``); ``per_rank`` lists every
+    rank's own times and communication time. ``latency_s`` is measured between ranks 0 and 1
+    under mpiexec, assumed (20 µs, ``latency_measured`` false) on one process. ``out`` writes the same records as a JSON list.
 
     Parameters
     ----------
@@ -180,7 +193,8 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                 if i:
                     runs.append((comm.allreduce_max(wall), wall, info))
             runs.sort(key=lambda r: r[0])
-            mgrit_s, own_s, info = runs[len(runs) // 2]     # the median run (slowest rank)
+            mgrit_s = float(np.median([r[0] for r in runs]))    # median of the slowest rank's
+            _, own_s, info = runs[(len(runs) - 1) // 2]     # details: the (lower) median run
             solver = info.solver
             n_cycles = len(info.cycle_times)
             # --- one fine F-relaxation sweep vs serial steps ------------------------------------
@@ -195,7 +209,7 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                         "level_s": info.level_times, "comm_s": info.comm_time}
             per_rank = world.gather(rank_rec, root=0) if world is not None else [rank_rec]
             rec = {"bench": "forward", "ranks": P, "seq_len": seq_len, "batch": B, "hidden": H,
-                   "input": I, "layers": layers, "cell": cell, "dtype": dtype.name,
+                   "input": I, "layers": layers, "cell": cell, "dt": dt, "dtype": dtype.name,
                    "levels": len(solver.levels), "cf": solver.hier.cfs, "relax": relax,
                    "iters": iters, "skip": skip, "repeat": repeat,
                    "serial_s": serial_s, "serial_us_per_step": 1e6 * serial_step,
@@ -215,11 +229,13 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                 ns = sorted({1, 2, 4, 8, 16, 64, 256, n_max} - {n for n in (256,) if n > n_max})
                 cost, samples = measure_step_cost(params, B, cell=cell, repeat=repeat, ns=ns)
                 ccost, _ = measure_step_cost(params, B, level=1, repeat=repeat,
-                                             ns=sorted({1, 4, 16, 64, max(n_max // cf, 1)}))
+                                             ns=sorted({1, 4, 16, 64,
+                                                        max(n_max // solver.hier.cfs[0], 1)}))
                 setup = _median_time(lambda: GRUForwardProblem(
                     params, xs.x, np.zeros((layers, B, H), dtype), seq_len, cell), repeat)
                 state_bytes = layers * B * H * dtype.itemsize
                 lat = measure_latency(world, state_bytes) if world is not None else 20e-6
+                rec["latency_measured"] = world is not None  # one rank: assumed (no messages)
                 pred = predict(seq_len, P, step_cost=cost, coarse_step_cost=ccost,
                                serial_step=serial_step, cf=cf, levels=levels, relax=relax,
                                iters=iters, skip=skip, latency=lat, state_bytes=state_bytes,
@@ -300,8 +316,7 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
             del cache
             if i:
                 runs.append((t2 - t0, t1 - t0, t2 - t1))
-        runs.sort()
-        total, fwd_s, bwd_s = runs[len(runs) // 2]
+        total, fwd_s, bwd_s = _median_run(runs)
         bptt = {**common, "method": "bptt", "forward_s": fwd_s, "backward_s": bwd_s,
                 "train_step_s": total, "speedup_vs_bptt": 1.0, "grad_error": 0.0}
         del x, dy
@@ -344,8 +359,7 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                                comm_s=comm.allreduce_max(fwd.comm_time + bwd.comm_time))
                 runs.append((*walls, summary, grads))        # (states and gates: GBs at T=4096)
             del fwd, bwd
-        runs.sort(key=lambda r: r[0])
-        total, fwd_s, bwd_s, summary, grads = runs[len(runs) // 2]
+        total, fwd_s, bwd_s, summary, grads = _median_run(runs)
         if rank == 0:
             num = sum(float(np.sum((grads[k].astype(np.float64) - ref[k]) ** 2))
                       for k in grads)
@@ -362,8 +376,9 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
                 repeat=2, seed=0):
     """Seconds per training epoch, serial BPTT vs MGRIT, on the demo task (`train.DEMO`).
 
-    Trains the demo model (synthetic videos; 512 training sequences) for ``repeat`` epochs with
-    each solver and reports the median epoch time (training only, not the test evaluation).
+    Trains the demo model (synthetic videos; 512 training sequences) for 1 + ``repeat`` epochs
+    with each solver and reports the median time of the last ``repeat`` (training only, not the
+    test evaluation; the first epoch, which compiles and warms caches, is ``warmup_epoch_s``).
     Under ``mpiexec -n P`` the MGRIT run is distributed over the P ranks (each holds its time
     rows) and the serial run is made by rank 0 alone (the others wait); rank 0 prints.
 
@@ -372,7 +387,7 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
     seq_len, hidden, batch, layers, cell, dtype
         Override the demo's T, H, batch size, layers, cell, dtype.
     repeat : int
-        Epochs timed per solver (median reported).
+        Epochs timed per solver after the warm-up epoch (median reported).
     seed : int
 
     Yields
@@ -388,7 +403,7 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
     P = 1 if world is None else world.Get_size()
     over = {k: v for k, v in dict(seq_len=seq_len, hidden=hidden, batch_size=batch,
                                   layers=layers, cell=cell, dtype=dtype).items() if v is not None}
-    cfg = {**DEMO, **over, "epochs": int(repeat), "seed": seed}
+    cfg = {**DEMO, **over, "epochs": int(repeat) + 1, "seed": seed}   # epoch 1: the warm-up
     records, serial_s = [], None
     for solver in ("serial", "mgrit"):
         comm = None if solver == "serial" else world
@@ -400,7 +415,7 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
             world.Barrier()                                  # others wait for rank 0's serial run
         if rank != 0:
             continue
-        times = [r["seconds"] for r in res.history]
+        warmup_s, times = res.history[0]["seconds"], [r["seconds"] for r in res.history[1:]]
         epoch_s = float(np.median(times))
         serial_s = epoch_s if solver == "serial" else serial_s
         n_steps = res.history[0]["steps"]
@@ -410,7 +425,8 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
                         "batch": res.config.batch_size, "layers": res.config.layers,
                         "cell": res.config.cell, "dtype": res.config.dtype,
                         "steps_per_epoch": n_steps, "epochs": len(times),
-                        "epoch_s": epoch_s, "epoch_times": times, "step_s": epoch_s / n_steps,
+                        "epoch_s": epoch_s, "epoch_times": times, "warmup_epoch_s": warmup_s,
+                        "step_s": epoch_s / n_steps,
                         "speedup_vs_serial": serial_s / epoch_s,
                         "final_test_acc": last["test_acc"],
                         "last_fwd_residual": last["last_fwd_residual"],

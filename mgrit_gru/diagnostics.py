@@ -318,7 +318,8 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
              f"skip={skip} coarse_input={coarse_input} dtype={dtype.name}")
     y, h_T, info = mgrit_forward(params, x, cell=cell, levels=levels, cf=cf, relax=relax,
                                  max_iter=iters, tol=tol, skip=skip, coarse_input=coarse_input,
-                                 verbose=verbose, record_iterates=plot is not None)
+                                 verbose=verbose, record_iterates=plot is not None,
+                                 trace=plot is not None)   # the cycle diagram as it ran
     y_ref, h_ref, cache = gru_forward(params, x, cell=cell)
     err_y = float(np.max(np.abs(y - y_ref)))
     err_h = float(np.max(np.abs(h_T - h_ref)))

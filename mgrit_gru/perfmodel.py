@@ -275,13 +275,27 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     -------
     Prediction
     """
+    from .mgrit.cycle import RELAXATIONS, _per_level
+    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    if cycle not in ("V", "F"):
+        raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
+    if not isinstance(skip, (bool, np.bool_)):
+        raise ValueError(f"skip must be True or False, got {skip!r}")
+    for name, v in (("latency", latency), ("bandwidth", bandwidth), ("state_bytes", state_bytes),
+                    ("proj_per_step", proj_per_step)):
+        if isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) and
+                                       math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if bandwidth == 0:
+        raise ValueError("bandwidth must be > 0")
     fine = step_cost if isinstance(step_cost, StepCost) else StepCost(*step_cost)
     coarse = fine if coarse_step_cost is None else (
         coarse_step_cost if isinstance(coarse_step_cost, StepCost) else StepCost(*coarse_step_cost))
     serial_step = fine(1) + proj_per_step if serial_step is None else float(serial_step)
     hiers = [Hierarchy(T, cf, levels, min_coarse, p, P) for p in range(P)]
     n_lev = len(hiers[0].levels)
-    relax_l = list(relax) if isinstance(relax, (list, tuple)) else [relax] * n_lev
+    relax_l = _per_level(relax, n_lev, "relax", RELAXATIONS)   # as the solver checks them
     costs = [fine] + [coarse] * (n_lev - 1)
     msg = latency + state_bytes / bandwidth
     allred = 2 * math.ceil(math.log2(P)) * latency if P > 1 else 0.0
@@ -423,7 +437,8 @@ def load_results(paths):
 
 SCALING_KEYS = ("seq_len", "batch", "hidden", "ranks", "speedup")
 """What every record `plot_scaling` draws must hold."""
-SCALING_OPTIONS = ("levels", "cf", "iters", "relax", "skip", "layers", "cell", "dtype")
+SCALING_OPTIONS = ("levels", "cf", "iters", "relax", "skip", "layers", "cell", "dtype", "dt",
+                   "input")
 """Solver and model options that make runs different experiments (separate lines)."""
 
 

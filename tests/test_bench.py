@@ -15,7 +15,8 @@ from mgrit_gru.cli import main
 KEYS = {"bench", "ranks", "seq_len", "batch", "hidden", "serial_s", "serial_us_per_step",
         "mgrit_s", "mgrit_per_iter_s", "phase_s", "phase_per_iter_s", "comm_s", "speedup",
         "efficiency", "frelax_us_per_fine_step", "frelax_vs_serial_step", "per_rank",
-        "model_mgrit_s", "model_speedup", "step_cost_a_s", "step_cost_b_s", "cycles"}
+        "model_mgrit_s", "model_speedup", "step_cost_a_s", "step_cost_b_s", "cycles", "dt",
+        "latency_s", "latency_measured"}
 TINY = ["bench", "--what", "forward", "--seq-len", "64", "--hidden", "8", "--batch", "2",
         "--repeat", "1", "--levels", "2", "--cf", "4", "--iters", "2"]
 
@@ -33,7 +34,46 @@ def test_forward_bench_prints_json_with_the_expected_keys(capsys, tmp_path):
     assert rec["cycles"] == 2 and rec["mgrit_s"] > 0 and rec["serial_s"] > 0
     assert rec["speedup"] == pytest.approx(rec["serial_s"] / rec["mgrit_s"])
     assert rec["per_rank"][0]["rank"] == 0
+    assert rec["dt"] == 1.0 and rec["latency_measured"] is False   # one rank: assumed
     assert json.loads(out.read_text()) == [rec]
+
+
+def test_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(monkeypatch):
+    """repeat = 2 used to report the slower run as the 'median' (the serial baseline had a true
+    median); the train-step median keeps forward + backward = total."""
+    import time
+
+    import mgrit_gru.solve as solve
+    from mgrit_gru.bench import _median_run, bench_forward
+    runs = [(3.0, 1.0, 2.0, "c"), (1.0, 0.5, 0.5, "a"), (2.0, 1.0, 1.0, "b"), (9.0, 4, 5, "d")]
+    assert _median_run(runs) == (2.5, 1.0, 1.5, "b")
+    assert _median_run(runs[:3]) == (2.0, 1.0, 1.0, "b")
+    delays, forward = iter([0.0, 0.0, 0.3]), solve.mgrit_forward   # warm-up, then 2 timed runs
+
+    def slowed(*args, **kw):
+        time.sleep(next(delays))
+        return forward(*args, **kw)
+    monkeypatch.setattr(solve, "mgrit_forward", slowed)
+    (rec,) = bench_forward(hidden=4, batch=1, seq_len=16, levels=2, cf=4, repeat=2, model=False)
+    assert 0.1 < rec["mgrit_s"] < 0.25, rec["mgrit_s"]         # ~0.15, not the 0.3 s run
+
+
+def test_forward_bench_model_with_a_cf_per_level():
+    from mgrit_gru.bench import bench_forward
+    (rec,) = bench_forward(hidden=4, batch=1, seq_len=64, levels=3, cf=[4, 2], repeat=1)
+    assert rec["cf"] == [4, 2] and rec["model_mgrit_s"] > 0
+
+
+def test_epoch_bench_times_epochs_after_a_warm_up(monkeypatch):
+    import mgrit_gru.train as tr
+    from mgrit_gru.bench import bench_epoch
+    monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, "num_sequences": 80})
+    recs = list(bench_epoch(seq_len=16, hidden=4, repeat=2))
+    assert [r["solver"] for r in recs] == ["serial", "mgrit"]
+    for r in recs:
+        assert r["epochs"] == 2 and len(r["epoch_times"]) == 2 and r["warmup_epoch_s"] > 0
+        assert r["epoch_s"] == pytest.approx(float(np.median(r["epoch_times"])))
+    assert recs[1]["speedup_vs_serial"] == pytest.approx(recs[0]["epoch_s"] / recs[1]["epoch_s"])
 
 
 def test_forward_bench_defaults_sweep_h_and_b(capsys):
@@ -113,6 +153,10 @@ def test_plot_scaling_draws_other_solver_options_as_other_lines(tmp_path):
                       "T=4096, B=32, H=256, levels=4, cf=[4, 4, 4]"]
     ys = {l.get_label(): list(l.get_ydata()) for l in fig.axes[0].get_lines()}
     assert ys[labels[0]] == [0.4, 0.55] and ys[labels[1]] == [1.3, 1.6]   # no zig-zag
+    recs = [dict(_scaling_record(P, 4096, 3, s), dt=dt) for P, dt, s in
+            ((1, 1.0, 0.4), (2, 1.0, 0.55), (1, 0.1, 0.7), (2, 0.1, 0.9))]
+    fig = plot_scaling(recs)                                 # dt changes the solve: two lines
+    assert len(fig.axes[0].get_lines()) == 2
 
 
 def test_plot_scaling_names_the_bad_file(tmp_path, capsys):

@@ -186,6 +186,22 @@ def test_plot_cycle_of_a_solver_that_has_not_run():
     np.testing.assert_array_equal(lev, [l for l, _ in dg.cycle_trace(3, 4, "F", "V", True, 1)])
 
 
+def test_solve_and_report_draws_the_cycles_that_ran(tmp_path, monkeypatch):
+    """A solve that converges ends F, C, F, residual (stop), F (storing the gates): the cycle
+    diagram of `mgrit-gru solve --plot` is that run's trace, not a tol = 0 replay."""
+    import matplotlib.pyplot as plt
+    seen = []
+    real = dg.plot_cycle
+    monkeypatch.setattr(dg, "plot_cycle", lambda info, **k: seen.append(info) or real(info, **k))
+    res = dg.solve_and_report(seq_len=64, hidden=4, batch=1, input_size=2, levels=2, cf=4,
+                              iters=30, tol=1e-6, plot=str(tmp_path / "p.png"),
+                              print_fn=lambda s: None)
+    assert res["converged"] and seen and seen[0].trace
+    ops = [op for level, op in seen[0].trace if level == 0]
+    assert ops[-5:] == ["F", "C", "F", "residual", "F"]
+    plt.close("all")
+
+
 def test_solve_and_report_plot_has_error_panel(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     figs = []

@@ -103,3 +103,18 @@ def test_perf_more_hand_paths():
     assert predict(16, 1, relax="F", skip=False, cycle="F", step_cost=(1.0, 0.0), cf=2, levels=3, iters=1).time == 21
     c = StepCost(1.0, 0.0, ((1, 1.0), (4, 10.0)))
     assert c(2) == 4.0 and c(8) == 1.0
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(relax="X"), "relax must be one of"),
+    (dict(relax=["F", "FCF", "F"]), "relax has 3 entries"),
+    (dict(cycle="W"), "cycle must be"),
+    (dict(iters=0), "iters must be a positive integer"),
+    (dict(latency=-1.0), "latency must be a finite number >= 0"),
+    (dict(skip="False"), "skip must be True or False"),
+])
+def test_predict_refuses_options_the_solver_refuses(options, message):
+    """The model priced relax='X' as F, cycle='W' as V, iters=0 as a speedup of 28."""
+    options = {"latency": 0.0, **options}
+    with pytest.raises(ValueError, match=message):
+        tiny(2, options.pop("latency"), **options)

@@ -1,7 +1,8 @@
 """The 16-rank projection in docs/cluster.md, recomputed from a committed one-rank measurement.
 
 The step costs (fine: a + b n with the measured samples; coarse: a + b n), the serial step, the
-set-up per step and the latency of the T = 4096, B = 32, H = 256 record of
+set-up per step and the latency (20 µs assumed: one rank sends nothing; 0-100 µs move these
+predictions by under 1 %) of the T = 4096, B = 32, H = 256 record of
 forward_P1_T4096.json (2-vCPU machine, float32, 3 levels, cf 4, FCF, 2 iterations, skip) go into
 `mgrit_gru.perfmodel.predict` for T = 16384 on P = 16 ranks at 3, 4 and 5 levels. "calibrated"
 divides by the one-rank ratio measured / model of the same record (the model prices the batched
