@@ -130,7 +130,8 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
     efficiency. ``phase_s``, ``phase_per_iter_s`` and ``mgrit_per_iter_s`` are rank 0's (the
     final F-relaxation after the last cycle included in ``phase_s``); ``per_rank`` lists every
     rank's own times and communication time. ``latency_s`` is measured between ranks 0 and 1
-    under mpiexec, assumed (20 µs, ``latency_measured`` false) on one process. ``out`` writes the same records as a JSON list.
+    under mpiexec, assumed (20 µs, ``latency_measured`` false) on one process. ``out`` writes
+    the same records as a JSON list.
 
     Parameters
     ----------

@@ -23,6 +23,7 @@ import numpy as np
 
 from .gru import gru_backward, gru_forward, init_gru
 from .head import head_backward, head_forward, init_head
+from .mgrit.cycle import check_flag
 from .solve import TimeSlice, mgrit_backward, mgrit_forward
 
 HEAD_KEYS = ("weight_out", "bias_out")
@@ -167,13 +168,9 @@ class SolverOptions:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}") from None
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
-        if not isinstance(self.skip, (bool, np.bool_)):      # bool("False") would be True
-            raise ValueError(f"skip must be True or False, got {self.skip!r}")
-        self.skip = bool(self.skip)
-        if self.bwd_skip is not None:
-            if not isinstance(self.bwd_skip, (bool, np.bool_)):
-                raise ValueError(f"bwd_skip must be True, False or None, got {self.bwd_skip!r}")
-            self.bwd_skip = bool(self.bwd_skip)
+        self.skip = check_flag(self.skip, "skip")
+        if self.bwd_skip is not None:                        # None: as skip
+            self.bwd_skip = check_flag(self.bwd_skip, "bwd_skip")
 
     def mgrit_kwargs(self, iters, backward=False):
         skip = self.bwd_skip if backward and self.bwd_skip is not None else self.skip

@@ -275,13 +275,11 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     -------
     Prediction
     """
-    from .mgrit.cycle import RELAXATIONS, _per_level
-    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
-    if cycle not in ("V", "F"):
+    from .mgrit.cycle import CYCLES, RELAXATIONS, _per_level, check_flag
+    from .mgrit.hierarchy import _check_int
+    iters, skip = _check_int(iters, "iters", 1), check_flag(skip, "skip")   # as the solver
+    if cycle not in CYCLES:
         raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
-    if not isinstance(skip, (bool, np.bool_)):
-        raise ValueError(f"skip must be True or False, got {skip!r}")
     for name, v in (("latency", latency), ("bandwidth", bandwidth), ("state_bytes", state_bytes),
                     ("proj_per_step", proj_per_step)):
         if isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) and

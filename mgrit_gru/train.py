@@ -477,16 +477,14 @@ def plot_run(out, history, steps, title=""):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     k = np.arange(1, n_steps + 1)
     f, b = np.asarray(steps["fwd_residual"], float), np.asarray(steps["bwd_residual"], float)
-    if n_steps and np.any(np.isfinite(f)) and not np.any((f > 0) | (b > 0)):
-        ax.plot(k, f, label="forward solve")                 # levels=1: exact, every r = 0
-        ax.plot(k, b, label="backward (adjoint) solve")
-        ax.set_ylim(-1, 1)
-        ax.text(0.5, 0.75, "one level: sequential solves, residual exactly 0", ha="center",
-                transform=ax.transAxes)
-        ax.legend()
-    elif n_steps and np.any(np.isfinite(f)):
-        ax.semilogy(k, f, label="forward solve")
-        ax.semilogy(k, b, label="backward (adjoint) solve")
+    if n_steps and np.any(np.isfinite(f)):
+        exact = not np.any((f > 0) | (b > 0))               # levels=1: every r = 0, no log axis
+        draw = ax.plot if exact else ax.semilogy
+        draw(k, f, label="forward solve")
+        draw(k, b, label="backward (adjoint) solve")
+        if exact:
+            ax.text(0.5, 0.75, "one level: sequential solves, residual exactly 0", ha="center",
+                    transform=ax.transAxes)
         ax.legend()
     else:
         ax.text(0.5, 0.5, "serial solver: no MGRIT residuals", ha="center",
@@ -734,7 +732,7 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
         raise ValueError(f"the {split} split of {cfg.data} is empty (test_fraction "
                          f"{cfg.test_fraction}): use --split train or --split all")
     C = ck.params["weight_out"].shape[0]
-    if len(y) and y.max() >= C:
+    if y.max() >= C:
         raise ValueError(f"{cfg.data}: label {y.max()} out of range for a {C}-class model")
     comm_w = None
     if comm is not None:
@@ -797,27 +795,25 @@ def world_comm():
     return comm if comm.Get_size() > 1 else None
 
 
-# options that only some data, solvers or optimisers use: (field, who uses it, test on cfg)
-_ONLY_FOR = (
-    ("num_sequences", "built-in data (synthetic, pulse)",
-     lambda c: _data_kind(c.data)[0] in ("synthetic", "pulse")),
-    ("noise", "built-in data (synthetic, pulse)",
-     lambda c: _data_kind(c.data)[0] in ("synthetic", "pulse")),
-    ("num_classes", "synthetic data", lambda c: _data_kind(c.data)[0] == "synthetic"),
-    ("frame_size", "synthetic data and frame folders",
-     lambda c: _data_kind(c.data)[0] in ("synthetic", "frames")),
-    ("projection_dim", "frame folders", lambda c: _data_kind(c.data)[0] == "frames"),
-    ("cache_dir", "frame folders", lambda c: _data_kind(c.data)[0] == "frames"),
-    ("momentum", "--optimizer sgd", lambda c: c.optimizer == "sgd"),
-) + tuple((name, "--solver mgrit", lambda c: c.solver == "mgrit")
-          for name in ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip",
-                       "bwd_skip", "coarse_input"))
+# options that only some data kinds use, and those only MGRIT uses
+_DATA_ONLY = {"num_sequences": ("synthetic", "pulse"), "noise": ("synthetic", "pulse"),
+              "num_classes": ("synthetic",), "frame_size": ("synthetic", "frames"),
+              "projection_dim": ("frames",), "cache_dir": ("frames",)}
+_MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
+               "coarse_input")
 
 
 def _unused_options(given, cfg):
     """The given options ``cfg`` would not use, each with who uses it."""
-    return [f"--{name.replace('_', '-')} (only {who})" for name, who, used in _ONLY_FOR
-            if name in given and not used(cfg)]
+    flag = lambda name: "--" + name.replace("_", "-")       # noqa: E731
+    kind = _data_kind(cfg.data)[0]
+    unused = [f"{flag(n)} (only --data {' or '.join(kinds)})" for n, kinds in _DATA_ONLY.items()
+              if n in given and kind not in kinds]
+    if "momentum" in given and cfg.optimizer != "sgd":
+        unused.append("--momentum (only --optimizer sgd)")
+    if cfg.solver != "mgrit":
+        unused += [f"{flag(n)} (only --solver mgrit)" for n in _MGRIT_ONLY if n in given]
+    return unused
 
 
 def train_from_options(options, out, resume=False, overwrite=False, progress=True,

@@ -109,7 +109,7 @@ def test_perf_more_hand_paths():
     (dict(relax="X"), "relax must be one of"),
     (dict(relax=["F", "FCF", "F"]), "relax has 3 entries"),
     (dict(cycle="W"), "cycle must be"),
-    (dict(iters=0), "iters must be a positive integer"),
+    (dict(iters=0), "iters must be an integer >= 1"),
     (dict(latency=-1.0), "latency must be a finite number >= 0"),
     (dict(skip="False"), "skip must be True or False"),
 ])

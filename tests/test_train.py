@@ -322,8 +322,8 @@ def test_cli_train_evaluate_and_resume(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--data", "pulse", "--num-classes", "4"], r"--num-classes \(only synthetic data\)"),
-    (["--projection-dim", "7"], r"--projection-dim \(only frame folders\)"),
+    (["--data", "pulse", "--num-classes", "4"], r"--num-classes \(only --data synthetic\)"),
+    (["--projection-dim", "7"], r"--projection-dim \(only --data frames\)"),
     (["--momentum", "0.5"], r"--momentum \(only --optimizer sgd\)"),
     (["--solver", "serial", "--levels", "7", "--relax", "F"],
      r"--levels \(only --solver mgrit\); --relax \(only --solver mgrit\)"),

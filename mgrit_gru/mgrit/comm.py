@@ -158,6 +158,8 @@ class MPIComm:
 
     def allreduce_max(self, x):
         t0 = time.perf_counter()
+        if x != x:                                           # NaN: MPI's MAX compares, and a
+            x = float("inf")                                 # comparison with NaN is False
         out = self.comm.allreduce(x, op=self.MPI.MAX)
         self.comm_time += time.perf_counter() - t0
         return out

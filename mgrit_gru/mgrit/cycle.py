@@ -75,6 +75,17 @@ class MGRITInfo:
         return self.residual_history[-1] if self.residual_history else self.initial_residual
 
 
+CYCLES = ("V", "F")
+
+
+def check_flag(value, name):
+    """``value`` as a bool; ValueError naming ``name`` unless it is one (``bool("False")`` is
+    True, so a string from a config file must not pass)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _per_level(value, n_levels, name, allowed=None):
     values = list(value) if isinstance(value, (list, tuple)) else [value] * n_levels
     if len(values) != n_levels:
@@ -136,7 +147,7 @@ class MGRIT:
                               self.comm.size, fine_ranges)
         self.levels = self.hier.levels
         self.relax = _per_level(relax, len(self.levels), "relax", RELAXATIONS)
-        if cycle not in ("V", "F"):
+        if cycle not in CYCLES:
             raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
@@ -154,13 +165,11 @@ class MGRIT:
                                                        and divergence_factor > 0):
             raise ValueError(f"divergence_factor must be a number > 0 (inf: never stop), got "
                              f"{divergence_factor!r}")
-        for name, flag in (("skip", skip), ("verbose", verbose),
-                           ("record_iterates", record_iterates), ("trace", trace)):
-            if not isinstance(flag, (bool, np.bool_)):       # "False" would mean True
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        trace = check_flag(trace, "trace")
         self.cycle, self.max_iter, self.tol, self.tol_type = cycle, int(max_iter), float(tol), tol_type
-        self.norm, self.skip, self.c_weight = str(norm), bool(skip), float(c_weight)
-        self.verbose, self.record_iterates = bool(verbose), bool(record_iterates)
+        self.norm, self.skip, self.c_weight = str(norm), check_flag(skip, "skip"), float(c_weight)
+        self.verbose = check_flag(verbose, "verbose")
+        self.record_iterates = check_flag(record_iterates, "record_iterates")
         self.divergence_factor = float(divergence_factor)
         self.vec = problem.vec
         self.U = [None] * len(self.levels)                   # per level: ghost + owned points
@@ -349,8 +358,6 @@ class MGRIT:
         if count:
             C = self._rows(self.U[0], first - lv.lo + 1, count, lv.cf)
             local = self.vec.diff_norm(phi, C, self.norm)   # Σ|r|² or max|r|, r = Φ(u_{C-1}) - u_C
-        if not math.isfinite(local):                         # MPI's MAX compares, and every
-            local = math.inf                                 # comparison with NaN is False
         if self.norm == "max":
             return self.comm.allreduce_max(local)
         return math.sqrt(self.comm.allreduce_sum(local))
