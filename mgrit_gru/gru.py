@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import positive_int
+
 CELLS = ("classic", "implicit")
 
 
@@ -51,9 +53,9 @@ def init_gru(input_size, hidden_size, num_layers=1, seed=0, dtype=np.float64):
         U(-1/sqrt(H), 1/sqrt(H)) like PyTorch. ``torch_gru.load_state_dict({k: torch.from_numpy(v)})``
         accepts it unchanged.
     """
-    input_size = _positive_int(input_size, "input_size")
-    hidden_size = _positive_int(hidden_size, "hidden_size")
-    num_layers = _positive_int(num_layers, "num_layers")
+    input_size = positive_int(input_size, "input_size")
+    hidden_size = positive_int(hidden_size, "hidden_size")
+    num_layers = positive_int(num_layers, "num_layers")
     dtype = _float_dtype(dtype)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
@@ -526,12 +528,6 @@ def _check_cotangent(d, shape, dtype, name):
     if not np.all(np.isfinite(d)):
         raise ValueError(f"{name} contains NaN or Inf")
     return d
-
-
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def _float_dtype(dtype):

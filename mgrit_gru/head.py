@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import positive_int
+
 
 def init_head(hidden_size, num_classes, seed=0, dtype=np.float64):
     """Head parameters ``{"weight_out": (C, H), "bias_out": (C,)}``, U(-1/sqrt(H), 1/sqrt(H))."""
-    for v, name in ((hidden_size, "hidden_size"), (num_classes, "num_classes")):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    positive_int(hidden_size, "hidden_size")
+    positive_int(num_classes, "num_classes")
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     rng = np.random.default_rng(seed)

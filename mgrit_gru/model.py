@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .checks import nonneg_float, positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
 from .head import head_backward, head_forward, init_head
 from .mgrit.cycle import check_flag
@@ -144,30 +145,17 @@ class SolverOptions:
         self.cf = _level_list(self.cf, "cf", int)
         self.relax = _level_list(self.relax, "relax", str)
         for name in ("levels", "fwd_iters", "bwd_iters"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-            setattr(self, name, int(v))
+            setattr(self, name, positive_int(getattr(self, name), name))
         for c in (self.cf if isinstance(self.cf, list) else [self.cf]):
             if c < 2:
                 raise ValueError(f"cf must be >= 2, got {c}")
         for r in (self.relax if isinstance(self.relax, list) else [self.relax]):
             if r not in ("F", "FCF"):
                 raise ValueError(f"relax must be 'F' or 'FCF' (per level), got {r!r}")
-        try:
-            self.tol = float(self.tol)
-        except (TypeError, ValueError):
-            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}") from None
-        if not np.isfinite(self.tol) or self.tol < 0:
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol}")
+        self.tol = nonneg_float(self.tol, "tol")
         if self.cell not in ("classic", "implicit"):
             raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")
-        try:
-            self.dt = float(self.dt)
-        except (TypeError, ValueError):
-            raise ValueError(f"dt must be a finite number > 0, got {self.dt!r}") from None
-        if not np.isfinite(self.dt) or self.dt <= 0:
-            raise ValueError(f"dt must be a finite number > 0, got {self.dt}")
+        self.dt = positive_float(self.dt, "dt")
         self.skip = check_flag(self.skip, "skip")
         if self.bwd_skip is not None:                        # None: as skip
             self.bwd_skip = check_flag(self.bwd_skip, "bwd_skip")

@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from .checks import nonneg_float
+
 PREFIX = "optim."
 
 
@@ -53,20 +55,9 @@ def _check_grads(params, grads):
 
 def _positive(v, name):
     """A finite number > 0 as a Python float."""
-    v = _nonneg(v, name)
-    if v == 0:
+    v = nonneg_float(v, name)
+    if v == 0:                                               # not positive_float: its own message
         raise ValueError(f"{name} must be > 0, got 0")
-    return v
-
-
-def _nonneg(v, name):
-    """A finite number >= 0 as a Python float."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {v!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
     return v
 
 
@@ -181,8 +172,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params)
         self.lr = _positive(lr, "lr")
-        self.momentum = _nonneg(momentum, "momentum")
-        self.weight_decay = _nonneg(weight_decay, "weight_decay")
+        self.momentum = nonneg_float(momentum, "momentum")
+        self.weight_decay = nonneg_float(weight_decay, "weight_decay")
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -242,7 +233,7 @@ class Adam(Optimizer):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
         self.betas = (b1, b2)
         self.eps = _positive(eps, "eps")   # 0: 0/0 = NaN where g stays 0
-        self.weight_decay = _nonneg(weight_decay, "weight_decay")
+        self.weight_decay = nonneg_float(weight_decay, "weight_decay")
 
     def step(self, grads):
         """One update of every parameter from ``grads`` (same keys; not modified)."""

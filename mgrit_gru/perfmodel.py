@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .atomic import save_figure
+from .checks import int_at_least
 from .mgrit.hierarchy import Hierarchy
 
 
@@ -276,8 +277,7 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     Prediction
     """
     from .mgrit.cycle import CYCLES, RELAXATIONS, _per_level, check_flag
-    from .mgrit.hierarchy import _check_int
-    iters, skip = _check_int(iters, "iters", 1), check_flag(skip, "skip")   # as the solver
+    iters, skip = int_at_least(iters, "iters", 1), check_flag(skip, "skip")   # as the solver
     if cycle not in CYCLES:
         raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
     for name, v in (("latency", latency), ("bandwidth", bandwidth), ("state_bytes", state_bytes),

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from .atomic import atomic_write, save_figure
+from .checks import positive_int
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
     pulse_order, train_test_split
 from .mgrit import MGRITDivergedError
@@ -123,11 +124,11 @@ class TrainConfig:
         _data_kind(self.data)
         for name in ("num_sequences", "num_classes", "frame_size", "hidden", "layers",
                      "batch_size", "epochs"):
-            _check_pos_int(getattr(self, name), name)
+            positive_int(getattr(self, name), name)
         if self.seq_len is not None:
-            _check_pos_int(self.seq_len, "seq_len")
+            positive_int(self.seq_len, "seq_len")
         if self.projection_dim is not None:
-            _check_pos_int(self.projection_dim, "projection_dim")
+            positive_int(self.projection_dim, "projection_dim")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
@@ -167,11 +168,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training options {unknown}")
         return cls(**d)
-
-
-def _check_pos_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _data_kind(spec):

@@ -19,6 +19,7 @@ import zipfile
 import numpy as np
 
 from ..atomic import atomic_write
+from ..checks import positive_int
 
 
 def _validate(x, y, where, num_classes=None):
@@ -101,9 +102,8 @@ def load_npz(path, num_classes=None, dtype=None):
         raise ValueError(f"{path}: cannot read: {e}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    if num_classes is not None and (isinstance(num_classes, bool) or
-                                    not isinstance(num_classes, (int, np.integer)) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if num_classes is not None:
+        positive_int(num_classes, "num_classes")
     x, y = _validate(x, y, path, num_classes)
     if dtype is not None:
         x = x.astype(dtype, copy=False)

@@ -36,6 +36,7 @@ import zipfile
 import numpy as np
 from tqdm import tqdm
 
+from ..checks import positive_int
 from .files import atomic_savez
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -154,8 +155,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         folders, a video folder without frame images, an unreadable or corrupt image, bad options.
     """
     root = os.path.abspath(os.fspath(root))
-    if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    positive_int(seq_len, "seq_len")
     try:
         size = tuple(int(s) for s in size)
     except (TypeError, ValueError):

@@ -12,23 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _positive_int(v, name):
-    """A positive Python int, else ValueError naming the argument."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _nonneg_float(v, name):
-    """A finite float >= 0, else ValueError naming the argument."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {v!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    return v
+from ..checks import nonneg_float, positive_int
 
 
 def _float_dtype(dtype):
@@ -90,16 +74,16 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     y : ndarray (n,) int64
         Classes, balanced (``arange(n) % num_classes``, shuffled).
     """
-    n = _positive_int(n, "n")
-    T = _positive_int(seq_len, "seq_len")
-    S = _positive_int(frame_size, "frame_size")
-    C = _positive_int(num_classes, "num_classes")
+    n = positive_int(n, "n")
+    T = positive_int(seq_len, "seq_len")
+    S = positive_int(frame_size, "frame_size")
+    C = positive_int(num_classes, "num_classes")
     if C < 2:
         raise ValueError(f"num_classes must be >= 2, got {C}")
-    noise = _nonneg_float(noise, "noise")
-    speed, walk, jitter = (_nonneg_float(v, k) for v, k in
+    noise = nonneg_float(noise, "noise")
+    speed, walk, jitter = (nonneg_float(v, k) for v, k in
                            ((speed, "speed"), (walk, "walk"), (jitter, "jitter")))
-    blob_sigma = _nonneg_float(blob_sigma, "blob_sigma")
+    blob_sigma = nonneg_float(blob_sigma, "blob_sigma")
     if blob_sigma == 0:
         raise ValueError("blob_sigma must be > 0")
     dtype = _float_dtype(dtype)
@@ -166,11 +150,11 @@ def pulse_order(n, seq_len, noise=0.1, seed=0, dtype=np.float32):
     y : ndarray (n,) int64
         1 if channel 0's pulse came first, else 0 (balanced).
     """
-    n = _positive_int(n, "n")
-    T = _positive_int(seq_len, "seq_len")
+    n = positive_int(n, "n")
+    T = positive_int(seq_len, "seq_len")
     if T < 2:
         raise ValueError(f"seq_len must be >= 2 for two distinct pulse times, got {T}")
-    noise = _nonneg_float(noise, "noise")
+    noise = nonneg_float(noise, "noise")
     dtype = _float_dtype(dtype)
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % 2).astype(np.int64)
@@ -189,8 +173,8 @@ def noisy_sum_sign(n, seq_len, seed=0, dtype=np.float32):
     Returns ``x`` (n, seq_len, 1) and ``y`` (n,) int64 in {0, 1}. Every step matters equally,
     so no window shorter than the sequence decides the class.
     """
-    n = _positive_int(n, "n")
-    T = _positive_int(seq_len, "seq_len")
+    n = positive_int(n, "n")
+    T = positive_int(seq_len, "seq_len")
     dtype = _float_dtype(dtype)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, T, 1)).astype(dtype)
@@ -254,7 +238,7 @@ def batches(x, y, batch_size, shuffle=True, seed=None, drop_last=False):
     y_b : ndarray (B,)
     """
     x, y = _check_xy(x, y)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "batch_size")
     N = x.shape[0]
     order = np.random.default_rng(seed).permutation(N) if shuffle else np.arange(N)
     for i in range(0, N, batch_size):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import positive_int
 from .comm import as_comm
 from .hierarchy import Hierarchy
 from .problem import rows_of
@@ -149,8 +150,7 @@ class MGRIT:
         self.relax = _per_level(relax, len(self.levels), "relax", RELAXATIONS)
         if cycle not in CYCLES:
             raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+        max_iter = positive_int(max_iter, "max_iter")
         if isinstance(tol, bool) or not (isinstance(tol, Real) and math.isfinite(tol)
                                          and tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")

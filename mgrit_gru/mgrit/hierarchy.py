@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import int_at_least
+
 
 @dataclass(frozen=True)
 class Level:
@@ -55,16 +57,6 @@ class Level:
         return max(0, self.hi - self.lo + 1)
 
 
-def _check_int(v, name, minimum):
-    try:
-        ok = not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= minimum
-    except TypeError:                                        # an array of several values
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
 class Hierarchy:
     """Levels and ownership for N time steps, coarsening factors ``cf`` and ``levels`` levels.
 
@@ -93,19 +85,19 @@ class Hierarchy:
 
     def __init__(self, n_steps, cf=4, levels=3, min_coarse=1, rank=0, size=1,
                  fine_ranges=None):
-        n_steps = _check_int(n_steps, "n_steps (sequence length)", 1)
-        levels = _check_int(levels, "levels", 1)
-        min_coarse = _check_int(min_coarse, "min_coarse", 1)
+        n_steps = int_at_least(n_steps, "n_steps (sequence length)", 1)
+        levels = int_at_least(levels, "levels", 1)
+        min_coarse = int_at_least(min_coarse, "min_coarse", 1)
         if isinstance(cf, np.ndarray) and cf.ndim == 1:
             cf = cf.tolist()                                 # one per level, as a list
         if isinstance(cf, (list, tuple)):
-            cfs = [_check_int(c, "cf", 2) for c in cf]
+            cfs = [int_at_least(c, "cf", 2) for c in cf]
             if len(cfs) == 1:
                 cfs = cfs * (levels - 1)
             if len(cfs) != levels - 1:
                 raise ValueError(f"cf has {len(cfs)} entries; {levels} levels need {levels - 1}")
         else:
-            cfs = [_check_int(cf, "cf", 2)] * (levels - 1)
+            cfs = [int_at_least(cf, "cf", 2)] * (levels - 1)
         ns, strides = [n_steps], [1]
         for l, c in enumerate(cfs):
             n_next = ns[-1] // c
@@ -117,7 +109,7 @@ class Hierarchy:
             ns.append(n_next)
             strides.append(strides[-1] * c)
         self.n_steps, self.cfs, self.ns, self.strides = n_steps, cfs, ns, strides
-        self.rank, self.size = int(rank), _check_int(size, "size", 1)
+        self.rank, self.size = int(rank), int_at_least(size, "size", 1)
         if fine_ranges is not None:
             self.fine_ranges = [(int(a), int(b)) for a, b in fine_ranges]
             ok = (len(self.fine_ranges) == self.size and self.fine_ranges[0][0] == 0

@@ -1,0 +1,69 @@
+"""The shared argument checks: what each accepts, what it returns, the message it refuses with."""
+import re
+
+import numpy as np
+import pytest
+
+from mgrit_gru.checks import int_at_least, nonneg_float, positive_float, positive_int
+
+
+@pytest.mark.parametrize("v", [1, 7, np.int64(3), np.int32(1)])
+def test_positive_int_accepts_python_and_numpy_integers(v):
+    out = positive_int(v, "n")
+    assert out == v and type(out) is int
+
+
+@pytest.mark.parametrize("v", [0, -1, True, 2.0, "3", None, np.array([1, 2]), np.array(3)])
+def test_positive_int_refuses(v):
+    with pytest.raises(ValueError, match=re.escape(f"n must be a positive integer, got {v!r}")):
+        positive_int(v, "n")
+
+
+@pytest.mark.parametrize("v", [2, np.int64(3), np.array(4)])     # anything with __index__
+def test_int_at_least_accepts(v):
+    out = int_at_least(v, "cf", 2)
+    assert out == int(v) and type(out) is int
+
+
+@pytest.mark.parametrize("v", [1, 0, -1, True, 2.0, "3", None, np.array([1, 2])])
+def test_int_at_least_refuses(v):
+    with pytest.raises(ValueError, match=re.escape(f"cf must be an integer >= 2, got {v!r}")):
+        int_at_least(v, "cf", 2)
+
+
+@pytest.mark.parametrize("v", [0, 0.5, np.float32(0.25), np.int64(2), "1e-3"])
+def test_nonneg_float_accepts(v):
+    out = nonneg_float(v, "tol")
+    assert out == float(v) and type(out) is float
+
+
+@pytest.mark.parametrize("v, message", [
+    ("x", "tol must be a number >= 0, got 'x'"),
+    (None, "tol must be a number >= 0, got None"),
+    (np.array([1.0, 2.0]), "tol must be a number >= 0, got array([1., 2.])"),
+    (float("nan"), "tol must be a finite number >= 0, got nan"),
+    (float("inf"), "tol must be a finite number >= 0, got inf"),
+    (-1, "tol must be a finite number >= 0, got -1.0"),
+])
+def test_nonneg_float_refuses(v, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        nonneg_float(v, "tol")
+
+
+@pytest.mark.parametrize("v", [0.5, 1, np.int64(2), np.float64(1e-12)])
+def test_positive_float_accepts(v):
+    out = positive_float(v, "dt")
+    assert out == float(v) and type(out) is float
+
+
+@pytest.mark.parametrize("v, message", [
+    ("x", "dt must be a finite number > 0, got 'x'"),
+    (None, "dt must be a finite number > 0, got None"),
+    (float("nan"), "dt must be a finite number > 0, got nan"),
+    (float("inf"), "dt must be a finite number > 0, got inf"),
+    (-1, "dt must be a finite number > 0, got -1.0"),
+    (0, "dt must be a finite number > 0, got 0.0"),
+])
+def test_positive_float_refuses(v, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        positive_float(v, "dt")
