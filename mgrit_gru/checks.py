@@ -6,6 +6,7 @@ Each check returns the value in its plain Python type or raises ValueError namin
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -24,7 +25,8 @@ def positive_int(v, name):
 
 
 def int_at_least(v, name, minimum):
-    """Anything with ``__index__`` (also a 0-d array) that is >= ``minimum``, as an int.
+    """An integer (anything ``operator.index`` takes, a 0-d integer array too) >= ``minimum``,
+    as an int; a float, even 2.0 or a 0-d float array, is refused rather than truncated.
 
     Raises
     ------
@@ -32,13 +34,13 @@ def int_at_least(v, name, minimum):
         "{name} must be an integer >= {minimum}, got {v!r}"; also for bool and for arrays of
         several values.
     """
-    try:
-        ok = not isinstance(v, bool) and hasattr(v, "__index__") and int(v) >= minimum
-    except TypeError:                                        # an array of several values
-        ok = False
-    if not ok:
+    try:                                                     # index(): no truncation of 2.5
+        i = None if isinstance(v, bool) else operator.index(v)
+    except TypeError:                                        # a float, or several values
+        i = None
+    if i is None or i < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return i
 
 
 def nonneg_float(v, name):
@@ -75,3 +77,11 @@ def positive_float(v, name):
     if not math.isfinite(f) or f <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {f}")
     return f
+
+
+def float_dtype(dtype):
+    """``np.dtype(dtype)`` if it is float32 or float64, else ValueError naming ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import positive_int
+from .checks import float_dtype, positive_int
 
 CELLS = ("classic", "implicit")
 
@@ -56,7 +56,7 @@ def init_gru(input_size, hidden_size, num_layers=1, seed=0, dtype=np.float64):
     input_size = positive_int(input_size, "input_size")
     hidden_size = positive_int(hidden_size, "hidden_size")
     num_layers = positive_int(num_layers, "num_layers")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     params = {}
@@ -528,10 +528,3 @@ def _check_cotangent(d, shape, dtype, name):
     if not np.all(np.isfinite(d)):
         raise ValueError(f"{name} contains NaN or Inf")
     return d
-
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype

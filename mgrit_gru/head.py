@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import positive_int
+from .checks import float_dtype, positive_int
 
 
 def init_head(hidden_size, num_classes, seed=0, dtype=np.float64):
     """Head parameters ``{"weight_out": (C, H), "bias_out": (C,)}``, U(-1/sqrt(H), 1/sqrt(H))."""
     positive_int(hidden_size, "hidden_size")
     positive_int(num_classes, "num_classes")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    dtype = float_dtype(dtype)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {"weight_out": rng.uniform(-bound, bound, (num_classes, hidden_size)).astype(dtype),

@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from mgrit_gru.checks import int_at_least, nonneg_float, positive_float, positive_int
+from mgrit_gru.checks import float_dtype, int_at_least, nonneg_float, positive_float, positive_int
 
 
 @pytest.mark.parametrize("v", [1, 7, np.int64(3), np.int32(1)])
@@ -25,7 +25,8 @@ def test_int_at_least_accepts(v):
     assert out == int(v) and type(out) is int
 
 
-@pytest.mark.parametrize("v", [1, 0, -1, True, 2.0, "3", None, np.array([1, 2])])
+@pytest.mark.parametrize("v", [1, 0, -1, True, 2.0, "3", None, np.array([1, 2]),
+                               np.array(2.5), np.float64(3.0)])     # floats: not truncated
 def test_int_at_least_refuses(v):
     with pytest.raises(ValueError, match=re.escape(f"cf must be an integer >= 2, got {v!r}")):
         int_at_least(v, "cf", 2)
@@ -67,3 +68,15 @@ def test_positive_float_accepts(v):
 def test_positive_float_refuses(v, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         positive_float(v, "dt")
+
+
+@pytest.mark.parametrize("v", [np.float32, "float64", np.dtype("f4")])
+def test_float_dtype_accepts(v):
+    assert float_dtype(v) == np.dtype(v)
+
+
+@pytest.mark.parametrize("v", [np.float16, "int64", np.complex128])
+def test_float_dtype_refuses(v):
+    with pytest.raises(ValueError, match=re.escape(f"dtype must be float32 or float64, got "
+                                                   f"{np.dtype(v)}")):
+        float_dtype(v)

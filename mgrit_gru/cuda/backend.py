@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from ..checks import float_dtype
 from ..gru import check_cell, gru_dims
 from .kernels import MAX_H, RED, TILE, kernels, project_grid, threads
 from .scan_kernels import NI, NT, scan_kernels
@@ -129,9 +130,7 @@ class CudaGRU:
         require_gpu()                                        # every backend="cuda" path starts here
         L, I, H, pdtype = gru_dims(params)
         self.cell, _ = check_cell(cell, 1.0)
-        self.dtype = np.dtype(pdtype if dtype is None else dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = float_dtype(pdtype if dtype is None else dtype)
         if H > MAX_H:
             raise ValueError(f"hidden_size {H} > {MAX_H}: the step kernels use one thread per unit")
         self.L, self.I, self.H = L, I, H

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import nonneg_float, positive_int
+from ..checks import float_dtype, nonneg_float, positive_int
 
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,7 +80,7 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     blob_sigma = nonneg_float(blob_sigma, "blob_sigma")
     if blob_sigma == 0:
         raise ValueError("blob_sigma must be > 0")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     t_lo, t_hi = (0, T) if time_window is None else (int(time_window[0]), int(time_window[1]))
     if not 0 <= t_lo < t_hi <= T:
         raise ValueError(f"time_window must satisfy 0 <= start < stop <= seq_len={T}, "
@@ -155,7 +149,7 @@ def pulse_order(n, seq_len, noise=0.1, seed=0, dtype=np.float32):
     if T < 2:
         raise ValueError(f"seq_len must be >= 2 for two distinct pulse times, got {T}")
     noise = nonneg_float(noise, "noise")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % 2).astype(np.int64)
     t_early = rng.integers(0, T - 1, n)                      # earlier pulse in [0, T-2]
@@ -175,7 +169,7 @@ def noisy_sum_sign(n, seq_len, seed=0, dtype=np.float32):
     """
     n = positive_int(n, "n")
     T = positive_int(seq_len, "seq_len")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, T, 1)).astype(dtype)
     y = (x.sum(axis=(1, 2), dtype=np.float64) > 0).astype(np.int64)
