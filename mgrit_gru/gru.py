@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import float_dtype, positive_int
+from .checks import float_dtype, positive_float, positive_int
 
 CELLS = ("classic", "implicit")
 
@@ -469,13 +469,7 @@ def check_cell(cell, dt):
     """Validate ``cell`` and ``dt``; return them (dt as float)."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt must be a positive number, got {dt!r}") from None
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt must be a positive finite number, got {dt}")
-    return cell, dt
+    return cell, positive_float(dt, "dt")
 
 
 def on_gpu(a):
