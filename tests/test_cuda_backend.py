@@ -352,6 +352,8 @@ def test_mgrit_launches_per_solve_do_not_grow_with_T(monkeypatch):
     backward iterations): the same for any T (each F-relaxation is ONE launch over all its
     intervals, the coarsest level one persistent scan), and the numbers docs/cuda.md quotes
     (each launch costs host time from Python; a change here must update the docs)."""
+    if not SIM:
+        pytest.skip("counts the simulator's kernel calls: a real GPU run has none to patch")
     names = count_launches(monkeypatch)
     o = dict(levels=3, cf=4, relax="FCF", tol=0.0, backend="cuda")
     counts = []
@@ -617,6 +619,23 @@ def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
                          ("randn", (16, 2, 4), "f64"), ("randn", (16, 2, 8), "f64")]
     assert [r["run"] for r in rows] == ["torch_forward", "torch_forward_backward"]
     assert all((r["layers"], r["dtype"], r["cell"]) == (3, "float64", "classic") for r in rows)
+
+
+def test_a_failing_cudnn_baseline_costs_only_its_own_rows(monkeypatch, capsys):
+    """torch failing (out of memory, a cuDNN or driver error) gives no torch rows and a line
+    on stderr, not an exception that would lose the (T, B)'s MGRIT rows."""
+    import sys
+    import types
+
+    from mgrit_gru.cuda.bench import _torch_rows_or_none
+
+    def oom(*a, **kw):
+        raise RuntimeError("CUDA out of memory")
+    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True),
+                                  manual_seed=oom)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    assert _torch_rows_or_none(16, 2, 8, 4, 1, 0, dict(dtype="float32", layers=1)) == []
+    assert "(T, B) = (16, 2) failed: RuntimeError: CUDA out of memory" in capsys.readouterr().err
 
 
 def test_bench_cuda_logic_under_the_simulator(tmp_path):

@@ -127,7 +127,7 @@ def test_scan_refuses_more_blocks_than_can_be_resident():
     p, gx0, t, _ = problem(np.float64, 1)
     be = CudaGRU(p)
     us = be.to_device(np.zeros((len(t) + 1, 1, 3, 5)))
-    for bad in (0, 2, 1.5):                                  # the simulator holds one block
+    for bad in (0, be.max_scan_blocks() + 1, 1.5):           # simulator: 1; a GPU: its SMs
         with pytest.raises(ValueError, match="blocks"):
             be.scan(us, be.to_device(t, np.int64), be.to_device(gx0), 1.0, blocks=bad)
 

@@ -200,6 +200,97 @@ def _torch_rows(T, B, H, I, repeat, seed, base):
     return rows
 
 
+def _torch_rows_or_none(T, B, H, I, repeat, seed, base):
+    """`_torch_rows`, or [] and a line on stderr if torch fails (out of memory, cuDNN, the
+    driver): the baseline's failure must not cost the (T, B)'s MGRIT rows, kept before it."""
+    try:
+        return _torch_rows(T, B, H, I, repeat, seed, base)
+    except Exception as e:                                   # anything torch raises
+        print(f"torch rows for (T, B) = {(T, B)} failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return []
+
+
+def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
+    """The serial (persistent and, up to ``per_step_max``, per-step) and MGRIT rows of one
+    (T, B). A function of its own so that its device arrays (state and gate tables, the
+    solves' levels: tens of GB at T = 65536, B = 32) are freed when it returns."""
+    T = x.shape[0]
+    mg = dict(levels=fopts["levels"], cf=fopts["cf"], relax=fopts["relax"],
+              iters=fopts["max_iter"], bwd_iters=bopts["max_iter"])
+    rows = []
+    # serial stepping: one persistent launch; the per-step baseline on short sequences
+    if repeat:
+        gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
+    s, reps, (y_s, hT_s, cache) = _timed(
+        lambda: gru_forward(params, x, cell=cell), repeat)
+    rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, launches="scan"))
+
+    def serial_fb(launches="scan"):
+        c = gru_forward(params, x, cell=cell, launches=launches)[2]
+        return gru_backward(params, c, dy, launches=launches)
+    s, reps, ref_b = _timed(serial_fb, repeat)
+    rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, launches="scan"))
+    if T <= per_step_max:
+        s, reps, (y_p, _, _) = _timed(
+            lambda: gru_forward(params, x, cell=cell, launches="per_step"), repeat)
+        rows.append(dict(base, run="serial_forward_per_step", seconds=s, repeat=reps,
+                         us_per_step=1e6 * s / T, launches="per_step",
+                         error_vs_serial=_rel(y_p, y_s)))
+        s, reps, b_p = _timed(lambda: serial_fb("per_step"), repeat)
+        rows.append(dict(base, run="serial_forward_backward_per_step", seconds=s,
+                         repeat=reps, us_per_step=1e6 * s / T, launches="per_step",
+                         error_vs_serial=max(_rel(b_p[0][k], ref_b[0][k])
+                                             for k in ref_b[0])))
+    # MGRIT
+    s, reps, (y, _, finfo) = _timed(
+        lambda: mgrit_forward(params, x, backend="cuda", **fopts), repeat)
+    U = finfo.solver.U[0]
+    t0 = time.perf_counter()
+    finfo.problem.vec.to_host(U[1:])
+    host_copy = time.perf_counter() - t0
+    f_res, f_err = finfo.final_residual, _rel(y, y_s)
+    rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
+                     host_copy_s=host_copy, solver_s=finfo.wall_time,
+                     phase_s=dict(finfo.phase_times), **mg))
+
+    def bwd_err(res):
+        g, dx, dh0 = res[:3]
+        errs = [_rel(g[k], ref_b[0][k]) for k in g]
+        return max(errs + [_rel(dx, ref_b[1]), _rel(dh0, ref_b[2])])
+    s, reps, bres = _timed(
+        lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
+    rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, residual=bres[3].final_residual,
+                     error_vs_serial=bwd_err(bres), solver_s=bres[3].wall_time,
+                     phase_s=dict(bres[3].phase_times), **mg))
+
+    def mgrit_fb():
+        fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
+        return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
+    s, reps, (bres, fi) = _timed(mgrit_fb, repeat)
+    rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, residual=fi.final_residual,
+                     residual_backward=bres[3].final_residual,
+                     error_vs_serial=bwd_err(bres), host_io_s=host_io(x, dy, repeat), **mg))
+    # the same with x and dy already on the device and y, dx left there (cuDNN's setting)
+    d_x, d_dy = cuda.to_device(x), cuda.to_device(dy)
+
+    def mgrit_fb_device():
+        fi = mgrit_forward(params, d_x, backend="cuda", **fopts)[2]
+        return mgrit_backward(params, fi, d_dy, backend="cuda", **bopts), fi
+    s, reps, (bres, fi) = _timed(mgrit_fb_device, repeat)
+    bres = (bres[0], bres[1].copy_to_host()) + tuple(bres[2:])
+    rows.append(dict(base, run="mgrit_forward_backward_device", seconds=s, repeat=reps,
+                     us_per_step=1e6 * s / T, residual=fi.final_residual,
+                     residual_backward=bres[3].final_residual,
+                     error_vs_serial=bwd_err(bres), **mg))
+    return rows
+
+
 def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                input_size=None, layers=1, cell="implicit", dtype="float32", levels=3, cf=4,
                iters=2, bwd_iters=1, relax="FCF", repeat=5, seed=0, torch=True,
@@ -243,86 +334,22 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
         dy = rng.standard_normal((T, B, H)).astype(dtype)
         base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
                     layers=layers, cell=cell, dtype=dtype.name)
-        rows = []
-        # serial stepping: one persistent launch; the per-step baseline on short sequences
-        if repeat:
-            gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
-        s, reps, (y_s, hT_s, cache) = _timed(
-            lambda: gru_forward(params, x, cell=cell), repeat)
-        rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, launches="scan"))
-
-        def serial_fb(launches="scan"):
-            c = gru_forward(params, x, cell=cell, launches=launches)[2]
-            return gru_backward(params, c, dy, launches=launches)
-        s, reps, ref_b = _timed(serial_fb, repeat)
-        rows.append(dict(base, run="serial_forward_backward", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, launches="scan"))
-        if T <= per_step_max:
-            s, reps, (y_p, _, _) = _timed(
-                lambda: gru_forward(params, x, cell=cell, launches="per_step"), repeat)
-            rows.append(dict(base, run="serial_forward_per_step", seconds=s, repeat=reps,
-                             us_per_step=1e6 * s / T, launches="per_step",
-                             error_vs_serial=_rel(y_p, y_s)))
-            s, reps, b_p = _timed(lambda: serial_fb("per_step"), repeat)
-            rows.append(dict(base, run="serial_forward_backward_per_step", seconds=s,
-                             repeat=reps, us_per_step=1e6 * s / T, launches="per_step",
-                             error_vs_serial=max(_rel(b_p[0][k], ref_b[0][k])
-                                                 for k in ref_b[0])))
-        # MGRIT
-        mg = dict(levels=levels, cf=cf, relax=relax, iters=iters, bwd_iters=bwd_iters)
-        s, reps, (y, _, finfo) = _timed(
-            lambda: mgrit_forward(params, x, backend="cuda", **fopts), repeat)
-        U = finfo.solver.U[0]
-        t0 = time.perf_counter()
-        finfo.problem.vec.to_host(U[1:])
-        host_copy = time.perf_counter() - t0
-        f_res, f_err = finfo.final_residual, _rel(y, y_s)
-        rows.append(dict(base, run="mgrit_forward", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, residual=f_res, error_vs_serial=f_err,
-                         host_copy_s=host_copy, solver_s=finfo.wall_time,
-                         phase_s=dict(finfo.phase_times), **mg))
-
-        def bwd_err(res):
-            g, dx, dh0 = res[:3]
-            errs = [_rel(g[k], ref_b[0][k]) for k in g]
-            return max(errs + [_rel(dx, ref_b[1]), _rel(dh0, ref_b[2])])
-        s, reps, bres = _timed(
-            lambda: mgrit_backward(params, finfo, dy, backend="cuda", **bopts), repeat)
-        rows.append(dict(base, run="mgrit_backward", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, residual=bres[3].final_residual,
-                         error_vs_serial=bwd_err(bres), solver_s=bres[3].wall_time,
-                         phase_s=dict(bres[3].phase_times), **mg))
-
-        def mgrit_fb():
-            fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
-            return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
-        s, reps, (bres, fi) = _timed(mgrit_fb, repeat)
-        rows.append(dict(base, run="mgrit_forward_backward", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, residual=fi.final_residual,
-                         residual_backward=bres[3].final_residual,
-                         error_vs_serial=bwd_err(bres), host_io_s=host_io(x, dy, repeat), **mg))
-        # the same with x and dy already on the device and y, dx left there (cuDNN's setting)
-        d_x, d_dy = cuda.to_device(x), cuda.to_device(dy)
-
-        def mgrit_fb_device():
-            fi = mgrit_forward(params, d_x, backend="cuda", **fopts)[2]
-            return mgrit_backward(params, fi, d_dy, backend="cuda", **bopts), fi
-        s, reps, (bres, fi) = _timed(mgrit_fb_device, repeat)
-        bres = (bres[0], bres[1].copy_to_host()) + tuple(bres[2:])
-        rows.append(dict(base, run="mgrit_forward_backward_device", seconds=s, repeat=reps,
-                         us_per_step=1e6 * s / T, residual=fi.final_residual,
-                         residual_backward=bres[3].final_residual,
-                         error_vs_serial=bwd_err(bres), **mg))
-        if torch and not simulate:
-            rows.extend(_torch_rows(T, B, H, I, repeat, seed, base))
-        for r in rows:
-            records.append(r)
-            yield r
-        if out is not None:
-            _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
-                         "launch_us": launch_us, "records": records})
+        rows = _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base)
+        _keep(rows, records, out, device, fopts, bwd_iters, launch_us)
+        yield from rows
+        if torch and not simulate:                           # after the numba rows are kept
+            rows = _torch_rows_or_none(T, B, H, I, repeat, seed, base)
+            _keep(rows, records, out, device, fopts, bwd_iters, launch_us)
+            yield from rows
     print(table(records), file=sys.stderr)
+
+
+def _keep(rows, records, out, device, fopts, bwd_iters, launch_us):
+    """Append ``rows`` to ``records`` and rewrite ``out`` (atomically) with all of them."""
+    records.extend(rows)
+    if out is not None and rows:
+        _write(out, {"device": device, "options": dict(fopts, bwd_iters=bwd_iters),
+                     "launch_us": launch_us, "records": records})
 
 
 def _write(path, obj):
