@@ -18,3 +18,11 @@ def test_python_blocks_run(page):
     assert blocks, f"{page} shows no Python code"
     for code in blocks:
         exec(compile(code, f"{page}:python", "exec"), {"__name__": "__snippet__"})
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/tutorials.md"])
+def test_tutorial_lists_name_every_notebook_and_no_other(page):
+    """The README and the docs' tutorials page list exactly the notebooks in tutorials/."""
+    on_disk = {p.name for p in (ROOT / "tutorials").glob("*.ipynb")}
+    listed = set(re.findall(r"\b(\d\d_\w+\.ipynb)\b", (ROOT / page).read_text()))
+    assert on_disk and listed == on_disk
