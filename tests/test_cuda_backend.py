@@ -621,6 +621,25 @@ def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
     assert all((r["layers"], r["dtype"], r["cell"]) == (3, "float64", "classic") for r in rows)
 
 
+def test_sync_timers_env_makes_the_solver_wait_for_the_device(monkeypatch):
+    """MGRIT_GRU_SYNC_TIMERS=1: the solver waits for the device at both ends of each timed
+    phase (phase_times then measure the GPU's work, not the queueing), same results."""
+    from numba import cuda
+    waits = []
+    sync = cuda.synchronize
+    monkeypatch.setattr(cuda, "synchronize", lambda: (waits.append(1), sync()))
+    p, x, h0, dy, _ = data(np.float64, 16, 1)
+    o = dict(levels=2, cf=2, max_iter=2, tol=0.0, backend="cuda", cell="implicit")
+    monkeypatch.delenv("MGRIT_GRU_SYNC_TIMERS", raising=False)
+    y0, _, fi0 = mgrit_forward(p, x, h0, **o)
+    plain = len(waits)
+    monkeypatch.setenv("MGRIT_GRU_SYNC_TIMERS", "1")
+    y1, _, fi1 = mgrit_forward(p, x, h0, **o)
+    assert fi1.problem.vec.sync_timers and not fi0.problem.vec.sync_timers
+    assert len(waits) - plain >= 2 * len(fi1.phase_times) > 0
+    np.testing.assert_array_equal(y0, y1)
+
+
 def test_a_failing_cudnn_baseline_costs_only_its_own_rows(monkeypatch, capsys):
     """torch failing (out of memory, a cuDNN or driver error) gives no torch rows and a line
     on stderr, not an exception that would lose the (T, B)'s MGRIT rows."""
@@ -663,11 +682,15 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
             assert np.isfinite(r["residual"]) and np.isfinite(r["error_vs_serial"])
         if r["run"] in ("mgrit_forward", "mgrit_backward"):
             assert 0 < r["solver_s"] <= r["seconds"] and r["phase_s"]
+            assert set(r["phase_device_s"]) == set(r["phase_s"])       # a synced solve's split
+            assert all(v > 0 for v in r["phase_device_s"].values())
         if r["run"] == "mgrit_forward_backward":
             assert r["host_io_s"] > 0
         if r["run"].endswith("per_step"):                    # the same numbers as the scan
             assert r["error_vs_serial"] < 1e-5
     assert "host copies alone" in table(recs) and "on-device I/O" in table(recs)
+    assert "forward: device ms by phase: " in table(recs)
+    assert "MGRIT_GRU_SYNC_TIMERS" not in os.environ                # restored after the bench
     saved = json.loads(out.read_text())
     assert saved["records"] == recs
     assert set(saved["launch_us"]) == {"axpby", "gru_step"}

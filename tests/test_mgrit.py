@@ -601,3 +601,33 @@ def test_input_rows_for_a_planned_rank_without_mpi():
         input_rows(T, rank=0)
     with pytest.raises(ValueError, match="rank must lie in"):
         input_rows(T, rank=3, size=3)
+
+
+def test_sync_timers_waits_at_both_ends_of_every_timed_phase():
+    """Vector operations that set ``sync_timers`` (a GPU's: MGRIT_GRU_SYNC_TIMERS=1) get one
+    ``synchronize`` call at each end of every timed phase, and the same answer; without the
+    flag, none."""
+    calls = []
+
+    def solve(sync):
+        prob = Dahlquist(np.full(3, 0.9), 64)
+        if sync:
+            prob.vec.sync_timers = True
+            prob.vec.synchronize = lambda: calls.append(1)
+        solver = MGRIT(prob, levels=3, cf=4, max_iter=3, tol=0.0)
+        entered = []
+        timed = solver._timed
+
+        def counting(l, phase):
+            entered.append(phase)
+            return timed(l, phase)
+        solver._timed = counting
+        u, info = solver.solve()
+        return u, info, entered
+
+    u0, info0, _ = solve(False)
+    assert calls == []
+    u1, info1, entered = solve(True)
+    assert len(calls) == 2 * len(entered) and {"relax", "residual", "coarsest"} <= set(entered)
+    np.testing.assert_array_equal(u0, u1)
+    assert set(info1.phase_times) == set(entered)

@@ -20,7 +20,9 @@ setting cuDNN's rows are timed in. The final ratio line gives cuDNN / MGRIT for 
 ``solver_s`` is the solver's own wall time (the rest of ``seconds`` is set-up and transfers)
 and ``phase_s`` its host-clock split by phase (relax, residual, coarsest, ...; launches are
 asynchronous, so a phase's device work may be billed to the next phase that waits for it, e.g.
-the residual norm).
+the residual norm). ``phase_device_s``: the same split from one more solve each way with
+``MGRIT_GRU_SYNC_TIMERS=1`` (a wait for the GPU at each phase's ends): the device's time per
+phase, summed over levels; the table's last lines give it per (T, B).
 
 ``launch_us`` (in the JSON, and on stderr first): the host cost of one launch from Python
 (`launch_cost`), which multiplied by an MGRIT solve's launch count (forward 36, backward 29 at
@@ -30,7 +32,9 @@ the default settings) bounds what the solve costs at small T.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 
@@ -211,6 +215,20 @@ def _torch_rows_or_none(T, B, H, I, repeat, seed, base):
         return []
 
 
+@contextlib.contextmanager
+def synced_timers():
+    """MGRIT_GRU_SYNC_TIMERS=1 inside (`CudaVectors.sync_timers`), the old value restored."""
+    old = os.environ.get("MGRIT_GRU_SYNC_TIMERS")
+    os.environ["MGRIT_GRU_SYNC_TIMERS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MGRIT_GRU_SYNC_TIMERS"]
+        else:
+            os.environ["MGRIT_GRU_SYNC_TIMERS"] = old
+
+
 def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
     """The serial (persistent and, up to ``per_step_max``, per-step) and MGRIT rows of one
     (T, B). A function of its own so that its device arrays (state and gate tables, the
@@ -267,6 +285,11 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
                      us_per_step=1e6 * s / T, residual=bres[3].final_residual,
                      error_vs_serial=bwd_err(bres), solver_s=bres[3].wall_time,
                      phase_s=dict(bres[3].phase_times), **mg))
+    with synced_timers():                                    # where the device time goes
+        fi_s = mgrit_forward(params, x, backend="cuda", **fopts)[2]
+        bi_s = mgrit_backward(params, fi_s, dy, backend="cuda", **bopts)[3]
+    rows[-2]["phase_device_s"] = dict(fi_s.phase_times)      # the mgrit_forward row
+    rows[-1]["phase_device_s"] = dict(bi_s.phase_times)      # the mgrit_backward row
 
     def mgrit_fb():
         fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
@@ -387,4 +410,9 @@ def table(records):
                          + (f", cuDNN / MGRIT = {by[(T, B, 'torch_forward_backward')] / dev:.2f}x"
                             if (T, B, "torch_forward_backward") in by else ""))
         lines.append("  ".join(parts))
+    for r in records:                                        # device ms per phase (synced solves)
+        if r["run"] in ("mgrit_forward", "mgrit_backward") and r.get("phase_device_s"):
+            split = ", ".join(f"{k} {1e3 * v:.1f}" for k, v in r["phase_device_s"].items())
+            lines.append(f"T={r['seq_len']} B={r['batch']} {r['run'][6:]}: device ms by phase: "
+                         f"{split}")
     return "\n".join(lines)

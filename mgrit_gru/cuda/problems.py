@@ -50,6 +50,13 @@ class CudaVectors:
         self.gru = gru
         self.shape, self.dtype = tuple(shape), gru.dtype
         self._tot = gru.empty(2)
+        # MGRIT_GRU_SYNC_TIMERS=1: the solver waits for the GPU at each phase's ends, so its
+        # phase_times are device time per phase (launches are asynchronous: without the wait
+        # they measure queueing, and the work shows up in whichever phase next reads a norm)
+        self.sync_timers = os.environ.get("MGRIT_GRU_SYNC_TIMERS") == "1"
+
+    def synchronize(self):
+        cuda.synchronize()
 
     def zeros(self, n):
         return fill(self.gru.empty((n,) + self.shape), 0.0)

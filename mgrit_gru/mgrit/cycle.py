@@ -52,6 +52,10 @@ class MGRITInfo:
     where it would not be a per-cycle factor: the first with skip (no r_0), and the last when a
     solve with FCF relaxation ran out of cycles (that residual is measured after the final
     F-relaxation alone, the others after FCF: its ratio would look like a stall).
+    ``level_times`` / ``phase_times`` are seconds per level / per phase ("relax", "residual",
+    "restrict", "correct", "coarsest"), summed over the solve: host time, which for a GPU
+    problem is the time to queue the work unless its vectors ask for a wait at each phase's
+    ends (``sync_timers``: ``MGRIT_GRU_SYNC_TIMERS=1`` for the CUDA backend).
     """
 
     residual_history: list = field(default_factory=list)
@@ -175,6 +179,9 @@ class MGRIT:
         self.U = [None] * len(self.levels)                   # per level: ghost + owned points
         self.G = [None] * len(self.levels)                   # per level: FAS forcing (l > 0)
         self._timers = {}
+        # vector operations that only queue work (a GPU's) may ask for a wait at each timer's
+        # ends, so that phase_times / level_times measure the work, not the queueing
+        self._sync = self.vec.synchronize if getattr(self.vec, "sync_timers", False) else None
         self.trace = [] if trace else None
 
     def _log(self, l, op):
@@ -237,9 +244,13 @@ class MGRIT:
 
         class _T:
             def __enter__(self):
+                if solver._sync:
+                    solver._sync()
                 self.t0 = time.perf_counter()
 
             def __exit__(self, *exc):
+                if solver._sync:
+                    solver._sync()
                 key = (l, phase)
                 solver._timers[key] = solver._timers.get(key, 0.0) + time.perf_counter() - self.t0
         return _T()

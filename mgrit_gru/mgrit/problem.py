@@ -13,7 +13,9 @@ do each in one kernel launch): ``sweep`` (a whole F-relaxation, m steps per inte
 ``march`` (the coarsest level's sequential solve) and ``initial_guess_into``;
 and the vector operations of `NumpyVectors` (``zeros``, ``empty``, ``assign``, ``sub``, ``fas``,
 ``axpby``, ``sq_norm``, ``max_abs``, ``diff_norm``, ``rows``, ``to_host``, ``from_host``), which a
-GPU problem replaces with device versions.
+GPU problem replaces with device versions. Vector operations that only queue work may also set
+``sync_timers = True`` and provide ``synchronize()``: the solver then waits at both ends of
+each timed phase (`MGRITInfo.phase_times` becomes the work's time, for profiling).
 
 Here too: `Dahlquist` (u' = λ u, diagonal λ, any coarse propagator) and `LinearRNN`
 (u⁺ = A u + B x_t), used by the tests to check the theory (docs/theory/mgrit.md, "Properties").
