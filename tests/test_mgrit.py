@@ -363,6 +363,7 @@ def test_iteration_lines_print_the_wall_time_since_the_solve_began(capsys):
     assert walls[-1] >= sum(info.cycle_times) - 1e-3         # all cycles, not part of the last
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on purpose
 def test_a_nan_residual_stops_the_max_norm_solve_too():
     """A non-finite residual raises MGRITDivergedError under either norm (MPI's MAX drops a
     NaN; the solver reduces inf instead, tested on 3 ranks in test_mpi.py)."""

@@ -258,6 +258,7 @@ def test_a_non_finite_gradient_stops_before_the_update():
         assert all(np.array_equal(params[k], before[k]) for k in params)   # nothing updated
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on purpose
 def test_a_diverging_run_stops_with_a_named_error_and_writes_no_bad_checkpoint(tmp_path):
     with pytest.raises(tr.TrainingDivergedError, match="lower --lr"):
         _run(tmp_path, "a", lr=1e300, clip=0.0, optimizer="sgd", momentum=0.0)
