@@ -44,39 +44,34 @@ def int_at_least(v, name, minimum):
 
 
 def nonneg_float(v, name):
-    """A finite number >= 0 (anything ``float`` takes) as a float.
-
-    Raises
-    ------
-    ValueError
-        "{name} must be a number >= 0, got {v!r}" if ``float(v)`` fails, "{name} must be a
-        finite number >= 0, got {float(v)}" for nan, inf or a negative number.
-    """
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {v!r}") from None
-    if not math.isfinite(f) or f < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {f}")
-    return f
+    """A finite number >= 0 (anything ``float`` takes) as a float; else ValueError
+    "{name} must be a finite number >= 0, got ..."."""
+    return _finite_number(v, name, strict=False)
 
 
 def positive_float(v, name):
-    """A finite number > 0 (anything ``float`` takes) as a float.
+    """A finite number > 0 (anything ``float`` takes) as a float; else ValueError
+    "{name} must be a finite number > 0, got ..."."""
+    return _finite_number(v, name, strict=True)
 
-    Raises
-    ------
-    ValueError
-        "{name} must be a finite number > 0, got {v!r}" if ``float(v)`` fails, "... got
-        {float(v)}" for nan, inf, zero or a negative number.
-    """
+
+def _finite_number(v, name, strict):
+    bound = "> 0" if strict else ">= 0"
     try:
         f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {v!r}") from None
-    if not math.isfinite(f) or f <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {f}")
+    except (TypeError, ValueError):                          # "x", None, several values
+        raise ValueError(f"{name} must be a finite number {bound}, got {v!r}") from None
+    if not math.isfinite(f) or f < 0 or (strict and f == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {f}")
     return f
+
+
+def check_flag(value, name):
+    """``value`` as a bool; ValueError naming ``name`` unless it is one (``bool("False")`` is
+    True, so a string from a config file must not pass)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def float_dtype(dtype):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import nonneg_float, positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
 
 
@@ -141,12 +142,9 @@ def gradcheck(loss_fn, grad_fn, inputs, wrt=None, eps=1e-6, n_directions=None, s
     """
     if not isinstance(inputs, dict):
         raise ValueError(f"inputs must be a dict of arrays, got {type(inputs).__name__}")
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    if not (tol >= 0):
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if n_directions is not None and (isinstance(n_directions, bool) or int(n_directions) < 1):
-        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    eps, tol = positive_float(eps, "eps"), nonneg_float(tol, "tol")
+    if n_directions is not None:                             # 2.5 refused, not run twice
+        n_directions = positive_int(n_directions, "n_directions")
     wrt = list(inputs) if wrt is None else list(wrt)
     if not wrt:                                              # nothing checked must not PASS
         raise ValueError("nothing to check: inputs is empty or wrt names no input")
@@ -190,7 +188,7 @@ def gradcheck(loss_fn, grad_fn, inputs, wrt=None, eps=1e-6, n_directions=None, s
             result.checks[name] = int(theta.size)
         else:
             worst = 0.0
-            for _ in range(int(n_directions)):
+            for _ in range(n_directions):
                 v = rng.standard_normal(theta.shape)
                 fd_v = central(theta, v)
                 g_v = float(np.sum(g * v))                   # analytic directional derivative
@@ -198,7 +196,7 @@ def gradcheck(loss_fn, grad_fn, inputs, wrt=None, eps=1e-6, n_directions=None, s
                 err = abs(g_v - fd_v) / scale if scale > 0 else abs(g_v - fd_v)
                 worst = max(worst, err) if np.isfinite(err) else np.nan
             result.errors[name] = float(worst)
-            result.checks[name] = int(n_directions)
+            result.checks[name] = n_directions
     return result
 
 

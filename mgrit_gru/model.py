@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .checks import nonneg_float, positive_float, positive_int
+from .checks import check_flag, nonneg_float, positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
 from .head import head_backward, head_forward, init_head
-from .mgrit.cycle import check_flag
 from .solve import TimeSlice, mgrit_backward, mgrit_forward
 
 HEAD_KEYS = ("weight_out", "bias_out")

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .checks import nonneg_float
+from .checks import nonneg_float, positive_float
 
 PREFIX = "optim."
 
@@ -51,14 +51,6 @@ def _check_grads(params, grads):
             raise ValueError(f"grads[{name!r}] has shape {g.shape}, params[{name!r}] {p.shape}")
         out[name] = g.astype(p.dtype, copy=False)
     return out
-
-
-def _positive(v, name):
-    """A finite number > 0 as a Python float."""
-    v = nonneg_float(v, name)
-    if v == 0:                                               # not positive_float: its own message
-        raise ValueError(f"{name} must be > 0, got 0")
-    return v
 
 
 class Optimizer:
@@ -171,7 +163,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params)
-        self.lr = _positive(lr, "lr")
+        self.lr = positive_float(lr, "lr")
         self.momentum = nonneg_float(momentum, "momentum")
         self.weight_decay = nonneg_float(weight_decay, "weight_decay")
         self.nesterov = bool(nesterov)
@@ -224,7 +216,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params)
-        self.lr = _positive(lr, "lr")
+        self.lr = positive_float(lr, "lr")
         try:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
@@ -232,7 +224,7 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
         self.betas = (b1, b2)
-        self.eps = _positive(eps, "eps")   # 0: 0/0 = NaN where g stays 0
+        self.eps = positive_float(eps, "eps")   # 0: 0/0 = NaN where g stays 0
         self.weight_decay = nonneg_float(weight_decay, "weight_decay")
 
     def step(self, grads):
@@ -292,7 +284,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0):
     float
         The total norm *before* clipping (NaN/Inf if a gradient has them; nothing is scaled then).
     """
-    max_norm = _positive(max_norm, "max_norm")
+    max_norm = positive_float(max_norm, "max_norm")
     total = grad_norm(grads, norm_type)
     if not math.isfinite(total):                             # inf * 0 would turn Inf into NaN:
         return total                                         # leave them as they are, say so

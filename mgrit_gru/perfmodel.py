@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .atomic import save_figure
-from .checks import int_at_least
+from .checks import check_flag, int_at_least
 from .mgrit.hierarchy import Hierarchy
 
 
@@ -276,7 +276,7 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     -------
     Prediction
     """
-    from .mgrit.cycle import CYCLES, RELAXATIONS, _per_level, check_flag
+    from .mgrit.cycle import CYCLES, RELAXATIONS, _per_level
     iters, skip = int_at_least(iters, "iters", 1), check_flag(skip, "skip")   # as the solver
     if cycle not in CYCLES:
         raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")

@@ -39,9 +39,9 @@ def test_nonneg_float_accepts(v):
 
 
 @pytest.mark.parametrize("v, message", [
-    ("x", "tol must be a number >= 0, got 'x'"),
-    (None, "tol must be a number >= 0, got None"),
-    (np.array([1.0, 2.0]), "tol must be a number >= 0, got array([1., 2.])"),
+    ("x", "tol must be a finite number >= 0, got 'x'"),
+    (None, "tol must be a finite number >= 0, got None"),
+    (np.array([1.0, 2.0]), "tol must be a finite number >= 0, got array([1., 2.])"),
     (float("nan"), "tol must be a finite number >= 0, got nan"),
     (float("inf"), "tol must be a finite number >= 0, got inf"),
     (-1, "tol must be a finite number >= 0, got -1.0"),

@@ -84,8 +84,14 @@ def test_gradcheck_rejects_bad_arguments():
         gradcheck(f, lambda p: {"w": np.ones(3)}, {"w": np.ones(2)})
     with pytest.raises(ValueError, match="eps"):
         gradcheck(f, g, {"w": np.ones(2)}, eps=0.0)
-    with pytest.raises(ValueError, match="n_directions"):
-        gradcheck(f, g, {"w": np.ones(2)}, n_directions=0)
+    for bad in (0, 2.5, "3"):                                # not truncated, not parsed
+        with pytest.raises(ValueError, match="n_directions must be a positive integer"):
+            gradcheck(f, g, {"w": np.ones(2)}, n_directions=bad)
+    for bad in ("x", None, np.nan):                          # a ValueError, not a TypeError
+        with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+            gradcheck(f, g, {"w": np.ones(2)}, eps=bad)
+        with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
+            gradcheck(f, g, {"w": np.ones(2)}, tol=bad)
     for inputs, wrt in (({"w": np.ones(2)}, []), ({}, None)):   # checking nothing is no PASS
         with pytest.raises(ValueError, match="nothing to check"):
             gradcheck(f, g, inputs, wrt=wrt)

@@ -112,9 +112,9 @@ def test_float32_params_stay_float32(make):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="lr"):
         SGD(one(1.0), lr=-1)
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got 0"):
         Adam(one(1.0), lr=0)
-    with pytest.raises(ValueError, match="eps must be > 0"):        # 0/0 where g stays 0
+    with pytest.raises(ValueError, match="eps must be a finite number > 0, got 0"):        # 0/0 where g stays 0
         Adam(one(1.0), eps=0.0)
     with pytest.raises(ValueError, match="nesterov"):
         SGD(one(1.0), lr=0.1, nesterov=True)

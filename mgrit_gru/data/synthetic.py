@@ -15,7 +15,6 @@ import numpy as np
 from ..checks import float_dtype, nonneg_float, positive_int
 
 
-
 # ----------------------------------------------------------------------------------------------
 # moving objects: a video task that needs memory
 # ----------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import positive_int
+from ..checks import check_flag, positive_int
 from .comm import as_comm
 from .hierarchy import Hierarchy
 from .problem import rows_of
@@ -81,14 +81,6 @@ class MGRITInfo:
 
 
 CYCLES = ("V", "F")
-
-
-def check_flag(value, name):
-    """``value`` as a bool; ValueError naming ``name`` unless it is one (``bool("False")`` is
-    True, so a string from a config file must not pass)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _per_level(value, n_levels, name, allowed=None):
