@@ -465,16 +465,18 @@ REGS_SCRIPT = textwrap.dedent("""
     from mgrit_gru.cuda.kernels import kernels, signatures
 
     def ptxas_regs(ptx):
-        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-            f.write(ptx)
-        run = lambda: subprocess.run(["ptxas", "-arch=sm_90", "-v", f.name, "-o", "/dev/null"],
-                                     capture_output=True, text=True)
-        p = run()
-        old = re.search(r"Unsupported .version (\\S+); current version is '([^']+)'", p.stderr)
-        if old:                                  # an older ptxas: its own ISA (same code)
-            with open(f.name, "w") as g:
-                g.write(ptx.replace(f".version {old[1]}", f".version {old[2]}", 1))
+        with tempfile.TemporaryDirectory() as tmp:       # removed afterwards, ptx and all
+            path = f"{tmp}/kernel.ptx"
+            with open(path, "w") as f:
+                f.write(ptx)
+            run = lambda: subprocess.run(["ptxas", "-arch=sm_90", "-v", path, "-o", "/dev/null"],
+                                         capture_output=True, text=True)
             p = run()
+            old = re.search(r"Unsupported .version (\\S+); current version is '([^']+)'", p.stderr)
+            if old:                              # an older ptxas: its own ISA (same code)
+                with open(path, "w") as f:
+                    f.write(ptx.replace(f".version {old[1]}", f".version {old[2]}", 1))
+                p = run()
         assert p.returncode == 0, p.stderr[-400:]
         return int(re.search(r"Used (\\d+) registers", p.stderr)[1])
 
