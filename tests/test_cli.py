@@ -60,6 +60,18 @@ def test_installed_script_help():
     assert "gradcheck" in proc.stdout and "bench" in proc.stdout
 
 
+def test_python_dash_m_is_the_command_with_its_exit_codes(tmp_path):
+    """``python -m mgrit_gru`` (docs/cluster.md) runs main() and exits with its code."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "mgrit_gru", *a], cwd=tmp_path,
+                                    capture_output=True, text=True, timeout=120)
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("mgrit-gru ")
+    bad = run("gradcheck", "--layers", "0")
+    assert bad.returncode == 2 and "--layers must be >= 1" in bad.stderr
+    failed = run("gradcheck", "--tol", "0")                      # a failing check: exit 1
+    assert failed.returncode == 1 and "FAIL" in failed.stdout
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["gradcheck", "--seq-len", "-3"], "--seq-len must be >= 1, got -3"),
     (["solve", "--batch", "0"], "--batch must be >= 1, got 0"),
@@ -100,7 +112,7 @@ def test_solve_refuses_to_run_once_per_rank_under_mpiexec(tmp_path):
     mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("needs mpiexec")
-    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mgrit_gru.cli", "solve",
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mgrit_gru", "solve",
                            "--seq-len", "16", "--plot", str(tmp_path / "s.png")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "runs on one process" in proc.stderr
