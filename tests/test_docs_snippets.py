@@ -1,4 +1,6 @@
-"""The code shown in the README and on the docs' home page is code that runs."""
+"""The code shown in the README, on the docs' home page and in the training guide is code that
+runs (docs/cluster.md's MPI script runs in test_mpi.py, docs/cuda.md's in test_cuda_backend.py)."""
+import math
 import re
 from pathlib import Path
 
@@ -26,3 +28,18 @@ def test_tutorial_lists_name_every_notebook_and_no_other(page):
     on_disk = {p.name for p in (ROOT / "tutorials").glob("*.ipynb")}
     listed = set(re.findall(r"\b(\d\d_\w+\.ipynb)\b", (ROOT / page).read_text()))
     assert on_disk and listed == on_disk
+
+
+def test_training_guide_python_block_runs(tmp_path, monkeypatch):
+    """docs/guide/training.md's Python block, shrunk (T, epochs), trains and writes its run."""
+    code, = _python_blocks("docs/guide/training.md")
+    for big, small in (("seq_len=512", "seq_len=64"), ("epochs=4", "epochs=1")):
+        assert big in code, f"docs/guide/training.md changed: {big!r} not in its block"
+        code = code.replace(big, small)
+    *body, last = code.strip().splitlines()                   # the last line is an expression
+    monkeypatch.chdir(tmp_path)
+    ns = {"__name__": "__snippet__"}
+    exec(compile("\n".join(body), "docs/guide/training.md:python", "exec"), ns)
+    acc, residual = eval(compile(last, "docs/guide/training.md:python", "eval"), ns)
+    assert 0.0 <= acc <= 1.0 and residual >= 0.0 and math.isfinite(residual)
+    assert (tmp_path / "runs" / "t512" / "checkpoint.npz").exists()

@@ -109,3 +109,31 @@ def test_more_ranks_than_fine_intervals_is_refused():
     text = proc.stdout + proc.stderr
     assert "3 ranks but only 2 fine C-intervals" in text and "use at most 2 ranks" in text
     assert elapsed < 20
+
+
+def test_cluster_page_script_runs_on_two_ranks_as_the_serial_solver(tmp_path):
+    """docs/cluster.md's solve_mpi.py, shrunk (T, H, B), runs under mpiexec -n 2 and prints
+    the serial solver's residual history (its halo rows agree between the ranks)."""
+    import ast
+    import re
+
+    import numpy as np
+
+    import mgrit_gru as mg
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S)
+                if b.startswith("# solve_mpi.py"))
+    for big, small in (("T = 16384", "T = 512"), ("init_gru(256, 256, 1", "init_gru(16, 16, 1"),
+                       ("(32, 256)", "(4, 16)")):
+        assert big in code, f"docs/cluster.md changed: {big!r} not in its script"
+        code = code.replace(big, small)
+    (tmp_path / "solve_mpi.py").write_text(code)
+    proc, _ = mpirun(2, tmp_path / "solve_mpi.py")
+    assert proc.returncode == 0, proc.stderr
+    history = ast.literal_eval(re.match(r"(\[.*?\])", proc.stdout)[1])
+
+    x = np.stack([np.random.default_rng(t).standard_normal((4, 16)) for t in range(512)])
+    info = mg.mgrit_forward(mg.init_gru(16, 16, 1, seed=0), x, levels=3, cf=4, relax="FCF",
+                            max_iter=2)[2]
+    assert len(history) == 2
+    np.testing.assert_allclose(history, info.residual_history, rtol=1e-10)
