@@ -1,7 +1,10 @@
 """The code shown in the README, on the docs' home page and in the training guide is code that
 runs (docs/cluster.md's MPI script runs in test_mpi.py, docs/cuda.md's in test_cuda_backend.py)."""
+import contextlib
+import io
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,40 @@ def test_training_guide_python_block_runs(tmp_path, monkeypatch):
     acc, residual = eval(compile(last, "docs/guide/training.md:python", "eval"), ns)
     assert 0.0 <= acc <= 1.0 and residual >= 0.0 and math.isfinite(residual)
     assert (tmp_path / "runs" / "t512" / "checkpoint.npz").exists()
+
+
+def _shell_commands(path):
+    """The mgrit-gru command lines of a page's shell blocks (continuations joined; comments,
+    the launcher in front and a shell tail dropped), as argument lists."""
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", (ROOT / path).read_text(),
+                            flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0]
+            m = re.search(r"(?:\bmgrit-gru|-m mgrit_gru)\s+(.*)", line)
+            if m is None or "..." in m[1]:                   # an elided command line
+                continue
+            args = shlex.split(m[1].replace("$P", "1"))
+            for tail in ("&&", ";", "|", ">", "2>"):
+                args = args[:args.index(tail)] if tail in args else args
+            yield args
+
+
+DOC_PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").rglob("*.md"))
+
+
+def test_command_lines_in_the_docs_parse():
+    """Every mgrit-gru command shown in a shell block is one the CLI accepts (flags renamed or
+    dropped must not leave the docs behind)."""
+    from mgrit_gru.cli import build_parser
+    parser = build_parser()
+    seen = 0
+    for page in DOC_PAGES:
+        for args in _shell_commands(page):
+            err = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(err):
+                    parser.parse_args(args)
+            except SystemExit:
+                pytest.fail(f"{page}: mgrit-gru {' '.join(args)}\n{err.getvalue()}")
+            seen += 1
+    assert seen >= 10, f"only {seen} command lines found: the extraction is broken"
