@@ -36,7 +36,7 @@ import numpy as np
 from .atomic import atomic_write, save_figure
 from .checks import positive_int
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
-    pulse_order, train_test_split
+    npz_shape, pulse_order, train_test_split
 from .mgrit import MGRITDivergedError
 from .mgrit.hierarchy import Hierarchy
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
@@ -208,7 +208,8 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
     training dtype. ``time_window=(start, stop)``: the synthetic videos render only those frames
-    (``x`` is then (N, stop - start, F)); other sources ignore it and return every row.
+    and an ``.npz`` file is read for only those rows (``x`` is then (N, stop - start, F)); the
+    other sources ignore it and return every row.
     ``progress``: a bar while a frame folder is decoded (minutes for thousands of videos).
     """
     kind, arg = _data_kind(spec)
@@ -224,16 +225,18 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         x, y = pulse_order(num_sequences, T, noise=noise, seed=seed, dtype=np.float32)
         return x, y, 2, f"pulse order: {num_sequences} x {T} steps, 2 channels, 2 classes"
     if kind == "npz":
-        x, y = load_npz(arg)
-        if seq_len is not None and seq_len != x.shape[1]:
-            raise ValueError(f"{arg}: sequences have T = {x.shape[1]} steps but seq_len = "
+        shape = npz_shape(arg)                               # the header: no data read yet
+        T = shape[1] if len(shape) > 1 else None             # (x not 2-D or 3-D: load_npz says)
+        if seq_len is not None and T is not None and seq_len != T:
+            raise ValueError(f"{arg}: sequences have T = {T} steps but seq_len = "
                              f"{seq_len} was asked for (leave --seq-len out for npz data)")
+        x, y = load_npz(arg, time_window=time_window)
         C, present = int(y.max()) + 1, len(np.unique(y))
         if present < C / 2:                                  # ids, not classes: a C-way head
             raise ValueError(f"{arg}: labels run to {C - 1} but only {present} distinct values "
                              f"occur; the model would get {C} outputs. Relabel them 0..K-1 "
                              "(np.unique(y, return_inverse=True)[1])")
-        return x, y, max(C, 2), f"{arg}: {x.shape[0]} sequences x {x.shape[1]} steps x " \
+        return x, y, max(C, 2), f"{arg}: {x.shape[0]} sequences x {T} steps x " \
                                 f"{x.shape[2]} features, {C} classes"
     if seq_len is None:
         raise ValueError(f"{arg}: frame folders need --seq-len (frames per video after "
@@ -268,6 +271,11 @@ def prepare_data(cfg, comm=None, progress=False):
     if kind == "synthetic":                                  # render only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
         window = _time_slice(cfg, T, comm)
+    elif kind == "npz":                                      # read only our own time rows
+        shape = npz_shape(_data_kind(cfg.data)[1])
+        if len(shape) > 1:                                   # (else load_data names the shape)
+            T = shape[1]
+            window = _time_slice(cfg, T, comm)
     x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
                               **args)
     if cfg.test_fraction > 0:

@@ -1,13 +1,14 @@
 """Data: synthetic tasks (determinism, and that the video task needs memory), batching, .npz
-validation, frame-folder loading with its cache."""
+validation and time windows, frame-folder loading with its cache."""
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from mgrit_gru.data import (batches, load_frame_folder, load_npz, moving_objects, noisy_sum_sign,
-                            pulse_order, save_npz, train_test_split)
+                            npz_shape, pulse_order, save_npz, train_test_split)
 from mgrit_gru.data import frames as frames_mod
 
 
@@ -200,6 +201,87 @@ def test_load_npz_missing_or_corrupt_file(tmp_path):
     np.save(single, np.zeros(3))
     with pytest.raises(ValueError, match="single.npy: is a single-array .npy"):
         load_npz(single)
+
+
+# ----------------------------------------------------------------------------------------------
+# .npz time windows: an MPI rank reads only its rows
+# ----------------------------------------------------------------------------------------------
+def _x_variants():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 12, 3))
+    return {"float64": x, "float32": x.astype(np.float32), "int32 (to float64)":
+            rng.integers(-9, 9, (5, 12, 3)).astype(np.int32), "2-D (one feature)": x[:, :, 0],
+            "Fortran order (loaded whole)": np.asfortranarray(x)}
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+@pytest.mark.parametrize("kind", list(_x_variants()))
+def test_load_npz_time_window_is_the_whole_loads_rows(tmp_path, save, kind):
+    x = _x_variants()[kind]
+    path = tmp_path / "d.npz"
+    save(path, x=x, y=np.array([0, 1, 0, 1, 2]))
+    whole, y = load_npz(path)
+    assert npz_shape(path) == x.shape
+    for window in [(0, 12), (0, 1), (11, 12), (3, 8)]:
+        part, y_part = load_npz(path, time_window=window)
+        assert part.dtype == whole.dtype
+        assert part.flags.c_contiguous or window == (0, 12)     # (the whole load: as stored)
+        assert np.array_equal(part, whole[:, window[0]:window[1]]), window
+        assert np.array_equal(y_part, y)
+    part, _ = load_npz(path, time_window=(2, 5), dtype=np.float32)
+    assert part.dtype == np.float32 and np.array_equal(part, whole[:, 2:5].astype(np.float32))
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_load_npz_time_window_never_holds_the_whole_array(tmp_path, save):
+    """numpy reports its buffers to tracemalloc: a window of 1/16 of the rows peaks far below
+    the array's size (the whole load peaks above it), and npz_shape reads no data."""
+    x = np.random.default_rng(1).standard_normal((32, 1024, 16))   # 4 MiB
+    path = tmp_path / "big.npz"
+    save(path, x=x, y=np.arange(32) % 2)
+
+    def peak(fn):
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak(lambda: load_npz(path)) > x.nbytes
+    assert peak(lambda: load_npz(path, time_window=(512, 576))) < x.nbytes / 8
+    assert peak(lambda: npz_shape(path)) < x.nbytes / 32      # (a zlib buffer)
+
+
+@pytest.mark.parametrize("window", [(3, 3), (-1, 4), (0, 13), (5, 2), (1.5, 4), "ab", (1, 2, 3),
+                                    None.__class__])
+def test_load_npz_bad_time_window_is_named(tmp_path, window):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((2, 12, 1)), y=np.array([0, 1]))
+    with pytest.raises(ValueError, match="time_window"):
+        load_npz(path, time_window=window)
+
+
+def test_load_npz_time_window_checks_its_rows_and_names_the_step_in_the_file(tmp_path):
+    x = np.zeros((3, 12, 2))
+    x[1, 6, 0] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, x=x, y=np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"nan.npz: 'x' contains NaN or Inf \(first at "
+                                         r"sequence 1, step 6, feature 0\)"):
+        load_npz(path, time_window=(4, 8))
+    assert load_npz(path, time_window=(7, 12))[0].shape == (3, 5, 2)   # not our rows: not ours
+    for arrays, message in [({"x": x[:, :4]}, "missing array"),
+                            ({"x": x[:, :4], "y": np.array([0, 1])}, "N = 3 sequences"),
+                            ({"x": np.zeros(3), "y": np.array([0, 1, 2])}, "shape \\(N, T, F\\)"),
+                            ({"x": x[:, :4], "y": np.array([0.5, 1, 2])}, "integer class")]:
+        np.savez(path, **arrays)
+        with pytest.raises(ValueError, match=message):
+            load_npz(path, time_window=(1, 3))
+    with pytest.raises(ValueError, match="no such file"):
+        npz_shape(tmp_path / "none.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk.npz: not a readable .npz"):
+        load_npz(tmp_path / "junk.npz", time_window=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------------

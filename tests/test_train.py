@@ -575,3 +575,43 @@ def test_ranks_hold_only_their_rows_and_free_their_communicators(tmp_path):
     assert T0 == T1 == 64 and n0 < 64 and n1 < 64 and s0 == 0 and s1 + n1 == 64
     assert same0 and same1                       # rendered windows = rows of the full data
     assert rec["made"] == 3 and rec["freed"]
+
+
+NPZ_SCRIPT = r'''
+import json, sys, numpy as np
+from mpi4py import MPI
+from mgrit_gru.train import TrainConfig, prepare_data
+comm = MPI.COMM_WORLD
+import mgrit_gru.data.files as files
+read = []                             # the windows streamed from the file
+stream = files._read_rows
+files._read_rows = lambda zf, a, b: read.append([a, b]) or stream(zf, a, b)
+cfg = TrainConfig(data="npz:" + sys.argv[1], levels=3, cf=4)
+d = prepare_data(cfg, comm)           # only this rank's time rows are read from the file
+mine = list(read)
+full = prepare_data(cfg, None)
+n = d.x_train.shape[1]
+same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
+            and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
+            and np.array_equal(d.y_train, full.y_train) and d.x_train.flags.c_contiguous)
+rows = comm.gather([d.start, n, d.seq_len, same, mine], root=0)
+if comm.rank == 0:
+    print(json.dumps({"rows": rows, "whole_read": read[len(mine):]}))
+'''
+
+
+@needs_mpi
+def test_ranks_read_only_their_rows_of_an_npz_file(tmp_path):
+    from mgrit_gru.data import save_npz
+    rng = np.random.default_rng(0)
+    save_npz(tmp_path / "d.npz", rng.standard_normal((10, 64, 3)), np.arange(10) % 2)
+    script = tmp_path / "npz_ranks.py"
+    script.write_text(NPZ_SCRIPT)
+    proc = _mpirun(2, [str(script), str(tmp_path / "d.npz")])
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    (s0, n0, T0, same0, read0), (s1, n1, T1, same1, read1) = rec["rows"]
+    assert T0 == T1 == 64 and n0 < 64 and n1 < 64 and s0 == 0 and s1 + n1 == 64
+    assert same0 and same1
+    assert read0 == [[s0, s0 + n0]] and read1 == [[s1, s1 + n1]]   # streamed, not loaded whole
+    assert rec["whole_read"] == []                                 # one process: np.load

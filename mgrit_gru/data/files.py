@@ -10,9 +10,15 @@ File format (``np.savez`` / `save_npz`, no pickled objects):
   ``num_classes`` is given).
 
 Any other keys (e.g. ``class_names``) are ignored by `load_npz`.
+
+``load_npz(path, time_window=(start, stop))`` returns ``x[:, start:stop]`` and never holds more:
+it reads ``x`` sequence by sequence from the archive (an MPI rank needs only its time rows of a
+file that may not fit in one process's memory). Compressed archives (``np.savez_compressed``) are
+decompressed as they stream past; Fortran-ordered or unusual arrays are loaded whole, then cut.
 """
 from __future__ import annotations
 
+import operator
 import os
 import zipfile
 
@@ -22,8 +28,9 @@ from ..atomic import atomic_write
 from ..checks import positive_int
 
 
-def _validate(x, y, where, num_classes=None):
-    """Check x (N, T, F) or (N, T), y (N,); return (x, y) with x 3-D and y int64."""
+def _validate(x, y, where, num_classes=None, step0=0):
+    """Check x (N, T, F) or (N, T), y (N,); return (x, y) with x 3-D and y int64 (``step0``:
+    the time step of x's first row, when x is a window of the file's rows)."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.floating)
                                  or np.issubdtype(x.dtype, np.integer)):
@@ -42,7 +49,7 @@ def _validate(x, y, where, num_classes=None):
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"{where}: 'x' contains NaN or Inf (first at sequence {bad[0]}, "
-                         f"step {bad[1]}, feature {bad[2]})")
+                         f"step {step0 + bad[1]}, feature {bad[2]})")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)                           # whole-number floats are accepted
@@ -57,7 +64,89 @@ def _validate(x, y, where, num_classes=None):
     return x, y
 
 
-def load_npz(path, num_classes=None, dtype=None):
+def _open_npz(path):
+    """The archive of ``path`` as a ZipFile with an ``x`` and a ``y`` member; ValueError naming
+    the file otherwise (missing, not a zip, a single-array .npy, arrays missing)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise ValueError(f"{path}: is a single-array .npy, not an .npz with 'x' and "
+                                 "'y'") from None
+        raise ValueError(f"{path}: not a readable .npz file (not a zip archive)") from None
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    keys = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+    missing = [k for k in ("x", "y") if k not in keys]
+    if missing:
+        zf.close()
+        raise ValueError(f"{path}: missing array(s) {missing} (found {sorted(keys)}); "
+                         "the file needs 'x' (N, T, F) and 'y' (N,)")
+    return zf
+
+
+def _npy_header(f):
+    """``(shape, fortran_order, dtype)`` of the .npy stream ``f``, left at the first data byte;
+    None for a format this reader does not stream (the caller then loads the array whole)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f)
+    except ValueError:
+        pass
+    return None                                              # (3, 0) or damaged: np.load decides
+
+
+def npz_shape(path):
+    """Shape of the ``x`` array in an ``.npz`` file, read from its header (no data is loaded).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, as `load_npz` does, when it is missing, not an .npz, or lacks x or y.
+    """
+    path = os.fspath(path)
+    try:
+        with _open_npz(path) as zf, zf.open("x.npy") as f:
+            head = _npy_header(f)
+            if head is not None:
+                return tuple(head[0])
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    return load_npz(path)[0].shape                           # an unusual header: load and see
+
+
+def _read_rows(zf, start, stop):
+    """``x[:, start:stop]`` (3-D) read sequence by sequence from member x.npy: the rows before
+    and after the window are skipped (seek), never stored. None where the layout does not allow
+    it (Fortran order, object or structured dtype, not 2-D or 3-D, an unusual header)."""
+    with zf.open("x.npy") as f:
+        head = _npy_header(f)
+        if head is None:
+            return None
+        shape, fortran, dtype = head
+        if fortran or dtype.hasobject or dtype.fields is not None or len(shape) not in (2, 3):
+            return None
+        N, T = shape[:2]
+        F = shape[2] if len(shape) == 3 else 1
+        row = F * dtype.itemsize                             # bytes per time step of a sequence
+        x = np.empty((N, stop - start, F), dtype)
+        for n in range(N):
+            f.seek(start * row, os.SEEK_CUR)                 # the rows before the window
+            buf = memoryview(x[n]).cast("B")
+            if f.readinto(buf) != len(buf):
+                raise EOFError(f"x.npy ends inside sequence {n}")
+            f.seek((T - stop) * row, os.SEEK_CUR)            # the rows after it
+        return x
+
+
+def load_npz(path, num_classes=None, dtype=None, time_window=None):
     """Load and validate a sequence-classification data set from an ``.npz`` file.
 
     Parameters
@@ -69,10 +158,14 @@ def load_npz(path, num_classes=None, dtype=None):
     dtype : numpy dtype, optional
         Convert ``x`` to this dtype (e.g. ``np.float32``); by default it is kept (integers are
         converted to float64).
+    time_window : (int, int), optional
+        ``(start, stop)`` with ``0 <= start < stop <= T``: return only ``x[:, start:stop]``,
+        reading the file sequence by sequence so that the rest of ``x`` is never held (an MPI
+        rank's rows of a long file). The finiteness check then covers these rows only.
 
     Returns
     -------
-    x : ndarray (N, T, F)
+    x : ndarray (N, T, F), or (N, stop - start, F) with ``time_window``
     y : ndarray (N,) int64
 
     Raises
@@ -80,9 +173,30 @@ def load_npz(path, num_classes=None, dtype=None):
     ValueError
         Naming the file and the problem: not found or not an .npz, missing ``x`` or ``y``, wrong
         number of dimensions, N mismatch, empty arrays, NaN/Inf, labels that are not integers,
-        negative, or >= num_classes.
+        negative, or >= num_classes; a ``time_window`` outside [0, T].
     """
     path = os.fspath(path)
+    if num_classes is not None:
+        positive_int(num_classes, "num_classes")
+    if time_window is not None:
+        shape = npz_shape(path)
+        if len(shape) not in (2, 3):                         # the whole load names the shape
+            return load_npz(path, num_classes, dtype)
+        T = shape[1]
+        start, stop = _check_window(time_window, T)
+        if (start, stop) != (0, T):                          # a true window: stream it
+            try:
+                with _open_npz(path) as zf:
+                    x = _read_rows(zf, start, stop)
+                    if x is not None:
+                        with zf.open("y.npy") as f:
+                            y = np.lib.format.read_array(f, allow_pickle=False)
+            except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+                raise ValueError(f"{path}: cannot read: {e}") from None
+            if x is None:                                    # a layout not streamed: whole, cut
+                x, y = load_npz(path, num_classes, dtype)
+                return np.ascontiguousarray(x[:, start:stop]), y
+            return _finish(*_validate(x, y, path, num_classes, step0=start), dtype)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     try:
@@ -102,14 +216,29 @@ def load_npz(path, num_classes=None, dtype=None):
         raise ValueError(f"{path}: cannot read: {e}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    if num_classes is not None:
-        positive_int(num_classes, "num_classes")
-    x, y = _validate(x, y, path, num_classes)
+    return _finish(*_validate(x, y, path, num_classes), dtype)
+
+
+def _finish(x, y, dtype):
+    """x in the asked dtype (integers become float64 by default), and y."""
     if dtype is not None:
         x = x.astype(dtype, copy=False)
     elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64)
     return x, y
+
+
+def _check_window(window, T):
+    """``(start, stop)`` as ints with 0 <= start < stop <= T; ValueError naming time_window."""
+    try:
+        start, stop = (operator.index(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"time_window must be a pair of integers (start, stop), got "
+                         f"{window!r}") from None
+    if not 0 <= start < stop <= T:
+        raise ValueError(f"time_window must satisfy 0 <= start < stop <= T = {T}, got "
+                         f"{(start, stop)}")
+    return start, stop
 
 
 def atomic_savez(path, **arrays):
