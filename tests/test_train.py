@@ -615,3 +615,17 @@ def test_ranks_read_only_their_rows_of_an_npz_file(tmp_path):
     assert same0 and same1
     assert read0 == [[s0, s0 + n0]] and read1 == [[s1, s1 + n1]]   # streamed, not loaded whole
     assert rec["whole_read"] == []                                 # one process: np.load
+
+
+@needs_mpi
+def test_a_nan_in_one_ranks_rows_ends_every_rank(tmp_path):
+    """Each rank checks only the rows it reads: a NaN that rank 1 alone sees must end the job
+    (not leave rank 0 waiting in the solver) and name its step in the file."""
+    x = np.random.default_rng(0).standard_normal((12, 64, 3))
+    x[3, 60, 1] = np.nan                                     # the last rows: rank 1's alone
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(12) % 2)
+    proc = _mpirun(2, ["-m", "mgrit_gru", "train", "--data", f"npz:{tmp_path / 'nan.npz'}",
+                       "--hidden", "4", "--levels", "2", "--cf", "4", "--epochs", "1",
+                       "--out", str(tmp_path / "run"), "--no-progress"], timeout=60)
+    assert proc.returncode != 0
+    assert "contains NaN or Inf (first at sequence 3, step 60, feature 1)" in proc.stderr
