@@ -80,3 +80,24 @@ def float_dtype(dtype):
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
+
+
+def check_time_window(window, T):
+    """``window`` as ``(start, stop)`` ints with 0 <= start < stop <= T: the time rows an MPI rank
+    reads (floats such as 1.5 are refused, not truncated).
+
+    Raises
+    ------
+    ValueError
+        "time_window must be a pair of integers (start, stop), got ..." or
+        "time_window must satisfy 0 <= start < stop <= T = {T}, got (start, stop)".
+    """
+    try:
+        start, stop = (operator.index(v) for v in window)
+    except (TypeError, ValueError):                          # not a pair, or not integers
+        raise ValueError(f"time_window must be a pair of integers (start, stop), got "
+                         f"{window!r}") from None
+    if not 0 <= start < stop <= T:
+        raise ValueError(f"time_window must satisfy 0 <= start < stop <= T = {T}, got "
+                         f"{(start, stop)}")
+    return start, stop

@@ -207,9 +207,9 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
-    training dtype. ``time_window=(start, stop)``: the synthetic videos render only those frames
-    and an ``.npz`` file is read for only those rows (``x`` is then (N, stop - start, F)); the
-    other sources ignore it and return every row.
+    training dtype. ``time_window=(start, stop)``: the synthetic videos render only those
+    frames, an ``.npz`` file is read and a frame folder decoded for only those rows (``x`` is then
+    (N, stop - start, F)); the pulse task ignores it and returns every row.
     ``progress``: a bar while a frame folder is decoded (minutes for thousands of videos).
     """
     kind, arg = _data_kind(spec)
@@ -243,7 +243,7 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
                          "resampling)")
     x, y, names = load_frame_folder(arg, seq_len, size=(frame_size, frame_size),
                                     projection_dim=projection_dim, seed=seed, cache_dir=cache_dir,
-                                    progress=progress)
+                                    progress=progress, time_window=time_window)
     return x, y, max(len(names), 2), f"{arg}: {x.shape[0]} videos x {seq_len} frames x " \
                                      f"{x.shape[2]} features, classes {names}"
 
@@ -263,10 +263,6 @@ def prepare_data(cfg, comm=None, progress=False):
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed)
-    if kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
-        if rank == 0:                                        # decode once, then all read the cache
-            load_data(cfg.data, progress=progress, **args)
-        comm.Barrier()
     window = None
     if kind == "synthetic":                                  # render only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
@@ -276,8 +272,17 @@ def prepare_data(cfg, comm=None, progress=False):
         if len(shape) > 1:                                   # (else load_data names the shape)
             T = shape[1]
             window = _time_slice(cfg, T, comm)
-    x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
-                              **args)
+    elif kind == "frames" and cfg.seq_len is not None:       # decode only our own time rows
+        T = cfg.seq_len
+        window = _time_slice(cfg, T, comm)
+    x = None
+    if kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
+        if rank == 0:                        # a cache miss decodes once, here; the others wait
+            x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress, **args)
+        comm.Barrier()                       # ... then read their rows of the cache
+    if x is None:
+        x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
+                                  **args)
     if cfg.test_fraction > 0:
         x_tr, y_tr, x_te, y_te = train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
     else:
@@ -726,6 +731,10 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
         raise ValueError("--fwd-iters is for MGRIT; this evaluation uses the serial solver")
     if comm is not None and comm.Get_size() == 1:
         comm = None
+    comm_w = None
+    if comm is not None:                     # first: an error on one rank (say, a NaN in its rows
+        from .mgrit import MPIComm           # of the data) then ends the job, as in train()
+        comm_w = MPIComm(comm)
     d = prepare_data(cfg, comm)
     x, y = {"test": (d.x_test, d.y_test), "train": (d.x_train, d.y_train),
             "all": (d.x_train, d.y_train)}[split]
@@ -738,10 +747,6 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     C = ck.params["weight_out"].shape[0]
     if y.max() >= C:
         raise ValueError(f"{cfg.data}: label {y.max()} out of range for a {C}-class model")
-    comm_w = None
-    if comm is not None:
-        from .mgrit import MPIComm
-        comm_w = MPIComm(comm)
     loss, acc = evaluate_arrays(ck.params, x, y, cfg.solver_options(), comm=comm_w,
                                 start=d.start, seq_len=d.seq_len)
     return loss, acc, len(y)

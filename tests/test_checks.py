@@ -4,7 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from mgrit_gru.checks import float_dtype, int_at_least, nonneg_float, positive_float, positive_int
+from mgrit_gru.checks import (check_time_window, float_dtype, int_at_least, nonneg_float,
+                              positive_float, positive_int)
 
 
 @pytest.mark.parametrize("v", [1, 7, np.int64(3), np.int32(1)])
@@ -80,3 +81,21 @@ def test_float_dtype_refuses(v):
     with pytest.raises(ValueError, match=re.escape(f"dtype must be float32 or float64, got "
                                                    f"{np.dtype(v)}")):
         float_dtype(v)
+
+
+@pytest.mark.parametrize("w, T", [((0, 1), 1), ((3, 10), 10), ([2, 5], 9), (np.array([0, 4]), 4),
+                                  ((np.int32(1), np.int64(2)), 3)])
+def test_check_time_window_accepts(w, T):
+    out = check_time_window(w, T)
+    assert out == (int(w[0]), int(w[1])) and all(type(v) is int for v in out)
+
+
+@pytest.mark.parametrize("w, message", [
+    ((3, 3), "0 <= start < stop <= T = 10, got (3, 3)"), ((-1, 2), "got (-1, 2)"),
+    ((0, 11), "got (0, 11)"), ((5, 2), "got (5, 2)"),
+    ((0.5, 2), "a pair of integers"), ((0, 2.0), "a pair of integers"), ("ab", "a pair"),
+    ((1, 2, 3), "a pair"), (None, "a pair"), (5, "a pair")])
+def test_check_time_window_refuses(w, message):
+    with pytest.raises(ValueError, match=re.escape("time_window must ") + ".*" +
+                       re.escape(message)):
+        check_time_window(w, 10)

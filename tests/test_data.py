@@ -389,6 +389,51 @@ def test_frame_folder_errors(tmp_path):
         load_frame_folder(root2, 0)
 
 
+@pytest.mark.parametrize("projection_dim", [None, 5])
+def test_frame_folder_time_window_decodes_only_its_frames(video_root, monkeypatch,
+                                                          projection_dim):
+    opts = dict(seq_len=8, size=(4, 3), projection_dim=projection_dim, seed=2)
+    x, y, names = load_frame_folder(video_root, **opts)
+    decode = frames_mod._decode_frame
+    for window in [(0, 8), (0, 1), (7, 8), (2, 6)]:
+        decoded = []
+        monkeypatch.setattr(frames_mod, "_decode_frame",
+                            lambda p, *a: decoded.append(p) or decode(p, *a))
+        xw, yw, nw = load_frame_folder(video_root, time_window=window, **opts)
+        assert xw.shape == (3, window[1] - window[0], x.shape[2]) and xw.flags.c_contiguous
+        np.testing.assert_array_equal(xw, x[:, window[0]:window[1]])
+        assert np.array_equal(yw, y) and nw == names
+        # only the source frames of the window's steps, each once
+        want = {(v, int(j)) for v in range(3) for j in
+                frames_mod.resample_indices((4, 10, 2)[v], 8)[window[0]:window[1]]}
+        assert len(decoded) == len(set(decoded)) == len(want), window
+    with pytest.raises(ValueError, match="time_window"):
+        load_frame_folder(video_root, time_window=(3, 9), **opts)
+
+
+def test_frame_folder_time_window_and_the_cache(video_root, tmp_path, monkeypatch):
+    """A windowed miss writes the whole entry (the next runs' ranks read their rows of it); a
+    windowed hit decodes nothing and reads only its rows of the cached x."""
+    cache = tmp_path / "cache"
+    x, y, _ = load_frame_folder(video_root, seq_len=6)
+    xw, _, _ = load_frame_folder(video_root, seq_len=6, cache_dir=cache, time_window=(1, 4))
+    np.testing.assert_array_equal(xw, x[:, 1:4])
+    (entry,) = cache.iterdir()
+    with np.load(entry) as f:
+        np.testing.assert_array_equal(f["x"], x)                # the whole set, not the window
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a frame despite the cache")
+    monkeypatch.setattr(frames_mod, "_decode_frame", no_decoding)
+    read = []
+    stream = frames_mod._read_rows
+    monkeypatch.setattr(frames_mod, "_read_rows", lambda zf, a, b: read.append((a, b)) or
+                        stream(zf, a, b))
+    xw2, yw2, _ = load_frame_folder(video_root, seq_len=6, cache_dir=cache, time_window=(4, 6))
+    np.testing.assert_array_equal(xw2, x[:, 4:6])
+    assert np.array_equal(yw2, y) and read == [(4, 6)]
+
+
 @pytest.mark.parametrize("n, T, window", [(5, 100, (13, 57)), (300, 70, (40, 70)), (4, 9, (0, 1))])
 def test_moving_objects_time_window_is_a_slice_of_the_full_data(n, T, window):
     """A rank renders only its frames; they are exactly those rows of the whole data set
@@ -399,6 +444,8 @@ def test_moving_objects_time_window_is_a_slice_of_the_full_data(n, T, window):
     assert np.array_equal(xw, x[:, window[0]:window[1]]) and np.array_equal(yw, y)
     with pytest.raises(ValueError, match="time_window"):
         moving_objects(n, T, seed=3, time_window=(5, T + 1))
+    with pytest.raises(ValueError, match="time_window must be a pair of integers"):
+        moving_objects(n, T, seed=3, time_window=(0.5, 1))    # int() would have cut it to 0
 
 
 # tests added after a mutation audit: each one killed a mutant the suite let through

@@ -629,3 +629,59 @@ def test_a_nan_in_one_ranks_rows_ends_every_rank(tmp_path):
                        "--out", str(tmp_path / "run"), "--no-progress"], timeout=60)
     assert proc.returncode != 0
     assert "contains NaN or Inf (first at sequence 3, step 60, feature 1)" in proc.stderr
+
+
+FRAMES_SCRIPT = r'''
+import json, sys, numpy as np
+from mpi4py import MPI
+import mgrit_gru.data.frames as frames
+from mgrit_gru.train import TrainConfig, prepare_data
+comm = MPI.COMM_WORLD
+decoded = []                          # the frame files this rank decodes
+decode = frames._decode_frame
+frames._decode_frame = lambda p, *a: decoded.append(p) or decode(p, *a)
+cache = None if sys.argv[2] == "none" else sys.argv[2]
+cfg = TrainConfig(data="frames:" + sys.argv[1], seq_len=40, frame_size=4, levels=3, cf=4,
+                  test_fraction=0.25, cache_dir=cache)
+d = prepare_data(cfg, comm)
+mine = len(decoded)
+comm.Barrier()
+full = prepare_data(TrainConfig.from_dict(dict(cfg.to_dict(), cache_dir=None)), None)
+n = d.x_train.shape[1]
+same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
+            and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
+            and np.array_equal(d.y_train, full.y_train))
+rows = comm.gather([d.start, n, same, mine], root=0)
+if comm.rank == 0:
+    print(json.dumps({"rows": rows, "all": len(decoded) - mine}))
+'''
+
+
+@needs_mpi
+@pytest.mark.parametrize("cached", [False, True])
+def test_ranks_decode_only_their_frames(tmp_path, cached):
+    """Frame folders under MPI: without a cache each rank decodes only its steps' frames; with
+    one, rank 0 decodes the whole set once (to write the entry) and rank 1 none (its rows of the
+    entry). Either way the rows equal those of the one-process data."""
+    from PIL import Image
+    root = tmp_path / "videos"
+    for c in range(2):
+        for v in range(4):
+            folder = root / f"class{c}" / f"v{v}"
+            folder.mkdir(parents=True)
+            for k in range(40):
+                Image.new("L", (4, 4), (37 * k + 11 * v + 90 * c) % 256).save(
+                    folder / f"f{k:03d}.png")
+    script = tmp_path / "frames_ranks.py"
+    script.write_text(FRAMES_SCRIPT)
+    proc = _mpirun(2, [str(script), str(root), str(tmp_path / "cache") if cached else "none"])
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rec["rows"]
+    assert same0 and same1 and s0 == 0 and s1 + n1 == 40 and n0 < 40 and n1 < 40
+    everything = rec["all"]                                   # the one-process load: 8 x 40
+    assert everything == 8 * 40
+    if cached:
+        assert dec0 == everything and dec1 == 0
+    else:
+        assert dec0 == 8 * n0 and dec1 == 8 * n1

@@ -18,14 +18,13 @@ decompressed as they stream past; Fortran-ordered or unusual arrays are loaded w
 """
 from __future__ import annotations
 
-import operator
 import os
 import zipfile
 
 import numpy as np
 
 from ..atomic import atomic_write
-from ..checks import positive_int
+from ..checks import check_time_window, positive_int
 
 
 def _validate(x, y, where, num_classes=None, step0=0):
@@ -183,7 +182,7 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
         if len(shape) not in (2, 3):                         # the whole load names the shape
             return load_npz(path, num_classes, dtype)
         T = shape[1]
-        start, stop = _check_window(time_window, T)
+        start, stop = check_time_window(time_window, T)
         if (start, stop) != (0, T):                          # a true window: stream it
             try:
                 with _open_npz(path) as zf:
@@ -226,19 +225,6 @@ def _finish(x, y, dtype):
     elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64)
     return x, y
-
-
-def _check_window(window, T):
-    """``(start, stop)`` as ints with 0 <= start < stop <= T; ValueError naming time_window."""
-    try:
-        start, stop = (operator.index(v) for v in window)
-    except (TypeError, ValueError):
-        raise ValueError(f"time_window must be a pair of integers (start, stop), got "
-                         f"{window!r}") from None
-    if not 0 <= start < stop <= T:
-        raise ValueError(f"time_window must satisfy 0 <= start < stop <= T = {T}, got "
-                         f"{(start, stop)}")
-    return start, stop
 
 
 def atomic_savez(path, **arrays):

@@ -21,6 +21,10 @@ frames). Only the frames that are used are decoded.
 With ``cache_dir`` the result is stored as an ``.npz`` named by a hash of the folder listing (every
 frame file's path, size and modification time) and of the options, so a second call with the same
 data and options decodes nothing, and any change to the files or options decodes afresh.
+
+``time_window=(start, stop)`` returns only output steps start..stop-1 (an MPI rank's rows): only
+their frames are decoded, or only their rows are read from the cache. (A cache miss decodes
+every step, to write the cache entry, and then returns the window.)
 """
 from __future__ import annotations
 
@@ -36,8 +40,8 @@ import zipfile
 import numpy as np
 from tqdm import tqdm
 
-from ..checks import positive_int
-from .files import atomic_savez
+from ..checks import check_time_window, positive_int
+from .files import _open_npz, _read_rows, atomic_savez
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CACHE_VERSION = 1                                            # bump when the decoding changes
@@ -114,7 +118,7 @@ def _cache_key(root, videos, options):
 
 
 def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_dim=None, seed=0,
-                      cache_dir=None, progress=False):
+                      cache_dir=None, progress=False, time_window=None):
     """Load videos stored as frame folders (``root/<class>/<video>/<frames>``) as (N, T, F).
 
     Parameters
@@ -136,10 +140,14 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         Folder for the decoded-array cache (created if needed; written atomically).
     progress : bool, optional
         A progress bar (stderr, when it is a terminal) while the videos are decoded.
+    time_window : (int, int), optional
+        ``(start, stop)``, 0 <= start < stop <= seq_len: return only ``x[:, start:stop]``,
+        decoding only those steps' frames, or reading only those rows of the cache (a cache
+        miss decodes every step to write the entry).
 
     Returns
     -------
-    x : ndarray (N, seq_len, F) float32
+    x : ndarray (N, seq_len, F) float32 (N, stop - start, F with ``time_window``)
         F = h·w (grayscale), 3·h·w (RGB) or projection_dim. Videos in class order, then natural
         name order.
     y : ndarray (N,) int64
@@ -166,6 +174,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                                        not isinstance(projection_dim, (int, np.integer))
                                        or projection_dim < 1):
         raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
+    t0, t1 = (0, seq_len) if time_window is None else check_time_window(time_window, seq_len)
     class_names, videos = _scan(root)
     options = {"seq_len": int(seq_len), "size": list(size), "grayscale": bool(grayscale),
                "projection_dim": None if projection_dim is None else int(projection_dim),
@@ -177,18 +186,25 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         if os.path.isfile(cache_path):
             try:
                 with np.load(cache_path, allow_pickle=False) as f:
-                    return f["x"], f["y"], [str(c) for c in f["class_names"]]
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # not our file:
+                    y, names = f["y"], [str(c) for c in f["class_names"]]
+                    if (t0, t1) == (0, seq_len):
+                        return f["x"], y, names
+                with _open_npz(cache_path) as zf:            # only our rows of the cached x
+                    x = _read_rows(zf, t0, t1)
+                if x is not None:
+                    return x, y, names
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # not ours:
                 warnings.warn(f"{cache_path}: unreadable cache ({type(e).__name__}), decoding "
                               "the videos again", stacklevel=2)              # rebuild it
 
     F_raw = size[0] * size[1] * (1 if grayscale else 3)
-    x = np.empty((len(videos), seq_len, F_raw), np.float32)
+    d0, d1 = (0, seq_len) if cache_path is not None else (t0, t1)   # the steps to decode
+    x = np.empty((len(videos), d1 - d0, F_raw), np.float32)
     y = np.empty(len(videos), np.int64)
     bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
                file=sys.stderr, dynamic_ncols=True)
     for i, (label, vdir, frames) in enumerate(bar):
-        idx = resample_indices(len(frames), seq_len)
+        idx = resample_indices(len(frames), seq_len)[d0:d1]  # the source frames of those steps
         decoded = {}
         for j in np.unique(idx):                             # decode each used frame once
             try:
@@ -201,4 +217,6 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         x = x @ _projection(F_raw, int(projection_dim), seed)   # (N, T, F_raw) @ (F_raw, d)
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
+        if (t0, t1) != (0, seq_len):
+            x = np.ascontiguousarray(x[:, t0:t1])
     return x, y, class_names

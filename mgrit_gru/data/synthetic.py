@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import float_dtype, nonneg_float, positive_int
+from ..checks import check_time_window, float_dtype, nonneg_float, positive_int
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,10 +80,7 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
     if blob_sigma == 0:
         raise ValueError("blob_sigma must be > 0")
     dtype = float_dtype(dtype)
-    t_lo, t_hi = (0, T) if time_window is None else (int(time_window[0]), int(time_window[1]))
-    if not 0 <= t_lo < t_hi <= T:
-        raise ValueError(f"time_window must satisfy 0 <= start < stop <= seq_len={T}, "
-                         f"got {time_window}")
+    t_lo, t_hi = (0, T) if time_window is None else check_time_window(time_window, T)
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % C).astype(np.int64)   # balanced classes
     theta = 2 * np.pi * y / C
