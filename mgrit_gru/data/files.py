@@ -191,6 +191,8 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
                         with zf.open("y.npy") as f:
                             y = np.lib.format.read_array(f, allow_pickle=False)
             except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+                if isinstance(e, ValueError) and str(e).startswith(path):
+                    raise                                    # already names the file
                 raise ValueError(f"{path}: cannot read: {e}") from None
             if x is None:                                    # a layout not streamed: whole, cut
                 x, y = load_npz(path, num_classes, dtype)
