@@ -259,7 +259,7 @@ def prepare_data(cfg, comm=None, progress=False):
     """Load the data set of ``cfg``, split it (seeded) and keep this rank's time rows
     (``progress``: rank 0 shows a bar while a frame folder is decoded)."""
     rank = 0 if comm is None else comm.Get_rank()
-    kind, _ = _data_kind(cfg.data)
+    kind, source = _data_kind(cfg.data)
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed)
@@ -268,7 +268,7 @@ def prepare_data(cfg, comm=None, progress=False):
         T = 256 if cfg.seq_len is None else cfg.seq_len
         window = _time_slice(cfg, T, comm)
     elif kind == "npz":                                      # read only our own time rows
-        shape = npz_shape(_data_kind(cfg.data)[1])
+        shape = npz_shape(source)
         if len(shape) > 1:                                   # (else load_data names the shape)
             T = shape[1]
             window = _time_slice(cfg, T, comm)

@@ -177,56 +177,39 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
     path = os.fspath(path)
     if num_classes is not None:
         positive_int(num_classes, "num_classes")
+    window = None
     if time_window is not None:
         shape = npz_shape(path)
-        if len(shape) not in (2, 3):                         # the whole load names the shape
-            return load_npz(path, num_classes, dtype)
-        T = shape[1]
-        start, stop = check_time_window(time_window, T)
-        if (start, stop) != (0, T):                          # a true window: stream it
-            try:
-                with _open_npz(path) as zf:
-                    x = _read_rows(zf, start, stop)
-                    if x is not None:
-                        with zf.open("y.npy") as f:
-                            y = np.lib.format.read_array(f, allow_pickle=False)
-            except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-                if isinstance(e, ValueError) and str(e).startswith(path):
-                    raise                                    # already names the file
-                raise ValueError(f"{path}: cannot read: {e}") from None
-            if x is None:                                    # a layout not streamed: whole, cut
-                x, y = load_npz(path, num_classes, dtype)
-                return np.ascontiguousarray(x[:, start:stop]), y
-            return _finish(*_validate(x, y, path, num_classes, step0=start), dtype)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
+        if len(shape) in (2, 3):                             # (else _validate names the shape)
+            window = check_time_window(time_window, shape[1])
+            window = None if window == (0, shape[1]) else window   # every row: a plain load
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):     # a plain .npy holds one array
-            raise ValueError(f"{path}: is a single-array .npy, not an .npz with 'x' and 'y'")
-        with loaded as f:
-            keys = set(f.files)
-            missing = [k for k in ("x", "y") if k not in keys]
-            if missing:
-                raise ValueError(f"{path}: missing array(s) {missing} (found {sorted(keys)}); "
-                                 "the file needs 'x' (N, T, F) and 'y' (N,)")
-            x, y = f["x"], f["y"]
+        with _open_npz(path) as zf:
+            x = None if window is None else _read_rows(zf, *window)
+            streamed = x is not None                         # else: a layout read whole, cut below
+            if not streamed:
+                x = _member(zf, "x")
+            y = _member(zf, "y")
     except ValueError as e:
-        if str(e).startswith(path):
+        if str(e).startswith(path):                          # already names the file
             raise
         raise ValueError(f"{path}: cannot read: {e}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    return _finish(*_validate(x, y, path, num_classes), dtype)
-
-
-def _finish(x, y, dtype):
-    """x in the asked dtype (integers become float64 by default), and y."""
+    x, y = _validate(x, y, path, num_classes, step0=window[0] if streamed else 0)
+    if window is not None and not streamed:
+        x = np.ascontiguousarray(x[:, window[0]:window[1]])
     if dtype is not None:
         x = x.astype(dtype, copy=False)
     elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64)
     return x, y
+
+
+def _member(zf, name):
+    """The whole array ``name`` of an open .npz archive (no pickles)."""
+    with zf.open(name + ".npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def atomic_savez(path, **arrays):

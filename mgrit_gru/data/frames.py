@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..checks import check_time_window, positive_int
-from .files import _open_npz, _read_rows, atomic_savez
+from .files import _member, _open_npz, _read_rows, atomic_savez
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CACHE_VERSION = 1                                            # bump when the decoding changes
@@ -185,14 +185,11 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         cache_path = os.path.join(os.fspath(cache_dir), f"frames-{key}.npz")
         if os.path.isfile(cache_path):
             try:
-                with np.load(cache_path, allow_pickle=False) as f:
-                    y, names = f["y"], [str(c) for c in f["class_names"]]
-                    if (t0, t1) == (0, seq_len):
-                        return f["x"], y, names
-                with _open_npz(cache_path) as zf:            # only our rows of the cached x
-                    x = _read_rows(zf, t0, t1)
-                if x is not None:
-                    return x, y, names
+                with _open_npz(cache_path) as zf:
+                    x = _read_rows(zf, t0, t1)               # only our rows of the cached x
+                    if x is None:                            # (a layout _read_rows leaves)
+                        x = np.ascontiguousarray(_member(zf, "x")[:, t0:t1])
+                    return x, _member(zf, "y"), [str(c) for c in _member(zf, "class_names")]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # not ours:
                 warnings.warn(f"{cache_path}: unreadable cache ({type(e).__name__}), decoding "
                               "the videos again", stacklevel=2)              # rebuild it
@@ -217,6 +214,5 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         x = x @ _projection(F_raw, int(projection_dim), seed)   # (N, T, F_raw) @ (F_raw, d)
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
-        if (t0, t1) != (0, seq_len):
-            x = np.ascontiguousarray(x[:, t0:t1])
+        x = np.ascontiguousarray(x[:, t0:t1])                # (no copy without a window)
     return x, y, class_names
