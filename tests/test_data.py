@@ -1,7 +1,9 @@
 """Data: synthetic tasks (determinism, and that the video task needs memory), batching, .npz
 validation and time windows, frame-folder loading with its cache."""
+import io
 import os
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 from mgrit_gru.data import (batches, load_frame_folder, load_npz, moving_objects, noisy_sum_sign,
                             npz_shape, pulse_order, save_npz, train_test_split)
 from mgrit_gru.data import frames as frames_mod
+from mgrit_gru.data.files import _read_rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,6 +253,60 @@ def test_load_npz_time_window_never_holds_the_whole_array(tmp_path, save):
     assert peak(lambda: load_npz(path)) > x.nbytes
     assert peak(lambda: load_npz(path, time_window=(512, 576))) < x.nbytes / 8
     assert peak(lambda: npz_shape(path)) < x.nbytes / 32      # (a zlib buffer)
+
+
+class _CountingFile(io.FileIO):
+    """A file that counts the bytes read from it."""
+    n_read = 0
+
+    def readinto(self, b):
+        n = super().readinto(b)
+        self.n_read += n or 0
+        return n
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.n_read += len(data)
+        return data
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_time_window_of_a_stored_archive_reads_only_its_rows(tmp_path, save):
+    """np.savez stores members uncompressed: the window's rows are reached by seeking in the file
+    (Python 3.11's ZipExtFile.seek would read everything it skips), so a window of 64 of 4096
+    rows reads about 1/64 of the file; a compressed archive must stream through all of it."""
+    x = np.random.default_rng(2).standard_normal((4, 4096, 8))     # 1 MiB
+    path = tmp_path / "d.npz"
+    save(path, x=x, y=np.arange(4) % 2)
+    with _CountingFile(path) as raw, zipfile.ZipFile(raw) as zf:
+        before = raw.n_read                                  # (the central directory)
+        part = _read_rows(zf, 2048, 2112)
+        n_read = raw.n_read - before
+    assert np.array_equal(part, x[:, 2048:2112])
+    if save is np.savez:
+        assert part.nbytes <= n_read < part.nbytes + 4096, n_read
+    else:
+        assert n_read > os.path.getsize(path) / 2, n_read
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_time_window_of_an_x_shorter_than_its_header_is_an_error(tmp_path, compression):
+    """A reader that trusted the header would return misaligned rows (or, seeking in the
+    archive's own file, the next member's bytes) as data; the window load reports the short
+    member instead, as the whole load does."""
+    x = np.arange(2 * 8 * 3, dtype=np.float64).reshape(2, 8, 3)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
+                                               "shape": (2, 10, 3)})     # says 10 rows, has 8
+    path = tmp_path / "short.npz"
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("x.npy", head.getvalue() + x.tobytes())
+        with zf.open("y.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match=r"short.npz: not a readable .npz file \(x.npy is shorter"):
+        load_npz(path, time_window=(1, 3))
+    with pytest.raises(ValueError, match=r"short.npz: cannot read"):
+        load_npz(path)
 
 
 @pytest.mark.parametrize("window", [(3, 3), (-1, 4), (0, 13), (5, 2), (1.5, 4), "ab", (1, 2, 3),

@@ -13,12 +13,17 @@ Any other keys (e.g. ``class_names``) are ignored by `load_npz`.
 
 ``load_npz(path, time_window=(start, stop))`` returns ``x[:, start:stop]`` and never holds more:
 it reads ``x`` sequence by sequence from the archive (an MPI rank needs only its time rows of a
-file that may not fit in one process's memory). Compressed archives (``np.savez_compressed``) are
-decompressed as they stream past; Fortran-ordered or unusual arrays are loaded whole, then cut.
+file that may not fit in one process's memory). In an archive written by ``np.savez`` (members
+stored, not compressed) the skipped rows are real seeks in the file, so a rank reads about its
+own bytes only; a compressed archive (``np.savez_compressed``) is decompressed as it streams past
+(every rank reads the whole file, holding only its rows). Fortran-ordered or unusual arrays are
+loaded whole, then cut.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -121,11 +126,38 @@ def npz_shape(path):
     return load_npz(path)[0].shape                           # an unusual header: load and see
 
 
+@contextlib.contextmanager
+def _seekable_member(zf, name):
+    """``(f, end)``: a binary stream over member ``name`` of the open archive ``zf``, at the
+    member's first byte, whose relative seeks skip without reading where they can, and the
+    offset in ``f`` where the member ends.
+
+    A member stored uncompressed (``np.savez``) is read from the archive's own file, positioned
+    at the member's first byte: before Python 3.12, ``ZipExtFile.seek`` reads (and CRC-checks)
+    every byte it skips, so each MPI rank would read the whole file to reach its rows. A
+    compressed (or encrypted) member is ``zf.open``'s stream, where skipping is decompressing.
+    """
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        with zf.open(info) as f:
+            yield f, info.file_size
+        return
+    fp = zf.fp                                               # (no member of zf is open meanwhile)
+    fp.seek(info.header_offset)
+    local = fp.read(30)                                      # the local file header, fixed part
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local file header for {name}")
+    n_name, n_extra = struct.unpack("<HH", local[26:30])     # its variable part's lengths
+    begin = info.header_offset + 30 + n_name + n_extra       # the member's first byte
+    fp.seek(begin)
+    yield fp, begin + info.file_size
+
+
 def _read_rows(zf, start, stop):
     """``x[:, start:stop]`` (3-D) read sequence by sequence from member x.npy: the rows before
     and after the window are skipped (seek), never stored. None where the layout does not allow
     it (Fortran order, object or structured dtype, not 2-D or 3-D, an unusual header)."""
-    with zf.open("x.npy") as f:
+    with _seekable_member(zf, "x.npy") as (f, end):
         head = _npy_header(f)
         if head is None:
             return None
@@ -135,6 +167,8 @@ def _read_rows(zf, start, stop):
         N, T = shape[:2]
         F = shape[2] if len(shape) == 3 else 1
         row = F * dtype.itemsize                             # bytes per time step of a sequence
+        if f.tell() + N * T * row > end:                     # (a stored member's next bytes
+            raise EOFError("x.npy is shorter than its header says")   # are another's)
         x = np.empty((N, stop - start, F), dtype)
         for n in range(N):
             f.seek(start * row, os.SEEK_CUR)                 # the rows before the window
