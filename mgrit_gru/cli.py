@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from .mgrit.comm import RankFailed
+
 
 def _add_gradcheck(subparsers):
     p = subparsers.add_parser(
@@ -346,7 +348,8 @@ def main(argv=None):
                                 image=args.command != "bench")
         return int(args.handler(args))
     except (ValueError, OSError) as e:                       # bad input named by the library,
-        print(f"mgrit-gru: error: {e}", file=sys.stderr)     # a file that cannot be read/written
+        if not isinstance(e, RankFailed):                    # a file that cannot be read/written
+            print(f"mgrit-gru: error: {e}", file=sys.stderr)     # (the failing rank says it)
         _end_the_mpi_job(2)
         return 2
 

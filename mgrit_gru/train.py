@@ -37,7 +37,7 @@ from .atomic import atomic_write, save_figure
 from .checks import positive_int
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
     npz_shape, pulse_order, train_test_split
-from .mgrit import MGRITDivergedError
+from .mgrit import MGRITDivergedError, agreed
 from .mgrit.hierarchy import Hierarchy
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
 from .optim import SGD, Adam, clip_grad_norm, grad_norm
@@ -257,7 +257,16 @@ def _time_slice(cfg, T, comm):
 
 def prepare_data(cfg, comm=None, progress=False):
     """Load the data set of ``cfg``, split it (seeded) and keep this rank's time rows
-    (``progress``: rank 0 shows a bar while a frame folder is decoded)."""
+    (``progress``: rank 0 shows a bar while a frame folder is decoded).
+
+    Under MPI each rank reads and checks only its own rows, so one rank may meet an error (a NaN
+    in its rows) that the others do not: the ranks agree (`agreed`) before any returns, and then
+    every rank raises, so that no rank goes on to write or delete the run's files.
+    """
+    return agreed(comm, lambda: _prepare_data(cfg, comm, progress))
+
+
+def _prepare_data(cfg, comm, progress):
     rank = 0 if comm is None else comm.Get_rank()
     kind, source = _data_kind(cfg.data)
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
@@ -277,9 +286,10 @@ def prepare_data(cfg, comm=None, progress=False):
         window = _time_slice(cfg, T, comm)
     x = None
     if kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
-        if rank == 0:                        # a cache miss decodes once, here; the others wait
-            x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress, **args)
-        comm.Barrier()                       # ... then read their rows of the cache
+        first = agreed(comm, lambda: load_data(cfg.data, time_window=window, progress=progress,
+                                               **args) if rank == 0 else None)
+        if rank == 0:                        # a cache miss decodes once, on rank 0; the others
+            x, y, C, desc = first            # wait (and stop with it), then read their rows
     if x is None:
         x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
                                   **args)

@@ -632,3 +632,38 @@ def test_sync_timers_waits_at_both_ends_of_every_timed_phase():
     assert len(calls) == 2 * len(entered) and {"relax", "residual", "coarsest"} <= set(entered)
     np.testing.assert_array_equal(u0, u1)
     assert set(info1.phase_times) == set(entered)
+
+
+class _GatherComm:
+    """A stand-in communicator of ``len(others) + 1`` ranks, this one first: ``allgather``
+    returns this rank's value followed by the other ranks' given ones."""
+
+    def __init__(self, *others):
+        self.others, self.sent = list(others), []
+
+    def allgather(self, value):
+        self.sent.append(value)
+        return [value, *self.others]
+
+
+def test_agreed_raises_on_every_rank_when_one_fails():
+    """agreed(): every rank calls allgather once; a rank whose fn raised raises its own error;
+    a rank whose fn succeeded raises RankFailed quoting the first failing rank; else fn()."""
+    from mgrit_gru.mgrit import RankFailed, agreed
+    assert agreed(None, lambda: 7) == 7                      # no communicator: just fn()
+    comm = _GatherComm(None, None)
+    assert agreed(comm, lambda: 7) == 7 and comm.sent == [None]
+
+    def bad():
+        raise ValueError("d.npz: 'x' contains NaN")
+    comm = _GatherComm(None)
+    with pytest.raises(ValueError, match="^d.npz: 'x' contains NaN$") as e:
+        agreed(comm, bad)
+    assert not isinstance(e.value, RankFailed)
+    assert comm.sent == ["ValueError: d.npz: 'x' contains NaN"]
+    comm = _GatherComm(None, "OSError: [Errno 5] x", "ValueError: y")
+    with pytest.raises(RankFailed, match=r"^rank 2 of 4 failed: OSError: \[Errno 5\] x$"):
+        agreed(comm, lambda: 7)
+    assert comm.sent == [None]
+    with pytest.raises(KeyboardInterrupt):                   # not an error to agree on
+        agreed(_GatherComm(None), lambda: (_ for _ in ()).throw(KeyboardInterrupt()))

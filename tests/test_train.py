@@ -618,17 +618,26 @@ def test_ranks_read_only_their_rows_of_an_npz_file(tmp_path):
 
 
 @needs_mpi
-def test_a_nan_in_one_ranks_rows_ends_every_rank(tmp_path):
+def test_a_nan_in_one_ranks_rows_ends_every_rank_and_touches_no_file(tmp_path):
     """Each rank checks only the rows it reads: a NaN that rank 1 alone sees must end the job
-    (not leave rank 0 waiting in the solver) and name its step in the file."""
+    (not leave rank 0 waiting in the solver) and name its step in the file, once. Rank 0 must
+    not go on meanwhile: with --overwrite it used to delete the old run's checkpoint and empty
+    its metrics before rank 1's abort reached it."""
     x = np.random.default_rng(0).standard_normal((12, 64, 3))
+    np.savez(tmp_path / "good.npz", x=x, y=np.arange(12) % 2)
     x[3, 60, 1] = np.nan                                     # the last rows: rank 1's alone
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(12) % 2)
+    run = tmp_path / "run"
+    args = ["--hidden", "4", "--levels", "2", "--cf", "4", "--epochs", "1", "--out", str(run),
+            "--no-progress"]
+    assert cli.main(["train", "--data", f"npz:{tmp_path / 'good.npz'}", *args]) == 0
+    before = {f: (run / f).read_bytes() for f in ("checkpoint.npz", "metrics.jsonl")}
     proc = _mpirun(2, ["-m", "mgrit_gru", "train", "--data", f"npz:{tmp_path / 'nan.npz'}",
-                       "--hidden", "4", "--levels", "2", "--cf", "4", "--epochs", "1",
-                       "--out", str(tmp_path / "run"), "--no-progress"], timeout=60)
+                       *args, "--overwrite"], timeout=60)
     assert proc.returncode != 0
-    assert "contains NaN or Inf (first at sequence 3, step 60, feature 1)" in proc.stderr
+    assert proc.stderr.count("contains NaN or Inf (first at sequence 3, step 60, feature "
+                             "1)") == 1, proc.stderr
+    assert {f: (run / f).read_bytes() for f in before} == before
 
 
 FRAMES_SCRIPT = r'''
@@ -685,3 +694,25 @@ def test_ranks_decode_only_their_frames(tmp_path, cached):
         assert dec0 == everything and dec1 == 0
     else:
         assert dec0 == 8 * n0 and dec1 == 8 * n1
+
+
+@needs_mpi
+def test_a_frame_rank_0_cannot_decode_for_the_cache_ends_every_rank(tmp_path):
+    """With --cache-dir rank 0 alone decodes (the others wait for the entry): a frame it cannot
+    read stops every rank at once, with the file named once, and writes no run folder."""
+    from PIL import Image
+    for v in range(2):
+        folder = tmp_path / "videos" / f"class{v}" / "v0"
+        folder.mkdir(parents=True)
+        for k in range(16):
+            Image.new("L", (4, 4), 16 * k).save(folder / f"f{k:03d}.png")
+    (tmp_path / "videos" / "class1" / "v0" / "f009.png").write_bytes(b"not a png")
+    proc = _mpirun(2, ["-m", "mgrit_gru", "train", "--data", f"frames:{tmp_path / 'videos'}",
+                       "--seq-len", "16", "--frame-size", "4", "--hidden", "4", "--levels", "2",
+                       "--cf", "4", "--epochs", "1", "--test-fraction", "0.5",
+                       "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                       "--no-progress"], timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count("mgrit-gru: error:") == 1, proc.stderr
+    assert "f009.png: cannot read image" in proc.stderr
+    assert not (tmp_path / "run").exists()

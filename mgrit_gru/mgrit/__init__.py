@@ -5,11 +5,11 @@
 - `cycle`: relaxation, FAS restriction, coarse solve, correction, V/F-cycles
 - `comm`: boundary exchange and reductions over MPI (and a serial stand-in)
 """
-from .comm import MPIComm, SerialComm, abort_on_error, as_comm
+from .comm import MPIComm, RankFailed, SerialComm, abort_on_error, agreed, as_comm
 from .cycle import MGRIT, MGRITDivergedError, MGRITInfo
 from .hierarchy import Hierarchy, Level
 from .problem import Dahlquist, LinearRNN, NumpyVectors, Problem
 
 __all__ = ["MGRIT", "MGRITInfo", "MGRITDivergedError", "Hierarchy", "Level", "Problem",
            "NumpyVectors", "Dahlquist", "LinearRNN", "SerialComm", "MPIComm", "as_comm",
-           "abort_on_error"]
+           "abort_on_error", "agreed", "RankFailed"]

@@ -12,7 +12,9 @@ norm) is reached by every rank. What remains is a rank that *fails*: the others 
 forever. `MPIComm` therefore installs `abort_on_error` (an exception hook that prints the
 traceback with the rank and calls ``MPI_Abort``) when it wraps a communicator of more than one
 rank; call `abort_on_error` yourself at the top of a script to cover code before the solver, or run
-``mpiexec -n P python -m mpi4py script.py``, which does the same.
+``mpiexec -n P python -m mpi4py script.py``, which does the same. Where ranks do different
+work before a side effect (each reads its own rows of the data, then rank 0 writes files),
+`agreed` makes an error on one rank an error on every rank before any goes on.
 """
 from __future__ import annotations
 
@@ -103,6 +105,35 @@ def abort_on_error(comm=None):
 
     hook._mgrit_gru_abort = True
     sys.excepthook = hook
+
+
+class RankFailed(ValueError):
+    """Raised by `agreed` on the ranks that did not fail themselves: another rank's error,
+    quoted (that rank raises its own)."""
+
+
+def agreed(comm, fn):
+    """``fn()`` on every rank of the mpi4py communicator ``comm``, with agreement on failure.
+
+    If ``fn`` raised on any rank, every rank raises before returning: the failing rank(s) their
+    own exception, the others `RankFailed` quoting the first failing rank's. Without this, a
+    rank that met no error would go on (rank 0: to write the run's files, delete an old
+    checkpoint) until the failing rank's ``MPI_Abort`` reached it. Every rank must call it (one
+    ``allgather``); ``comm=None`` just calls ``fn``.
+    """
+    if comm is None:
+        return fn()
+    try:
+        out, err = fn(), None
+    except Exception as e:                                   # (not KeyboardInterrupt & co.)
+        out, err = None, e
+    failures = comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
+    if err is not None:
+        raise err
+    for r, failure in enumerate(failures):
+        if failure is not None:
+            raise RankFailed(f"rank {r} of {len(failures)} failed: {failure}")
+    return out
 
 
 class MPIComm:
