@@ -29,6 +29,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from .atomic import save_figure
+from .checks import int_at_least, positive_float
 
 OPS = ("F", "C", "residual", "restrict", "correct", "coarsest")
 """Operations recorded in a trace (see `mgrit_gru.mgrit.MGRIT`'s ``trace``)."""
@@ -38,6 +39,16 @@ _OP_STYLE = {                                                # marker and colour
     "restrict": ("v", "tab:green"), "correct": ("^", "tab:purple"),
     "coarsest": ("D", "black"),
 }
+
+
+MAX_REPLAY_STEPS = 2 ** 20
+"""Largest time grid `cycle_trace` replays on (a deeper hierarchy: record with ``trace=True``)."""
+
+
+def _show(v, n=60):
+    """A short repr for error messages."""
+    text = repr(v)
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def _axes(ax):
@@ -54,15 +65,36 @@ def _is_history(h):
     return isinstance(h, (list, tuple)) and all(isinstance(v, Real) for v in h)
 
 
-def _history(item):
-    """(cycle indices, residual norms) of an `MGRITInfo` or a plain list of norms."""
+def _history(item, name):
+    """(cycle indices, residual norms) of an `MGRITInfo` or a plain list of norms; ``name``
+    is the argument's name in errors."""
     if _is_history(item):
-        r = np.asarray(item, float)
-        return np.arange(1, len(r) + 1), r
-    hist = list(item.residual_history)
-    if item.initial_residual is not None:                    # the relaxed initial guess: k = 0
-        return np.arange(len(hist) + 1), np.asarray([item.initial_residual] + hist, float)
-    return np.arange(1, len(hist) + 1), np.asarray(hist, float)
+        k, r = 1, np.asarray(item, float)
+    elif hasattr(item, "residual_history"):
+        hist = list(item.residual_history)
+        k = 1
+        if item.initial_residual is not None:                # the relaxed initial guess: k = 0
+            k, hist = 0, [item.initial_residual] + hist
+        r = np.asarray(hist, float)
+    else:
+        raise TypeError(f"{name} must be an MGRITInfo or a list of residual norms, got "
+                        f"{_show(item)}")
+    if r.size == 0:
+        raise ValueError(f"{name} holds no residual norm (an MGRITInfo of a solve that has not "
+                         "run, or an empty list): nothing to plot")
+    if np.any(r < 0):
+        raise ValueError(f"{name}: residual norms must be >= 0, got {r.min()}")
+    return np.arange(k, k + len(r)), r
+
+
+def _solves(x, name):
+    """[(name, solve)] for one solve (an `MGRITInfo` or a list of norms) or a list of them."""
+    if _is_history(x) or hasattr(x, "residual_history"):
+        return [(name, x)]
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [(f"{name}[{i}]", item) for i, item in enumerate(x)]
+    raise TypeError(f"{name} must be an MGRITInfo, a list of residual norms, or a list of "
+                    f"either, got {_show(x)}")
 
 
 def plot_residual_history(infos_or_histories, labels=None, ax=None):
@@ -81,22 +113,42 @@ def plot_residual_history(infos_or_histories, labels=None, ax=None):
     Returns
     -------
     ax : matplotlib Axes
-        Its ``lines[i]`` holds solve i's (k, ||r_k||).
+        Its ``lines[i]`` holds solve i's (k, ||r_k||). A solve with a non-finite ||r|| (NaN,
+        inf) is named in a "diverged" note; when every ||r|| is 0 the axes says "exact".
+
+    Raises
+    ------
+    TypeError
+        For anything but an `MGRITInfo` or a list of numbers (or a list of those).
+    ValueError
+        For a solve without a residual (an empty list, an `MGRITInfo` that has not run) or a
+        negative one, and for a wrong number of labels.
     """
-    items = [infos_or_histories] if (_is_history(infos_or_histories) or
-                                     hasattr(infos_or_histories, "residual_history")) \
-        else list(infos_or_histories)
+    items = _solves(infos_or_histories, "infos_or_histories")
+    if not items:
+        raise ValueError("infos_or_histories is an empty list of solves: nothing to plot")
     if labels is not None and len(labels) != len(items):
         raise ValueError(f"got {len(labels)} labels for {len(items)} solves")
+    data = [_history(item, name) for name, item in items]   # all checked before drawing
     ax = _axes(ax)
-    positive = False
-    for i, item in enumerate(items):
-        k, r = _history(item)
+    positive, diverged = False, []
+    for i, (k, r) in enumerate(data):
         ax.semilogy(k, r, marker="o", label=None if labels is None else labels[i])
-        positive = positive or any(v > 0 for v in r)
+        bad = ~np.isfinite(r)
+        if bad.any():                                        # log scale drops these: say so
+            j = int(np.argmax(bad))
+            who = labels[i] if labels is not None else f"solve {i}" if len(data) > 1 else ""
+            diverged.append(f"{who + ': ' if who else ''}||r|| = {r[j]} at cycle {k[j]}")
+        positive = positive or bool(np.any(r[~bad] > 0))
     if not positive:                                         # nothing to put on a log scale
         ax.set_yscale("linear")
-        ax.text(0.5, 0.6, "||r|| = 0: exact\n(one level is sequential stepping)", ha="center",
+    if diverged:
+        ax.text(0.5, 0.6, "diverged (non-finite residual)\n" + "\n".join(diverged),
+                ha="center", color="tab:red", transform=ax.transAxes)
+    elif not positive:
+        one_level = all(getattr(item, "options", {}).get("levels") == 1 for _, item in items)
+        ax.text(0.5, 0.6, "||r|| = 0: exact" +
+                ("\n(one level is sequential stepping)" if one_level else ""), ha="center",
                 transform=ax.transAxes)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))    # cycles are whole numbers
     ax.set_xlabel("cycle k")
@@ -121,7 +173,13 @@ def error_vs_time(iterates, exact):
     err : ndarray (len(iterates), N+1)
     """
     its = iterates.iterates if hasattr(iterates, "iterates") else iterates
+    if not isinstance(its, (list, tuple, np.ndarray)):
+        raise TypeError(f"iterates must be an MGRITInfo or a list of arrays (N+1, *shape), got "
+                        f"{_show(its)}")
     exact = np.asarray(exact)
+    if exact.ndim == 0 or exact.shape[0] == 0 or not np.issubdtype(exact.dtype, np.number):
+        raise ValueError(f"exact must be an array (N+1, *shape) of numbers: the solution at "
+                         f"every time point, got {_show(exact)}")
     if len(its) == 0:
         raise ValueError("no iterates: solve with record_iterates=True")
     err = np.empty((len(its), exact.shape[0]))
@@ -146,22 +204,25 @@ def plot_error_vs_time(iterates, exact, ax=None, floor=1e-17, cf=None):
     ax : matplotlib Axes, optional
     floor : float
         Errors below ``floor`` (exact zeros included) are drawn at ``floor`` so that exact
-        points stay on the log-scale picture.
+        points stay on the log-scale picture; a finite number > 0.
     cf : int, optional
-        Draw faint vertical lines at the C-points (multiples of ``cf``).
+        Draw faint vertical lines at the C-points (multiples of ``cf``, an integer >= 2).
 
     Returns
     -------
     ax : matplotlib Axes
         ``lines[k]`` holds (t, max(error, floor)) after cycle k + 1.
     """
+    floor = positive_float(floor, "floor")
+    if cf is not None:
+        cf = int_at_least(cf, "cf", 2)
     err = error_vs_time(iterates, exact)
     ax = _axes(ax)
     t = np.arange(err.shape[1])
     colors = _cmap(len(err))
     for k, e in enumerate(err):
         ax.semilogy(t, np.maximum(e, floor), color=colors[k], label=f"after cycle {k + 1}")
-    if cf:
+    if cf is not None:
         for c in range(0, err.shape[1], cf):
             ax.axvline(c, color="0.85", lw=0.5, zorder=0)
     ax.set_xlabel("time index t")
@@ -183,16 +244,49 @@ def cycle_trace(levels, cf, relax="FCF", cycle="V", skip=True, iterations=1, min
     The sequence of building blocks depends only on the options, not on the problem, so a
     scalar Dahlquist problem on the smallest grid the hierarchy allows reproduces it.
 
+    Parameters
+    ----------
+    levels : int
+        Number of levels, >= 1.
+    cf : int or sequence of int
+        Coarsening factor(s), >= 2: one for all coarsenings or ``levels - 1`` of them.
+    relax, cycle, skip, min_coarse
+        As for `mgrit_gru.mgrit.MGRIT`.
+    iterations : int
+        Number of cycles, >= 1.
+
     Returns
     -------
     trace : list of (level, op)
+
+    Raises
+    ------
+    ValueError
+        For a bad option, or a hierarchy whose replay grid would exceed `MAX_REPLAY_STEPS`
+        time steps (record the real solve's trace with ``trace=True`` instead).
     """
     from .mgrit import MGRIT, Dahlquist
-    cfs = list(cf) if isinstance(cf, (list, tuple)) else [cf] * (levels - 1)
+    levels, cf_given = int_at_least(levels, "levels", 1), cf
+    iterations = int_at_least(iterations, "iterations", 1)
+    min_coarse = int_at_least(min_coarse, "min_coarse", 1)
+    if isinstance(cf, np.ndarray) and cf.ndim == 1:
+        cf = cf.tolist()
+    if isinstance(cf, (list, tuple)):                        # the rule of `Hierarchy`
+        cfs = [int_at_least(c, "cf", 2) for c in cf]
+        cfs = cfs * (levels - 1) if len(cfs) == 1 else cfs
+        if len(cfs) != levels - 1:
+            raise ValueError(f"cf has {len(cfs)} entries; {levels} levels need {levels - 1}")
+    else:
+        cfs = [int_at_least(cf, "cf", 2)] * (levels - 1)
     stride = math.prod(cfs)
     # long enough that finite termination cannot end the replay early (2 cf points per cycle)
     need = 2 * (cfs[0] if cfs else 1) * (iterations + 2)
     n_steps = stride * max(min_coarse, 2, -(-need // stride))
+    if n_steps > MAX_REPLAY_STEPS:
+        raise ValueError(f"levels={levels} with cf={_show(cf_given)} needs a replay grid of "
+                         f"{n_steps} time steps (more than MAX_REPLAY_STEPS = "
+                         f"{MAX_REPLAY_STEPS}): use fewer levels or a smaller cf, or record "
+                         "the solve's own trace with trace=True")
     problem = Dahlquist(np.array([0.7]), n_steps)
     solver = MGRIT(problem, levels=levels, cf=cfs, relax=relax, cycle=cycle, skip=skip,
                    max_iter=iterations, tol=0.0, min_coarse=min_coarse, trace=True)
@@ -200,24 +294,46 @@ def cycle_trace(levels, cf, relax="FCF", cycle="V", skip=True, iterations=1, min
     return info.trace
 
 
+def _check_trace(trace):
+    """``trace`` as a list of (level, op) pairs, level an integer >= 0 and op one of `OPS`."""
+    trace = list(trace)
+    for e in trace:
+        if not (isinstance(e, (list, tuple)) and len(e) == 2):
+            raise TypeError(f"source must be an MGRITInfo, an MGRIT solver or a list of "
+                            f"(level, op) pairs, got the entry {_show(e)}")
+        level, op = e
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0 \
+                or op not in OPS:
+            raise ValueError(f"source: a trace entry is (level >= 0, op) with op one of {OPS}, "
+                             f"got {_show(e)}")
+    return trace
+
+
 def _trace_of(source):
-    """A trace from a list of (level, op), an `MGRITInfo`, or an `MGRIT` solver."""
+    """(trace, levels, cycles) from a list of (level, op), an `MGRITInfo`, or an `MGRIT` solver;
+    levels and cycles (the cycles that ran) are None where unknown. A solve that ran no cycle
+    gives its recorded trace or [], never a replayed cycle."""
     if isinstance(source, (list, tuple)):
-        return list(source)
-    trace = getattr(source, "trace", None)
-    if trace:
-        return list(trace)
-    info = getattr(source, "info", None) if hasattr(source, "hier") else source
+        return _check_trace(source), None, None
+    solver = hasattr(source, "hier")
+    if not (solver or hasattr(source, "residual_history")):
+        raise TypeError(f"source must be an MGRITInfo, an MGRIT solver or a list of (level, op) "
+                        f"pairs, got {_show(source)}")
+    info = getattr(source, "info", None) if solver else source
     opts = getattr(info, "options", None) or {}
-    if not opts and hasattr(source, "hier"):                 # a solver that has not run yet
+    cycles = getattr(info, "iterations", None) if opts else None    # None: has not run
+    trace = getattr(source, "trace", None)
+    if trace or cycles == 0:
+        return _check_trace(trace or []), opts.get("levels"), cycles
+    if not opts and solver:                                  # a solver that has not run yet
         opts = dict(levels=len(source.levels), cf=source.hier.cfs, relax=source.relax,
                     cycle=source.cycle, skip=source.skip)
     if not opts:
         raise ValueError("no trace: pass an MGRITInfo, an MGRIT solver or a list of "
                          "(level, op) (solve with trace=True to record one)")
-    iterations = max(getattr(info, "iterations", 0) or 0, 1)
-    return cycle_trace(opts["levels"], opts["cf"] or 2, opts["relax"], opts["cycle"],
-                       opts["skip"], iterations)
+    trace = cycle_trace(opts["levels"], opts["cf"] or 2, opts["relax"], opts["cycle"],
+                        opts["skip"], max(cycles or 0, 1))
+    return trace, opts["levels"], cycles
 
 
 def plot_cycle(source, ax=None):
@@ -235,15 +351,26 @@ def plot_cycle(source, ax=None):
     -------
     ax : matplotlib Axes
         ``lines[0]`` is the path through the levels; one marker series per operation kind
-        (legend); a dashed vertical line at each fine residual (the cycle boundaries).
+        (legend); a dashed vertical line at each fine residual (the cycle boundaries). A solve
+        that stopped before its first cycle (``iterations == 0``: the initial guess met tol)
+        is drawn as such: its recorded relaxation and residual if traced, a note "no cycle
+        ran", no replayed cycle.
+
+    Raises
+    ------
+    TypeError
+        For a ``source`` of another kind, or a trace entry that is not a (level, op) pair.
+    ValueError
+        For an empty trace, a bad entry, or a solve with neither trace nor options.
     """
-    trace = _trace_of(source)
-    if not trace:
-        raise ValueError("the trace is empty")
+    trace, n_levels, cycles = _trace_of(source)
+    if not trace and cycles != 0:
+        raise ValueError("source: the trace is empty")
     ax = _axes(ax)
     x = np.arange(len(trace))
-    lev = np.array([l for l, _ in trace])
-    ax.plot(x, lev, color="0.6", lw=1, zorder=1)             # the path through the levels
+    lev = np.array([l for l, _ in trace], dtype=int)
+    if trace:
+        ax.plot(x, lev, color="0.6", lw=1, zorder=1)         # the path through the levels
     for op in OPS:
         idx = [i for i, (_, o) in enumerate(trace) if o == op]
         if idx:
@@ -252,13 +379,21 @@ def plot_cycle(source, ax=None):
     for i, (_, op) in enumerate(trace):
         if op == "residual":                                 # one fine residual per cycle
             ax.axvline(i, color="tab:red", ls="--", lw=0.6, alpha=0.5)
-    n_levels = int(lev.max()) + 1
+    n_levels = n_levels or int(lev.max()) + 1
     ax.set_yticks(range(n_levels))
     ax.set_ylim(n_levels - 0.5, -0.5)                        # fine level on top
     ax.set_xlabel("operation")
     ax.set_ylabel("level")
-    ax.set_title(f"MGRIT cycles ({n_levels} levels)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if cycles == 0:                                          # stopped before its first cycle
+        info = getattr(source, "info", source)
+        why = ": the initial guess met tol" if getattr(info, "converged", False) else ""
+        ax.text(0.5, 0.5, f"no cycle ran (0 iterations){why}", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_title(f"MGRIT: no cycle ran ({n_levels} levels)")
+    else:
+        ax.set_title(f"MGRIT cycles ({n_levels} levels)")
+    if trace:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
@@ -364,9 +499,9 @@ def plot_forward_backward_residuals(fwd_info, bwd_info, ax=None, labels=("forwar
     The two residuals measure different things (states, resp. adjoints λ = ∂L/∂u), so compare
     their *slopes* (convergence factors), not their heights.
     """
+    data = [_history(fwd_info, "fwd_info"), _history(bwd_info, "bwd_info")]
     ax = _axes(ax)
-    for item, label, marker in zip((fwd_info, bwd_info), labels, ("o", "s")):
-        k, r = _history(item)
+    for (k, r), label, marker in zip(data, labels, ("o", "s")):
         ax.semilogy(k, r, marker=marker, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("cycle k")
@@ -377,9 +512,18 @@ def plot_forward_backward_residuals(fwd_info, bwd_info, ax=None, labels=("forwar
     return ax
 
 
-def _flat_gradients(result):
+def _flat_gradients(result, name):
     """(grads, dx, dh0[, ...]) -> {name: array}; dx / dh0 may be None (left out)."""
+    if not isinstance(result, (list, tuple)):
+        raise TypeError(f"{name} must be the tuple (grads, dx, dh0, ...) that mgrit_backward or "
+                        f"gru_backward returns, got {type(result).__name__}")
+    if len(result) < 3:
+        raise ValueError(f"{name} must be the tuple (grads, dx, dh0, ...) that mgrit_backward "
+                         f"or gru_backward returns, got {len(result)} item(s)")
     grads, dx, dh0 = result[:3]
+    if not isinstance(grads, dict):
+        raise TypeError(f"{name}[0] must be the dict of parameter gradients, got "
+                        f"{type(grads).__name__}")
     out = {k: np.asarray(v) for k, v in grads.items()}
     if dx is not None:
         out["dx"] = np.asarray(dx)
@@ -406,7 +550,7 @@ def gradient_error(result, reference, per_tensor=False):
         whose reference is zero reports its absolute error. dh0 can be tiny over long sequences
         (vanishing gradients), so its own relative error may look large while ``"all"`` is small.
     """
-    a, b = _flat_gradients(result), _flat_gradients(reference)
+    a, b = _flat_gradients(result, "result"), _flat_gradients(reference, "reference")
     if set(a) != set(b):
         raise ValueError(f"the gradients have different tensors: {sorted(a)} vs {sorted(b)}")
     num = den = 0.0
@@ -422,6 +566,14 @@ def gradient_error(result, reference, per_tensor=False):
     if not per_tensor:
         return total
     return {"all": total, **errs}
+
+
+def _iter_counts(v, name):
+    """``v`` as a list of iteration counts (integers >= 1, or None = to convergence)."""
+    if not isinstance(v, (list, tuple, range, np.ndarray)) or len(v) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of iteration counts (integers "
+                         f">= 1, or None = to convergence), got {_show(v)}")
+    return [None if n is None else int_at_least(n, f"every entry of {name}", 1) for n in v]
 
 
 def gradient_error_grid(params, x, dy=None, dh_T=None, fwd_iters=(1, 2, 3, 4),
@@ -459,12 +611,14 @@ def gradient_error_grid(params, x, dy=None, dh_T=None, fwd_iters=(1, 2, 3, 4),
     for bad in ("max_iter", "tol", "comm"):
         if bad in options:
             raise ValueError(f"gradient_error_grid sets {bad} itself")
+    fwd_iters = _iter_counts(fwd_iters, "fwd_iters")
+    bwd_iters = _iter_counts(bwd_iters, "bwd_iters")
     if reference is None:
         cache = gru_forward(params, x, h0, cell=cell, dt=dt)[2]
         reference = gru_backward(params, cache, dy=dy, dh_T=dh_T)
 
     def budget(n):
-        return dict(max_iter=100, tol=1e-13) if n is None else dict(max_iter=int(n), tol=0.0)
+        return dict(max_iter=100, tol=1e-13) if n is None else dict(max_iter=n, tol=0.0)
 
     shape = (len(fwd_iters), len(bwd_iters))
     grid, fres, bres = np.empty(shape), np.empty(shape), np.empty(shape)
@@ -499,10 +653,17 @@ def plot_gradient_error(grid, fwd_iters, bwd_iters, ax=None, kind="lines"):
         ``"lines"``: ``lines[i]`` holds (backward iterations, grid[i]), labelled by the forward
         count. ``"heatmap"``: ``images[0]`` holds log10(grid); ``texts`` the annotations.
     """
-    grid = np.asarray(grid, float)
+    fwd_iters = _iter_counts(fwd_iters, "fwd_iters")
+    bwd_iters = _iter_counts(bwd_iters, "bwd_iters")
+    try:
+        grid = np.asarray(grid, float)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid must be an array of gradient errors, got {_show(grid)}") from None
     if grid.shape != (len(fwd_iters), len(bwd_iters)):
         raise ValueError(f"grid has shape {grid.shape}, expected "
                          f"({len(fwd_iters)}, {len(bwd_iters)}) for the iteration counts")
+    if np.any(grid < 0):
+        raise ValueError(f"grid holds gradient errors, which are >= 0; got {grid.min()}")
     if kind not in ("lines", "heatmap"):
         raise ValueError(f"kind must be 'lines' or 'heatmap', got {kind!r}")
     ax = _axes(ax)

@@ -210,3 +210,127 @@ def test_solve_and_report_plot_has_error_panel(tmp_path, monkeypatch):
     dg.solve_and_report(seq_len=16, hidden=4, batch=1, input_size=2, levels=2, cf=4, iters=2, plot=str(tmp_path / "p.png"), print_fn=lambda s: None)
     assert len(figs[0].axes) == 3 and len(figs[0].axes[1].lines) == 2 + len(range(0, 17, 4))
     plt.close("all")
+
+
+# bad input: a named ValueError / TypeError, and no picture that claims something false
+
+
+def test_residual_history_of_a_nonfinite_solve_says_diverged_not_exact():
+    ax = dg.plot_residual_history([np.nan, np.nan])
+    [text] = [t.get_text() for t in ax.texts]
+    assert "diverged" in text and "nan at cycle 1" in text and "exact" not in text
+    ax = dg.plot_residual_history([[1.0, 0.1], [1.0, np.inf]], labels=["ok", "blown"])
+    [text] = [t.get_text() for t in ax.texts]
+    assert ax.get_yscale() == "log" and "blown: ||r|| = inf at cycle 2" in text
+    assert "ok" not in text
+    ax = dg.plot_residual_history([0.0, 0.0])                # exact, but not said to be one level
+    assert [t.get_text() for t in ax.texts] == ["||r|| = 0: exact"]
+
+
+def test_residual_history_refuses_no_residuals_and_wrong_types():
+    from mgrit_gru.mgrit import MGRITInfo
+    for empty in (MGRITInfo(), [], [[1.0], []]):
+        with pytest.raises(ValueError, match="infos_or_histories.* no residual"):
+            dg.plot_residual_history(empty)
+    for bad in ("abc", 5, [[1.0], "abc"]):
+        with pytest.raises(TypeError, match="infos_or_histories.*MGRITInfo"):
+            dg.plot_residual_history(bad)
+    with pytest.raises(ValueError, match=">= 0"):
+        dg.plot_residual_history([1.0, -0.5])
+    with pytest.raises(ValueError, match="bwd_info.* no residual"):
+        dg.plot_forward_backward_residuals([1.0], [])
+
+
+def _zero_iteration_solve(trace):
+    """skip=False and a tol the relaxed initial guess already meets: no cycle runs."""
+    problem = Dahlquist(np.array([0.9]), 16)
+    return MGRIT(problem, levels=2, cf=4, skip=False, tol=1e3, trace=trace).solve()[1]
+
+
+def test_plot_cycle_of_a_solve_that_ran_no_cycle():
+    for trace in (False, True):
+        info = _zero_iteration_solve(trace)
+        assert info.iterations == 0 and info.converged
+        ax = dg.plot_cycle(info)
+        assert [t.get_text() for t in ax.texts] == \
+            ["no cycle ran (0 iterations): the initial guess met tol"]
+        assert ax.get_title() == "MGRIT: no cycle ran (2 levels)"
+        levels = [off[1] for c in ax.collections for off in c.get_offsets()]
+        assert levels == ([0] * 5 if trace else [])          # what ran, no replayed cycle
+        if trace:
+            assert {t.get_text() for t in ax.get_legend().get_texts()} == {"F", "C", "residual"}
+
+
+def test_cycle_trace_refuses_bad_options_and_huge_replays():
+    with pytest.raises(ValueError, match="cf must be an integer >= 2, got 0"):
+        dg.cycle_trace(3, 0)
+    with pytest.raises(ValueError, match="cf must be an integer >= 2"):
+        dg.cycle_trace(3, 2.5)
+    with pytest.raises(ValueError, match="cf must be an integer >= 2"):
+        dg.cycle_trace(3, np.array([[2, 3]]))
+    with pytest.raises(ValueError, match="cf has 3 entries; 3 levels need 2"):
+        dg.cycle_trace(3, [2, 2, 2])
+    with pytest.raises(ValueError, match="levels must be an integer >= 1"):
+        dg.cycle_trace(0, 2)
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
+        dg.cycle_trace(2, 2, iterations=1.5)
+    with pytest.raises(ValueError, match="replay grid.*trace=True"):
+        dg.cycle_trace(40, 2)
+    # one cf per coarsening as an array, like MGRIT itself takes
+    assert dg.cycle_trace(3, np.array([2, 3])) == dg.cycle_trace(3, [2, 3])
+
+
+def test_plot_error_vs_time_refuses_bad_exact_floor_and_cf():
+    problem, _, info = _solve(levels=2, cf=4, max_iter=1)
+    with pytest.raises(ValueError, match="exact must be an array"):
+        dg.plot_error_vs_time(info, 0.0)
+    with pytest.raises(ValueError, match="cf must be an integer >= 2, got 2.5"):
+        dg.plot_error_vs_time(info, problem.exact(), cf=2.5)
+    with pytest.raises(ValueError, match="cf must be an integer >= 2, got 0"):
+        dg.plot_error_vs_time(info, problem.exact(), cf=0)
+    with pytest.raises(ValueError, match="floor must be a finite number > 0"):
+        dg.plot_error_vs_time(info, problem.exact(), floor=0.0)
+    with pytest.raises(TypeError, match="iterates must be"):
+        dg.plot_error_vs_time(3, problem.exact())
+
+
+def test_gradient_error_names_a_malformed_result():
+    grads = {"w": np.ones(3)}
+    ref = (grads, np.ones(2), None)
+    with pytest.raises(TypeError, match="result must be the tuple .*got dict"):
+        dg.gradient_error(grads, ref)
+    with pytest.raises(ValueError, match="result must be the tuple .*got 2 item"):
+        dg.gradient_error(ref[:2], ref)
+    with pytest.raises(TypeError, match=r"reference\[0\] must be the dict"):
+        dg.gradient_error(ref, (np.ones(3), np.ones(2), None))
+    assert dg.gradient_error(ref, ref) == 0.0
+
+
+def test_plot_gradient_error_refuses_empty_and_negative_grids():
+    with pytest.raises(ValueError, match="fwd_iters must be a non-empty sequence"):
+        dg.plot_gradient_error(np.zeros((0, 0)), (), (), kind="heatmap")
+    with pytest.raises(ValueError, match="bwd_iters must be a non-empty sequence"):
+        dg.plot_gradient_error(np.zeros((1, 1)), (1,), 1)
+    with pytest.raises(ValueError, match="grid holds gradient errors"):
+        dg.plot_gradient_error(np.array([[-1.0]]), (1,), (1,))
+
+
+def test_plot_cycle_refuses_what_is_not_a_trace():
+    with pytest.raises(TypeError, match="list of \\(level, op\\) pairs, got the entry 1"):
+        dg.plot_cycle([1, 2, 3])
+    with pytest.raises(ValueError, match="source: a trace entry"):
+        dg.plot_cycle([(0, "jump")])
+    with pytest.raises(TypeError, match="source must be an MGRITInfo"):
+        dg.plot_cycle("abc")
+    with pytest.raises(ValueError, match="source: the trace is empty"):
+        dg.plot_cycle([])
+
+
+def test_gradient_error_grid_refuses_non_integer_iteration_counts():
+    from mgrit_gru import init_gru
+    params, x = init_gru(2, 3, 1, seed=0), np.zeros((8, 1, 2))
+    for bad in ((1.5,), (0,), (True,)):
+        with pytest.raises(ValueError, match="fwd_iters must be an integer >= 1"):
+            dg.gradient_error_grid(params, x, fwd_iters=bad, bwd_iters=(1,))
+    with pytest.raises(ValueError, match="bwd_iters must be a non-empty sequence"):
+        dg.gradient_error_grid(params, x, fwd_iters=(1,), bwd_iters=2)
