@@ -127,3 +127,79 @@ def test_head_rejects_nan_and_empty_batch():
         head_forward(head, np.full((2, 4), np.nan), np.array([0, 1]))
     with pytest.raises(ValueError, match="B >= 1"):
         head_forward(head, np.zeros((0, 4)), np.zeros(0, dtype=int))
+
+
+def _bad_heads():
+    head = init_head(H, C, seed=0)
+    W, b = head["weight_out"], head["bias_out"]
+    return [
+        ({"weight_out": W}, r"head is missing 'bias_out'"),
+        ({"bias_out": b}, r"head is missing 'weight_out'"),
+        ({"weight_out": W.tolist(), "bias_out": b}, r"head\['weight_out'\] must be a float32 or "
+                                                    r"float64 ndarray, got list"),
+        ({"weight_out": W, "bias_out": b.astype(int)}, r"head\['bias_out'\] must be .* got int"),
+        ({"weight_out": W + 0j, "bias_out": b}, r"head\['weight_out'\] must be .* got complex"),
+        ({"weight_out": W.astype(np.float32), "bias_out": b}, "must share one dtype"),
+        ({"weight_out": np.zeros((C, 0)), "bias_out": b}, "C, H >= 1"),
+        ([W, b], "head must be a dict"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_heads())))
+def test_bad_head_is_refused_naming_the_entry(case):
+    bad, match = _bad_heads()[case]
+    head, h, y = _data()
+    _, _, cache = head_forward(head, h, y)
+    with pytest.raises(ValueError, match=match):
+        head_forward(bad, h, y)
+    with pytest.raises(ValueError, match=match):
+        head_backward(bad, cache)
+
+
+@pytest.mark.parametrize("h_top,match", [
+    (np.zeros((B, H), dtype=object), "h_top must be real numbers, got dtype object"),
+    (np.zeros((B, H), dtype=complex), "h_top must be real numbers, got dtype complex128"),
+    (np.zeros((B, H), dtype=bool), "h_top must be real numbers, got dtype bool"),
+    (np.full((B, H), "1"), "h_top must be real numbers, got dtype <U1"),
+    ([[0.0] * H, [0.0]], "h_top must be an array, got list"),
+    (np.full((B, H), 1e300), "h_top contains NaN or Inf"),  # Inf once cast to float32
+])
+def test_h_top_must_be_real_numbers(h_top, match):
+    head = init_head(H, C, dtype=np.float32)
+    y = np.zeros(B, dtype=int)
+    with pytest.raises(ValueError, match=match):
+        head_forward(head, h_top, y)
+
+
+def test_ragged_labels_are_refused():
+    head, h, _ = _data()
+    with pytest.raises(ValueError, match="labels must be an array"):
+        head_forward(head, h, [[0, 1], [2]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_h_top_is_cast_to_the_heads_dtype(dtype):
+    head = init_head(H, C, dtype=dtype)
+    rng = np.random.default_rng(0)
+    h, y = rng.standard_normal((B, H)), rng.integers(0, C, B)   # float64 h_top
+    loss, logits, cache = head_forward(head, h, y)
+    grads, dh = head_backward(head, cache)
+    assert logits.dtype == dtype and dh.dtype == dtype
+    assert all(g.dtype == dtype for g in grads.values())
+    loss_int, _, _ = head_forward(head, np.ones((B, H), dtype=int), y)   # integers are numbers
+    assert np.isfinite(loss) and np.isfinite(loss_int)
+
+
+def test_head_backward_refuses_a_foreign_cache():
+    head, h, y = _data()
+    _, _, cache = head_forward(head, h, y)
+    with pytest.raises(ValueError, match="cache must be the dict of arrays"):
+        head_backward(head, {})
+    with pytest.raises(ValueError, match="cache must be the dict of arrays"):
+        head_backward(head, dict(cache, p=cache["p"].tolist()))
+    with pytest.raises(ValueError, match=r"cache does not match head \(weight_out float64 \(3, 6\)\)"):
+        head_backward(init_head(H + 1, C), cache)          # silently wrong shapes before
+    with pytest.raises(ValueError, match="cache does not match head"):
+        head_backward(init_head(H, C, dtype=np.float32), cache)
+    with pytest.raises(ValueError, match="cache does not match head"):
+        head_backward(head, dict(cache, labels=cache["labels"].astype(float)))

@@ -16,7 +16,7 @@ def run(opt, grads_seq):
     """Apply a sequence of scalar gradients to parameter "w"; return its value after each."""
     out = []
     for g in grads_seq:
-        opt.step({"w": np.array([g])})
+        opt.step({"w": np.array([g], dtype=opt.params["w"].dtype)})
         out.append(float(opt.params["w"][0]))
     return out
 
@@ -254,3 +254,156 @@ def test_state_dict_is_a_copy_and_restores_all_hyper():
     b = SGD({"w": np.array([1.0])}, lr=1.0, momentum=0.5, weight_decay=0.0); b.load_state_dict(sd)
     assert (b.lr, b.momentum, b.nesterov, b.weight_decay) == (0.1, 0.9, True, 0.1) and type(b.nesterov) is bool
     b.step({"w": np.array([1.0])}); assert np.array_equal(sd["optim.momentum_buffer.w"], snap["optim.momentum_buffer.w"])
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks: options, gradients, loaded state, clipping
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["False", "True", 0, 1.0, None, np.array(True)])
+def test_sgd_nesterov_must_be_a_bool(flag):
+    with pytest.raises(ValueError, match="nesterov must be True or False"):
+        SGD(one(1.0), lr=0.1, momentum=0.9, nesterov=flag)     # bool("False") is True
+
+
+@pytest.mark.parametrize("betas", [0.9, (0.9,), (0.9, 0.99, 0.999), "09", (0.9, np.nan), None])
+def test_adam_betas_must_be_two_numbers_in_0_1(betas):
+    with pytest.raises(ValueError, match="betas must"):
+        Adam(one(1.0), betas=betas)
+
+
+def test_read_only_params_are_refused():
+    w = np.ones(2)
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\['w'\] is read-only"):
+        SGD({"w": w}, lr=0.1)
+
+
+F32_MAX_X10 = 10.0 * float(np.finfo(np.float32).max)   # finite in float64, Inf in float32
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: Adam(p, lr=0.1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad_b,match", [
+    (np.array([1.0, np.nan]), r"grads\['b'\] contains NaN or Inf"),
+    (np.array([-np.inf, 1.0]), r"grads\['b'\] contains NaN or Inf"),
+    (np.array([1, 2]), r"grads\['b'\] must be a real float array, got dtype int64"),
+    (np.array([1, 2j]), r"grads\['b'\] must be a real float array, got dtype complex128"),
+    (np.array(["1", "2"]), r"grads\['b'\] must be a real float array"),
+    (np.array([True, False]), r"grads\['b'\] must be a real float array, got dtype bool"),
+    ([[1.0], [2.0, 3.0]], r"grads\['b'\] must be a real float array, got list"),
+    (np.ones(3), r"grads\['b'\] has shape \(3,\)"),
+])
+def test_step_refuses_a_bad_gradient_and_updates_nothing(make, dtype, bad_b, match):
+    params = {"a": np.ones(2, dtype), "b": np.ones(2, dtype)}
+    opt = make(params)
+    opt.step({"a": np.ones(2, dtype), "b": np.ones(2, dtype)})
+    before, state = ({k: v.copy() for k, v in params.items()},
+                     {k: v.copy() for k, v in opt.state_dict().items()})
+    with pytest.raises(ValueError, match=match):
+        opt.step({"a": np.ones(2, dtype), "b": bad_b})     # "a" comes first and is fine
+    for k in params:                                         # checked all before updating any
+        np.testing.assert_array_equal(params[k], before[k])
+    after = opt.state_dict()
+    assert opt.step_count == 1 and all(np.array_equal(after[k], state[k]) for k in state)
+
+
+def test_step_casts_float64_gradients_to_float32_and_refuses_overflow():
+    params = {"w": np.ones(2, np.float32)}
+    opt = SGD(params, lr=0.5)
+    opt.step({"w": np.array([1.0, 2.0])})                   # float64: rounded to float32
+    assert params["w"].dtype == np.float32 and params["w"].tolist() == [0.5, 0.0]
+    with pytest.raises(ValueError, match=r"grads\['w'\] contains NaN or Inf"):
+        opt.step({"w": np.array([F32_MAX_X10, 0.0])})       # finite in float64 only
+    assert params["w"].tolist() == [0.5, 0.0]
+
+
+def test_step_refuses_missing_extra_keys_and_non_dicts():
+    with pytest.raises(ValueError, match=r"missing \['w'\], extra \['v'\]"):
+        SGD(one(1.0), lr=0.1).step({"v": np.ones(1)})
+    with pytest.raises(ValueError, match="grads must be a dict"):
+        Adam(one(1.0)).step([np.ones(1)])
+
+
+def _sgd():
+    opt = SGD({"w": np.array([1.0, 2.0])}, lr=0.1, momentum=0.9)
+    opt.step({"w": np.array([1.0, 1.0])})
+    return opt
+
+
+def _adam():
+    opt = Adam({"w": np.array([1.0, 2.0])}, lr=0.1)
+    opt.step({"w": np.array([1.0, 1.0])})
+    return opt
+
+
+@pytest.mark.parametrize("make,key,value,match", [
+    (_adam, "optim.lr", np.nan, r"optim.lr must be a finite number > 0, got nan"),
+    (_adam, "optim.lr", -1.0, r"optim.lr must be a finite number > 0"),
+    (_adam, "optim.lr", "x", r"optim.lr must be a finite number > 0"),
+    (_adam, "optim.betas", 0.9, r"optim.betas must be two numbers in \[0, 1\)"),
+    (_adam, "optim.betas", [0.9, 1.0], r"optim.betas must lie in \[0, 1\)"),
+    (_adam, "optim.betas", [0.9, 0.9, 0.9], r"optim.betas must be two numbers"),
+    (_adam, "optim.eps", 0.0, r"optim.eps must be a finite number > 0"),
+    (_adam, "optim.weight_decay", np.inf, r"optim.weight_decay must be a finite number >= 0"),
+    (_adam, "optim.step", np.nan, r"optim.step must be an integer >= 0"),
+    (_adam, "optim.step", 2.0, r"optim.step must be an integer >= 0"),
+    (_adam, "optim.step", -1, r"optim.step must be an integer >= 0"),
+    (_adam, "optim.exp_avg.w", [np.nan, 0.0], r"'optim.exp_avg.w' contains NaN or Inf"),
+    (_adam, "optim.exp_avg_sq.w", [-1.0, 0.0], r"'optim.exp_avg_sq.w' has negative entries"),
+    (_sgd, "optim.nesterov", "False", r"optim.nesterov must be True or False"),
+    (_sgd, "optim.nesterov", 1, r"optim.nesterov must be True or False"),
+    (_sgd, "optim.momentum", -0.5, r"optim.momentum must be a finite number >= 0"),
+    (_sgd, "optim.lr", np.nan, r"optim.lr must be a finite number > 0"),
+    (_sgd, "optim.momentum_buffer.w", [np.inf, 0.0], r"'optim.momentum_buffer.w' contains NaN"),
+])
+def test_load_state_dict_checks_like_the_constructor_and_changes_nothing(make, key, value, match):
+    sd = make().state_dict()
+    sd[key] = np.array(value, dtype=sd[key].dtype if key.count(".") == 2 else None)
+    opt = make()
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert set(after) == set(before) and all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def test_load_state_dict_checks_nesterov_with_momentum_and_the_container():
+    sd = SGD(one(1.0), lr=0.1, momentum=0.9, nesterov=True).state_dict()
+    sd["optim.momentum"] = np.array(0.0)
+    with pytest.raises(ValueError, match=r"optim.nesterov=True needs optim.momentum > 0"):
+        SGD(one(1.0), lr=0.1).load_state_dict(sd)
+    with pytest.raises(ValueError, match="sd must be a dict"):
+        SGD(one(1.0), lr=0.1).load_state_dict(None)
+
+
+@pytest.mark.parametrize("grads,match", [
+    ({"a": np.array([100, 100])}, r"grads\['a'\] must be a real float array, got dtype int64"),
+    ({"a": np.array([1 + 1j])}, r"grads\['a'\] must be a real float array, got dtype complex"),
+    ({"a": [100.0, 100.0]}, r"grads\['a'\] must be a writeable ndarray .* got list"),
+])
+def test_clip_grad_norm_refuses_arrays_it_cannot_scale_in_place(grads, match):
+    with pytest.raises(ValueError, match=match):
+        clip_grad_norm(grads, 1.0)
+
+
+def test_clip_grad_norm_checks_every_array_before_scaling_any():
+    a, b = np.array([100.0, 100.0]), np.array([100.0])
+    b.flags.writeable = False
+    with pytest.raises(ValueError, match=r"grads\['b'\] must be a writeable ndarray .* read-only"):
+        clip_grad_norm({"a": a, "b": b}, 1.0)
+    assert a.tolist() == [100.0, 100.0]
+
+
+@pytest.mark.parametrize("max_norm", [0.0, -1.0, np.nan, np.inf, "x", None])
+def test_clip_grad_norm_max_norm_must_be_positive_finite(max_norm):
+    with pytest.raises(ValueError, match="max_norm must be a finite number > 0"):
+        clip_grad_norm({"a": np.ones(2)}, max_norm)
+
+
+@pytest.mark.parametrize("norm_type", [1, np.nan, "2", np.array([2.0, 2.0]), None])
+def test_grad_norm_refuses_bad_norm_type_and_integer_gradients(norm_type):
+    with pytest.raises(ValueError, match="norm_type must be 2 or inf"):
+        grad_norm({"a": np.ones(2)}, norm_type)
+    with pytest.raises(ValueError, match=r"grads\['a'\] must be a real float array"):
+        grad_norm({"a": np.array([3, 4])})
