@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import int_at_least
 from .gru import (cell_update, check_cell, check_h0, check_sequence, gru_dims, on_gpu,
-                  param_grads)
+                  param_grads, real_array)
 from .mgrit import MGRIT, Hierarchy, as_comm
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
@@ -38,6 +39,14 @@ class TimeSlice:
     x: np.ndarray
     start: int
     n_steps: int
+
+    def __post_init__(self):
+        self.start = int_at_least(self.start, "TimeSlice.start", 0)   # (1.5 or "3": refused,
+        self.n_steps = int_at_least(self.n_steps, "TimeSlice.n_steps", 1)   # not truncated)
+        rows = np.shape(self.x)[0] if np.ndim(self.x) else 0
+        if self.start + rows > self.n_steps:
+            raise ValueError(f"TimeSlice holds steps {self.start} .. {self.start + rows - 1}, "
+                             f"past the sequence's n_steps = {self.n_steps}")
 
 
 def input_rows(n_steps, comm=None, levels=3, cf=4, min_coarse=1, *, rank=None, size=None):
@@ -160,12 +169,12 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
         ``residual_history``, ``conv_factors``, ``iterations``, ``converged``, timings, and what
         `mgrit_backward` needs (``info.problem``, ``info.solver``).
     """
-    _check_backend(backend)
+    comm = as_comm(comm)                     # first: under MPI an error on one rank below
+    _check_backend(backend)                  # then ends the job (abort_on_error), no hang
     if gather not in GATHERS:
         raise ValueError(f"gather must be one of {GATHERS}, got {gather!r}")
     L, I, H, dtype = gru_dims(params)
     cell, dt = check_cell(cell, dt)
-    comm = as_comm(comm)
     d_x = _device_input(x, "x", (None, None, I), dtype, backend, contiguous=True)
     if d_x is not None:                                      # on the device: y, h_T stay there
         T, offset = d_x.shape[0], 0
@@ -176,6 +185,11 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     else:
         x_loc, h0 = check_sequence(x, h0, L, I, H, dtype)
         T, offset = x_loc.shape[0], 0
+    _same_on_every_rank(comm, T=T, B=x_loc.shape[1], layers=L, input_size=I, hidden_size=H,
+                        dtype=dtype.name, cell=cell, dt=dt, levels=levels, cf=cf, relax=relax,
+                        max_iter=max_iter, tol=tol, skip=skip, coarse_input=coarse_input,
+                        cycle=cycle, tol_type=tol_type, norm=norm, min_coarse=min_coarse,
+                        c_weight=c_weight, gather=gather, backend=backend)
     hier = Hierarchy(T, cf, levels, min_coarse, comm.rank, comm.size)
     start, stop = _rows_needed(hier)
     if offset > start or offset + x_loc.shape[0] < stop:
@@ -212,6 +226,32 @@ def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="
     root = None if gather == "all" else 0
     y = _gather_rows(comm, info.y_rows[0], y_loc, T, root)
     return y, h_T, info
+
+
+_NEEDED_EVERYWHERE = {
+    "dy_given": "every rank needs dy: the whole array, or a TimeSlice of at least its rows "
+                "fwd.dy_rows (after gather='root', broadcast dy from rank 0)",
+    "dh_T_given": "every rank needs dh_T, the whole (L, B, H) array"}
+
+
+def _same_on_every_rank(comm, **options):
+    """ValueError on every rank unless ``options`` are equal on every rank of ``comm``.
+
+    Ranks that disagree (on T, levels, whether dy was given, ...) would follow different
+    message patterns and wait for each other forever, or sum gradients of different losses.
+    One allgather of a few small values per solve, before the solve's first message.
+    """
+    if comm.size == 1:
+        return
+    every = comm.comm.allgather(options)
+    differ = [k for k in options
+              if not all(np.array_equal(o[k], options[k]) or repr(o[k]) == repr(options[k])
+                         for o in every)]
+    if differ:
+        raise ValueError("the ranks disagree on " + "; ".join(
+            f"{k} ({', '.join(f'rank {r}: {o[k]!r}' for r, o in enumerate(every))})"
+            for k in differ) + ": every rank must pass the same" + "".join(
+            f"; {_NEEDED_EVERYWHERE[k]}" for k in differ if k in _NEEDED_EVERYWHERE))
 
 
 def _gather_rows(comm, start, rows, n_total, root):
@@ -268,9 +308,9 @@ def _rows_of(d, n_steps, name, trailing):
     if isinstance(d, TimeSlice):
         if d.n_steps != n_steps:
             raise ValueError(f"{name}.n_steps is {d.n_steps} but the sequence has {n_steps} steps")
-        rows, first = np.asarray(d.x), int(d.start)
+        rows, first = real_array(d.x, f"{name}.x"), d.start
     else:
-        rows, first = np.asarray(d), 0
+        rows, first = real_array(d, name), 0
         if rows.shape[:1] != (n_steps,):
             raise ValueError(f"{name} must have shape {(n_steps,) + trailing}, got {rows.shape}")
     if rows.ndim != 1 + len(trailing) or rows.shape[1:] != trailing:
@@ -356,12 +396,19 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
                     f"rank's adjoint needs {need[0]} .. {need[1] - 1} (fwd.dy_rows: y_rows and "
                     f"the row before)")
     if dh_T is not None:
-        dh_T = np.asarray(_small_to_host(dh_T))
+        dh_T = real_array(_small_to_host(dh_T), "dh_T")
         if dh_T.shape != (L, B, H):
             raise ValueError(f"dh_T must have shape {(L, B, H)}, got {dh_T.shape}")
         if not np.all(np.isfinite(dh_T)):
             raise ValueError("dh_T contains NaN or Inf")
         dh_T = dh_T.astype(dtype)
+    # before the first message (and after this rank's own checks, which end the job if they
+    # fail): a cotangent given on some ranks only (dy on rank 0 alone, where gather="root" put
+    # y) would be a zero loss on the others' rows: wrong gradients, no error
+    _same_on_every_rank(comm_w, dy_given=dy is not None, dh_T_given=dh_T is not None,
+                        levels=levels, cf=cf, relax=relax, max_iter=max_iter, tol=tol, skip=skip,
+                        cycle=cycle, tol_type=tol_type, norm=norm, min_coarse=min_coarse,
+                        c_weight=c_weight, gather=gather, backend=backend)
     lo, hi = fsolver.local_range
     states = fsolver.U[0]                                    # forward points lo - 1 .. hi
     problem = adj_cls(fproblem, states, lo - 1, dy_rows, dy_first, dh_T)

@@ -5,6 +5,7 @@ Linear test problems (`Dahlquist`, `LinearRNN`) carry the theory; the GRU forwar
 checked against the serial `gru_forward` over a small matrix of cells, depths and hierarchies.
 """
 import math
+import re
 import warnings
 
 import numpy as np
@@ -667,3 +668,27 @@ def test_agreed_raises_on_every_rank_when_one_fails():
     assert comm.sent == [None]
     with pytest.raises(KeyboardInterrupt):                   # not an error to agree on
         agreed(_GatherComm(None), lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+@pytest.mark.parametrize("start, n_steps, message", [
+    (0.5, 16, "TimeSlice.start must be an integer >= 0, got 0.5"),
+    (-1, 16, "TimeSlice.start must be an integer >= 0, got -1"),
+    (0, "16", "TimeSlice.n_steps must be an integer >= 1, got '16'"),
+    (True, 16, "TimeSlice.start must be an integer >= 0, got True"),
+    (10, 12, "TimeSlice holds steps 10 .. 13, past the sequence's n_steps = 12")])
+def test_a_time_slice_checks_its_fields(start, n_steps, message):
+    """int() used to turn start 0.5 into 0 and "16" into 16; rows past n_steps were ignored."""
+    from mgrit_gru import TimeSlice
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        TimeSlice(np.zeros((4, 1, 3)), start, n_steps)
+    assert TimeSlice(np.zeros((4, 1, 3)), np.int64(12), 16).start == 12   # NumPy ints: fine
+
+
+def test_too_many_ranks_for_one_level_names_the_time_steps():
+    """One level has no C-intervals: the message used to say "(T=4, cf=1)"."""
+    from mgrit_gru.mgrit import Hierarchy
+    with pytest.raises(ValueError, match=r"^5 ranks but only 4 time steps \(one level: each rank "
+                                         r"needs a step\): use at most 4 ranks$"):
+        Hierarchy(4, 4, 1, rank=0, size=5)
+    with pytest.raises(ValueError, match=r"^5 ranks but only 2 fine C-intervals \(T=8, cf=4\)"):
+        Hierarchy(8, 4, 2, rank=0, size=5)

@@ -103,6 +103,22 @@ def test_one_level_gives_every_rank_steps_even_with_t_equal_p(ranks):
         assert case["fewest_steps"] >= 1 and case["err"] <= TOL, case
 
 
+@pytest.mark.parametrize("mode, message", [
+    ("params", "params['weight_hh_l0'] contains NaN or Inf"),
+    ("levels", "the ranks disagree on levels (rank 0: 2, rank 1: 3, rank 2: 2): every rank "
+               "must pass the same"),
+    ("dy", "the ranks disagree on dy_given (rank 0: True, rank 1: False, rank 2: False): "
+           "every rank must pass the same; every rank needs dy")])
+def test_arguments_that_differ_between_ranks_end_the_job(mode, message):
+    """A bad argument on one rank, options or a dy that differ between ranks: the job ends with
+    the reason (it hung, or with dy on rank 0 alone gave wrong gradients without an error)."""
+    proc, elapsed = mpirun(3, "failing.py", mode, timeout=30)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stderr
+    assert "finished without an error" not in proc.stdout
+    assert elapsed < 20
+
+
 def test_more_ranks_than_fine_intervals_is_refused():
     proc, elapsed = mpirun(3, "failing.py", "toomany", timeout=30)
     assert proc.returncode != 0

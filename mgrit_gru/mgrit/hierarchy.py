@@ -125,8 +125,10 @@ class Hierarchy:
             cf0 = cfs[0] if cfs else 1
             n_c = -(-n_steps // cf0)                         # ceil: the last may be partial
             if self.size > n_c:
-                raise ValueError(f"{self.size} ranks but only {n_c} fine C-intervals "
-                                 f"(T={n_steps}, cf={cf0}): use at most {n_c} ranks")
+                what = (f"{n_c} fine C-intervals (T={n_steps}, cf={cf0})" if cfs else
+                        f"{n_c} time steps (one level: each rank needs a step)")
+                raise ValueError(f"{self.size} ranks but only {what}: use at most {n_c} "
+                                 "ranks")
             q, rem = divmod(n_c, self.size)
             starts = [p * q + min(p, rem) for p in range(self.size + 1)]
             if cfs:

@@ -8,6 +8,11 @@ MODE
   early    rank 1 raises before any solver exists; the script called abort_on_error() first.
   plain    rank 1 raises with no hook at all (run it under ``python -m mpi4py``).
   toomany  T = 8, cf = 4: two fine C-intervals, so more than 2 ranks are refused on every rank.
+  params   rank 1 alone has a NaN weight: refused by the argument checks, the first thing
+           mgrit_forward does after wrapping the communicator (so its hook ends the job).
+  levels   rank 1 asks for 3 levels, the others for 2: every rank refuses before any message.
+  dy       gather="root", then dy on rank 0 alone (where y is): every rank refuses the backward
+           pass (the others would add a zero loss on their rows: wrong gradients, no error).
 """
 import sys
 
@@ -38,8 +43,15 @@ if mode == "solve":
 
 T = 8 if mode == "toomany" else 64
 params = mg.init_gru(3, 5, 1, seed=1, dtype=np.float64)
+if mode == "params" and comm.rank == 1:
+    params["weight_hh_l0"][0, 0] = np.nan
 x = np.random.default_rng(0).normal(size=(T, 2, 3))
-mg.mgrit_forward(params, x, comm=comm, levels=2, cf=4, max_iter=5, tol=0.0)
+levels = 3 if mode == "levels" and comm.rank == 1 else 2
+y, h_T, fwd = mg.mgrit_forward(params, x, comm=comm, levels=levels, cf=4, max_iter=5, tol=0.0,
+                               gather="root" if mode == "dy" else "all")
+if mode == "dy":
+    mg.mgrit_backward(params, fwd, dy=np.ones_like(y) if comm.rank == 0 else None, levels=2,
+                      cf=4, gather="root")
 comm.Barrier()                     # the healthy ranks would wait here for the failed one
 if comm.rank == 0:
     print("finished without an error", flush=True)
