@@ -76,7 +76,10 @@ def check_flag(value, name):
 
 def float_dtype(dtype):
     """``np.dtype(dtype)`` if it is float32 or float64, else ValueError naming ``dtype``."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:                                        # "foo": numpy names no argument
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     return dtype

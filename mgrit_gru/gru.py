@@ -19,9 +19,11 @@ Everything here is plain NumPy and works on arrays with any leading batch dimens
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .checks import float_dtype, positive_float, positive_int
+from .checks import float_dtype, int_at_least, positive_float, positive_int
 
 CELLS = ("classic", "implicit")
 
@@ -57,7 +59,7 @@ def init_gru(input_size, hidden_size, num_layers=1, seed=0, dtype=np.float64):
     hidden_size = positive_int(hidden_size, "hidden_size")
     num_layers = positive_int(num_layers, "num_layers")
     dtype = float_dtype(dtype)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int_at_least(seed, "seed", 0))
     bound = 1.0 / np.sqrt(hidden_size)
     params = {}
     for k in range(num_layers):
@@ -371,7 +373,15 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     for t in range(T):
         step_forward(params, gx0[t], hs[t], cell, dt, h_new=hs[t + 1],
                      gates={g: gates[g][t] for g in gates}, work=work)
-    cache = {"x": x, "hs": hs, "gates": gates, "cell": cell, "dt": dt}
+    finite = np.isfinite(hs[1:]).reshape(T, -1).all(axis=1)
+    if not finite[-1]:                                       # (numpy's own warning names no step)
+        warnings.warn(f"gru_forward: the state is NaN or Inf from step {int(np.argmin(finite))} "
+                      f"on (cell={cell!r}, dt={dt}; the classic cell is unstable for large dt, "
+                      "the implicit one is not)", RuntimeWarning, stacklevel=2)
+    # the parameters as they were (a copy): an optimiser updates them in place, and
+    # gru_backward must notice if that happened before it ran
+    cache = {"x": x, "hs": hs, "gates": gates, "cell": cell, "dt": dt,
+             "params": {k: v.copy() for k, v in params.items()}}
     return hs[1:, L - 1].copy(), hs[T].copy(), cache
 
 
@@ -443,9 +453,17 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
         raise ValueError("cache must be the third output of gru_forward")
     hs, gates, x, cell, dt = cache["hs"], cache["gates"], cache["x"], cache["cell"], cache["dt"]
     T, B = x.shape[:2]
-    if hs.shape != (T + 1, L, B, H) or x.shape[2] != I or hs.dtype != dtype:
+    if hs.shape != (T + 1, L, B, H) or hs.dtype != dtype:
         raise ValueError(f"cache holds states of shape {hs.shape} ({hs.dtype}) but params give "
                          f"(T+1, L, B, H) = {(T + 1, L, B, H)} ({dtype}): not this model's cache")
+    if x.shape[2] != I:
+        raise ValueError(f"cache holds inputs of {x.shape[2]} features but params take "
+                         f"input_size {I}: not this model's cache")
+    snap = cache.get("params")
+    if snap is not None and (set(snap) != set(params) or
+                             any(not np.array_equal(snap[k], params[k]) for k in params)):
+        raise ValueError("params differ from the ones gru_forward ran with (changed in place "
+                         "since the forward pass?): run gru_forward again")
     dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
     dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
     dgx = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
@@ -483,11 +501,9 @@ def check_sequence(x, h0, L, I, H, dtype):
     the caches keep x, and a caller may reuse its buffer before the backward pass)."""
     if on_gpu(x):
         raise ValueError("x is a GPU array: use backend='cuda' (or copy it to the host)")
-    x = np.asarray(x)
+    x = real_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"x must be numeric, got dtype {x.dtype}")
     T, B, I_x = x.shape
     if T < 1 or B < 1:
         raise ValueError(f"x must have at least one time step and one sequence, got shape {x.shape}")
@@ -503,7 +519,7 @@ def check_h0(h0, L, B, H, dtype):
     """Validate h0 (L, B, H) (None: zeros); return it as a fresh array of ``dtype``."""
     if h0 is None:
         return np.zeros((L, B, H), dtype)
-    h0 = np.asarray(h0)
+    h0 = real_array(h0, "h0")
     if h0.shape != (L, B, H):
         raise ValueError(f"h0 must have shape (L, B, H) = {(L, B, H)}, got {h0.shape}")
     h0 = np.array(h0, dtype=dtype)
@@ -512,10 +528,25 @@ def check_h0(h0, L, B, H, dtype):
     return h0
 
 
+def real_array(a, name):
+    """``a`` as an ndarray of real numbers (a float or integer dtype); ValueError naming
+    ``name`` for complex (whose imaginary part a cast would drop with only a warning), bool,
+    object or string arrays and ragged lists."""
+    try:
+        a = np.asarray(a)
+    except (TypeError, ValueError):                          # ragged nested lists
+        raise ValueError(f"{name} must be an array of real numbers, got "
+                         f"{type(a).__name__}") from None
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be real numbers (a float or integer array), got dtype "
+                         f"{a.dtype}")
+    return a
+
+
 def _check_cotangent(d, shape, dtype, name):
     if d is None:
         return None
-    d = np.asarray(d)
+    d = real_array(d, name)
     if d.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
     d = np.asarray(d, dtype=dtype)

@@ -309,6 +309,32 @@ def test_time_window_of_an_x_shorter_than_its_header_is_an_error(tmp_path, compr
         load_npz(path)
 
 
+def test_load_npz_dtype_is_a_float_dtype_whose_range_holds_x(tmp_path):
+    """float16/int/complex were accepted, and a value beyond float32 became Inf after the
+    finiteness check had passed."""
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.full((2, 4, 1), 1e10), y=np.array([0, 1]))
+    assert load_npz(path, dtype=np.float32)[0].dtype == np.float32     # 1e10 fits float32
+    np.savez(path, x=np.full((2, 4, 1), 1e40), y=np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"d.npz: 'x' holds values beyond the range of float32 "
+                                         r"\(up to 1e\+40\)"):
+        load_npz(path, dtype=np.float32)
+    for bad in (np.float16, int, complex, "foo"):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            load_npz(path, dtype=bad)
+
+
+@pytest.mark.parametrize("make", [lambda s: moving_objects(2, 4, frame_size=4, seed=s),
+                                  lambda s: pulse_order(2, 8, seed=s),
+                                  lambda s: noisy_sum_sign(2, 8, seed=s),
+                                  lambda s: train_test_split(np.zeros((4, 2, 1)),
+                                                             np.arange(4) % 2, seed=s)])
+@pytest.mark.parametrize("seed", [-1, 1.5, "3"])
+def test_data_seeds_are_named(make, seed):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        make(seed)
+
+
 @pytest.mark.parametrize("window", [(3, 3), (-1, 4), (0, 13), (5, 2), (1.5, 4), "ab", (1, 2, 3),
                                     None.__class__])
 def test_load_npz_bad_time_window_is_named(tmp_path, window):

@@ -1,4 +1,6 @@
 """The explicit NumPy GRU: gradients, the nn.GRU equations, dtypes, input validation, init."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -246,7 +248,9 @@ def _nan_at(a, idx=(0,)):
     (lambda p, x, h0: (p, x[:0], h0), "at least one time step"),
     (lambda p, x, h0: (p, _nan_at(x, (1, 0, 2)), h0), "x contains NaN or Inf"),
     (lambda p, x, h0: (p, np.where(x > 1, np.inf, x), h0), "x contains NaN or Inf"),
-    (lambda p, x, h0: (p, x.astype(complex), h0), "x must be numeric"),
+    (lambda p, x, h0: (p, x.astype(complex), h0), "x must be real numbers"),
+    (lambda p, x, h0: (p, x.astype(object), h0), "x must be real numbers"),
+    (lambda p, x, h0: (p, x, h0.astype(complex)), "h0 must be real numbers"),
     (lambda p, x, h0: (p, x, h0[:, :1]), r"h0 must have shape"),                 # no broadcast
     (lambda p, x, h0: (p, x[:, :1], h0), r"h0 must have shape"),                 # B mismatch
     (lambda p, x, h0: (p, x, h0[0]), r"h0 must have shape"),
@@ -348,3 +352,61 @@ def test_backward_rejects_a_cache_from_another_model():
         gru_backward(init_gru(3, 6, 2, seed=0), cache)
     with pytest.raises(ValueError, match="third output of gru_forward"):
         gru_backward(p, {"hs": cache["hs"]})
+
+
+def test_backward_refuses_params_changed_after_the_forward_pass():
+    """The cache's gates belong to the old weights: mixing them with new ones gave gradients of
+    no function, silently (mgrit_backward already refused this)."""
+    p = init_gru(3, 4, seed=0)
+    x = np.random.default_rng(0).normal(size=(5, 2, 3))
+    y, _, cache = gru_forward(p, x)
+    gru_backward(p, cache, dy=np.ones_like(y))               # unchanged: fine
+    p["weight_hh_l0"] += 0.5                                 # an optimiser step, in place
+    with pytest.raises(ValueError, match="params differ from the ones gru_forward ran with"):
+        gru_backward(p, cache, dy=np.ones_like(y))
+
+
+def test_backward_names_an_input_size_mismatch():
+    cache = gru_forward(init_gru(3, 4, seed=0), np.zeros((5, 1, 3)))[2]
+    with pytest.raises(ValueError, match="cache holds inputs of 3 features but params take "
+                                         "input_size 5"):
+        gru_backward(init_gru(5, 4, seed=0), cache)
+
+
+@pytest.mark.parametrize("name", ["dy", "dh_T"])
+def test_complex_cotangents_are_refused_not_cast(name):
+    """A complex cotangent lost its imaginary part with only a ComplexWarning."""
+    from mgrit_gru import mgrit_backward, mgrit_forward
+    p = init_gru(3, 4, seed=0)
+    x = np.random.default_rng(0).normal(size=(16, 2, 3))
+    y, h_T, cache = gru_forward(p, x)
+    bad = {"dy": np.ones_like(y) * (1 + 1j), "dh_T": np.ones_like(h_T) * (1 + 1j)}[name]
+    with pytest.raises(ValueError, match=f"{name} must be real numbers"):
+        gru_backward(p, cache, **{name: bad})
+    _, _, info = mgrit_forward(p, x, levels=2, cf=4)
+    with pytest.raises(ValueError, match=f"{name} must be real numbers"):
+        mgrit_backward(p, info, levels=2, cf=4, **{name: bad})
+
+
+def test_a_state_that_overflows_is_named_with_its_step():
+    """The classic cell at dt = 10 blows up (the implicit one does not): numpy's overflow
+    warning names no step; gru_forward's names the first non-finite one and the way out."""
+    p = init_gru(3, 4, seed=1, dtype=np.float32)
+    x = np.random.default_rng(1).normal(size=(256, 2, 3))
+    with pytest.warns(RuntimeWarning, match=r"gru_forward: the state is NaN or Inf from step "
+                                            r"79 on \(cell='classic', dt=10.0"):
+        with np.errstate(all="ignore"):
+            y = gru_forward(p, x, dt=10.0)[0]
+    assert np.isfinite(y[78]).all() and not np.isfinite(y[79]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # the implicit cell: no warning
+        assert np.isfinite(gru_forward(p, x, cell="implicit", dt=10.0)[0]).all()
+
+
+@pytest.mark.parametrize("seed, dtype, message", [
+    (-1, np.float64, "seed must be an integer >= 0, got -1"),
+    (1.5, np.float64, "seed must be an integer >= 0, got 1.5"),
+    (0, "foo", "dtype must be float32 or float64, got 'foo'")])
+def test_init_gru_names_a_bad_seed_or_dtype(seed, dtype, message):
+    with pytest.raises(ValueError, match=message):
+        init_gru(3, 4, seed=seed, dtype=dtype)

@@ -29,7 +29,7 @@ import zipfile
 import numpy as np
 
 from ..atomic import atomic_write
-from ..checks import check_time_window, positive_int
+from ..checks import check_time_window, float_dtype, positive_int
 
 
 def _validate(x, y, where, num_classes=None, step0=0):
@@ -188,9 +188,9 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
         A file with arrays ``x`` (N, T, F) (or (N, T): one feature per step) and ``y`` (N,).
     num_classes : int, optional
         If given, labels must lie in [0, num_classes).
-    dtype : numpy dtype, optional
-        Convert ``x`` to this dtype (e.g. ``np.float32``); by default it is kept (integers are
-        converted to float64).
+    dtype : {float32, float64}, optional
+        Convert ``x`` to this dtype; by default it is kept (integers are converted to float64).
+        Values beyond float32's range are refused, not turned into Inf.
     time_window : (int, int), optional
         ``(start, stop)`` with ``0 <= start < stop <= T``: return only ``x[:, start:stop]``,
         reading the file sequence by sequence so that the rest of ``x`` is never held (an MPI
@@ -211,6 +211,8 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
     path = os.fspath(path)
     if num_classes is not None:
         positive_int(num_classes, "num_classes")
+    if dtype is not None:
+        dtype = float_dtype(dtype)
     window = None
     if time_window is not None:
         shape = npz_shape(path)
@@ -234,7 +236,12 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
     if window is not None and not streamed:
         x = np.ascontiguousarray(x[:, window[0]:window[1]])
     if dtype is not None:
-        x = x.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):                     # too large: Inf, refused below
+            cast = x.astype(dtype, copy=False)
+        if cast is not x and not np.all(np.isfinite(cast)):
+            raise ValueError(f"{path}: 'x' holds values beyond the range of {dtype.name} (up "
+                             f"to {np.abs(x).max():.3g}): rescale it or load it as float64")
+        x = cast
     elif np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float64)
     return x, y

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_time_window, float_dtype, nonneg_float, positive_int
+from ..checks import check_time_window, float_dtype, int_at_least, nonneg_float, positive_int
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
         raise ValueError("blob_sigma must be > 0")
     dtype = float_dtype(dtype)
     t_lo, t_hi = (0, T) if time_window is None else check_time_window(time_window, T)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int_at_least(seed, "seed", 0))
     y = rng.permutation(np.arange(n) % C).astype(np.int64)   # balanced classes
     theta = 2 * np.pi * y / C
     a = rng.uniform(0.75, 1.25, n)                           # per-video speed factor
@@ -146,7 +146,7 @@ def pulse_order(n, seq_len, noise=0.1, seed=0, dtype=np.float32):
         raise ValueError(f"seq_len must be >= 2 for two distinct pulse times, got {T}")
     noise = nonneg_float(noise, "noise")
     dtype = float_dtype(dtype)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int_at_least(seed, "seed", 0))
     y = rng.permutation(np.arange(n) % 2).astype(np.int64)
     t_early = rng.integers(0, T - 1, n)                      # earlier pulse in [0, T-2]
     t_late = t_early + 1 + (rng.random(n) * (T - 1 - t_early)).astype(np.int64)  # in (t_early, T)
@@ -166,7 +166,7 @@ def noisy_sum_sign(n, seq_len, seed=0, dtype=np.float32):
     n = positive_int(n, "n")
     T = positive_int(seq_len, "seq_len")
     dtype = float_dtype(dtype)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int_at_least(seed, "seed", 0))
     x = rng.standard_normal((n, T, 1)).astype(dtype)
     y = (x.sum(axis=(1, 2), dtype=np.float64) > 0).astype(np.int64)
     return x, y
@@ -201,7 +201,7 @@ def train_test_split(x, y, test_fraction=0.2, seed=0):
     n_test = 0 if f == 0 else min(max(1, int(round(f * N))), N - 1)
     if f > 0 and N < 2:
         raise ValueError(f"cannot split {N} sequence(s) into train and test")
-    perm = np.random.default_rng(seed).permutation(N)
+    perm = np.random.default_rng(int_at_least(seed, "seed", 0)).permutation(N)
     test, train = perm[:n_test], perm[n_test:]
     return x[train], y[train], x[test], y[test]
 
