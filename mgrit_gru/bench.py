@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from .atomic import atomic_write
+from .checks import positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
 
 
@@ -295,6 +296,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
     world = _world()
     comm = as_comm(world)
     P, rank = comm.size, comm.rank
+    conv_tol = positive_float(conv_tol, "conv_tol")          # before the timings, not after
+    conv_max_iter = positive_int(conv_max_iter, "conv_max_iter")
     dtype = np.dtype(dtype)
     H, B, T = hidden, batch, seq_len
     I = H if input_size is None else input_size
@@ -369,6 +372,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                    "skip": fopts["skip"], "bwd_skip": bopts["skip"], "forward_s": fwd_s,
                    "backward_s": bwd_s, "train_step_s": total,
                    "speedup_vs_bptt": bptt_s / total, **summary,
+                   **({"conv_tol": conv_tol, "conv_max_iter": conv_max_iter}
+                      if method == "mgrit-converged" else {}),
                    "grad_error": float(np.sqrt(num / den)) if den else float(np.sqrt(num)),
                    **_machine()}
 

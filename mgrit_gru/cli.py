@@ -85,12 +85,22 @@ def _add_bench(subparsers):
                                  "file (rewritten atomically)")
     p.add_argument("--bwd-iters", type=int,
                    help="train-step: backward MGRIT iterations, tol 0 (default 1, the paper's)")
+    p.add_argument("--conv-tol", type=float,
+                   help="train-step: relative residual tolerance of the converged MGRIT run "
+                        "(default 1e-5)")
+    p.add_argument("--conv-max-iter", type=int,
+                   help="train-step: most cycles of the converged MGRIT run (default 30)")
 
     def handler(args):
         from .bench import run_benchmark
         options = {k: v for k, v in vars(args).items()
                    if k not in ("command", "handler", "what", "backend")}
         what = args.what or ("cuda" if args.backend == "cuda" else "gru")
+        if args.backend == "numpy" and what == "cuda":
+            raise ValueError("--what cuda is the GPU benchmark; it does not run with --backend "
+                             "numpy (leave --backend out, or pick another --what)")
+        if what in ("gru", "cuda"):                          # one process, one set of timings
+            _one_process(f"bench --what {what}")
         if args.backend == "cuda" and what != "cuda":
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
@@ -185,8 +195,10 @@ def _train_options(p):
     g.add_argument("--dt", type=float, help="fine step size (default 1)")
     g.add_argument("--solver", choices=("mgrit", "serial"), help="mgrit (default) or serial BPTT")
     g.add_argument("--levels", type=int, help="MGRIT levels (default 3)")
-    g.add_argument("--cf", help="coarsening factor, or one per level: 4,2 (default 4)")
-    g.add_argument("--relax", help="F or FCF, or one per level: FCF,F (default FCF)")
+    g.add_argument("--cf", help="coarsening factor, or one per coarsening (levels - 1 of "
+                   "them): 4,2 with --levels 3 (default 4)")
+    g.add_argument("--relax", help="F or FCF, or one per level: FCF,F,F with --levels 3 "
+                   "(default FCF)")
     g.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default 2)")
     g.add_argument("--bwd-iters", type=int, help="backward MGRIT iterations (default 1)")
     g.add_argument("--tol", type=float, help="stop a solve below this residual (default 1e-9)")
@@ -277,7 +289,7 @@ def _add_evaluate(subparsers):
 
 def _add_demo(subparsers):
     p = subparsers.add_parser(
-        "demo", help="train a small video classifier with MGRIT (~20 s) and plot it",
+        "demo", help="train a small video classifier with MGRIT (~10 s) and plot it",
         description="Train a GRU on short synthetic moving-object videos with MGRIT (3 levels, "
                     "cf 4, 2 forward / 1 backward iteration) and save its plots.")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
@@ -360,7 +372,8 @@ _COUNTS = {"seq_len": "--seq-len", "batch": "--batch", "input": "--input", "inpu
            "num_classes": "--num-classes", "frame_size": "--frame-size",
            "projection_dim": "--projection-dim", "batch_size": "--batch-size",
            "epochs": "--epochs", "repeat": "--repeat", "levels": "--levels", "iters": "--iters",
-           "bwd_iters": "--bwd-iters", "fwd_iters": "--fwd-iters", "directions": "--directions"}
+           "bwd_iters": "--bwd-iters", "fwd_iters": "--fwd-iters", "directions": "--directions",
+           "conv_max_iter": "--conv-max-iter"}
 
 
 def _check_counts(args):
@@ -393,7 +406,8 @@ def _one_process(command):
     from .train import world_comm
     if world_comm() is not None:
         raise ValueError(f"mgrit-gru {command} runs on one process; under mpiexec use train, "
-                         "evaluate, bench --what forward, or the Python API with comm=")
+                         "evaluate, demo, bench --what forward, train-step or epoch, or the "
+                         "Python API with comm=")
 
 
 def _check_writable(path, flag, image=False):

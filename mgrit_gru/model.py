@@ -151,6 +151,13 @@ class SolverOptions:
         for r in (self.relax if isinstance(self.relax, list) else [self.relax]):
             if r not in ("F", "FCF"):
                 raise ValueError(f"relax must be 'F' or 'FCF' (per level), got {r!r}")
+        # the counts here, not at the first solve (a run refused then had already written)
+        if isinstance(self.relax, list) and len(self.relax) != self.levels:
+            raise ValueError(f"relax has {len(self.relax)} entries, expected one per level "
+                             f"({self.levels})")
+        if isinstance(self.cf, list) and len(self.cf) not in (1, self.levels - 1):
+            raise ValueError(f"cf has {len(self.cf)} entries; {self.levels} levels need "
+                             f"{self.levels - 1} (one per coarsening)")
         self.tol = nonneg_float(self.tol, "tol")
         if self.cell not in ("classic", "implicit"):
             raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")

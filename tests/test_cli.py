@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mgrit_gru.cli import main
@@ -85,6 +86,45 @@ def test_sizes_and_counts_below_one_are_refused_by_flag_before_any_work(argv, fl
     out = capsys.readouterr()
     assert flag in out.err and out.out == ""                 # nothing ran, nothing printed
     assert not os.path.exists("never-made")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "mnist"], "mgrit-gru: error: unknown data spec 'mnist': use 'synthetic', "
+                          "'pulse', 'npz:PATH' or 'frames:ROOT'"),
+    (["--seq-len", "0"], "mgrit-gru: error: --seq-len must be >= 1, got 0"),
+    (["--fwd-iters", "0"], "mgrit-gru: error: --fwd-iters must be >= 1, got 0"),
+    (["--data", "npz:data/x.npz"], "mgrit-gru: error: data/x.npz: 'y' has negative labels "
+                                   "(min -1); labels are 0..C-1")])
+def test_the_training_guides_example_errors_are_the_real_ones(argv, message, tmp_path, capsys,
+                                                              monkeypatch):
+    """docs/guide/training.md quotes these four messages; each run makes no folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "x.npz", x=np.zeros((3, 8, 2)), y=np.array([0, -1, 1]))
+    assert main(["train", *argv, "--out", "run"]) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "run").exists()
+    guide = (Path(__file__).parents[1] / "docs" / "guide" / "training.md").read_text()
+    assert message.removeprefix("mgrit-gru: error: ") in " ".join(guide.split())
+
+
+def test_bench_converged_run_options_are_flags(capsys):
+    """bench --what train-step named --conv-tol and --conv-max-iter among the flags it takes,
+    but the command line had neither."""
+    assert main(["bench", "--what", "train-step", "--seq-len", "16", "--hidden", "3",
+                 "--batch", "1", "--repeat", "1", "--conv-tol", "1e-3",
+                 "--conv-max-iter", "4"]) == 0
+    rec = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    conv = [r for r in rec if r["method"] == "mgrit-converged"]
+    assert len(conv) == 1 and conv[0]["conv_tol"] == 1e-3 and conv[0]["conv_max_iter"] == 4
+    assert conv[0]["fwd_iters"] <= 4
+    for bad, message in [(["--conv-tol", "0"], "conv_tol must be a finite number > 0"),
+                         (["--conv-max-iter", "0"], "--conv-max-iter must be >= 1"),
+                         (["--what", "cuda", "--backend", "numpy"], "--what cuda is the GPU "
+                                                                    "benchmark")]:
+        argv = ["bench", "--what", "train-step", *bad] if "--what" not in bad else ["bench", *bad]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):

@@ -203,17 +203,23 @@ def test_a_cut_off_metrics_line_does_not_block_resume(tmp_path):
         tr.read_metrics(tmp_path / "a")
 
 
-def test_a_refused_overwrite_touches_no_file_and_a_fresh_one_drops_the_old_run(tmp_path):
-    """--overwrite with options the sequence cannot take (too deep) is refused before any file
-    changes; an --overwrite that starts removes the old checkpoint with the old metrics, so a
-    later --resume cannot continue the old run under the new metrics."""
+def test_a_refused_or_failed_overwrite_keeps_the_old_run_and_a_fresh_one_replaces_it(tmp_path):
+    """--overwrite with options the sequence cannot take (too deep; a relax list of the wrong
+    length, once checked only at the first solve) is refused before any file changes; a run
+    that fails in its first epoch leaves the old run whole (it used to delete the checkpoint
+    and empty the metrics at the start); a run with an epoch replaces checkpoint and metrics
+    both, so a later --resume cannot continue the old run under the new metrics."""
     _run(tmp_path, "a", epochs=2)
     out = tmp_path / "a"
     before = {f: (out / f).read_bytes() for f in os.listdir(out)}
-    with pytest.raises(ValueError, match="deeper than"):
-        tr.train(out=str(out), overwrite=True, progress=False, verbose=False,
-                 **{**TINY, "levels": 3, "cf": 8})
-    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+    for bad, message in [(dict(levels=3, cf=8), "deeper than"),
+                         (dict(levels=3, relax="FCF,F"), r"relax has 2 entries, expected one "
+                                                         r"per level \(3\)"),
+                         (dict(levels=2, cf="4,2"), "cf has 2 entries; 2 levels need 1")]:
+        with pytest.raises(ValueError, match=message):
+            tr.train(out=str(out), overwrite=True, progress=False, verbose=False,
+                     **{**TINY, **bad})
+        assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
 
     def crash(*a, **kw):
         raise RuntimeError("crash in epoch 1 (simulated)")
@@ -223,7 +229,51 @@ def test_a_refused_overwrite_touches_no_file_and_a_fresh_one_drops_the_old_run(t
             tr.train(out=str(out), overwrite=True, progress=False, verbose=False, **TINY)
     finally:
         tr.train_step = orig
-    assert tr.read_metrics(out) == [] and not (out / "checkpoint.npz").exists()
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+    calls = [0]
+    n_train = len(tr.prepare_data(tr.TrainConfig(**TINY)).y_train)
+    per_epoch = -(-n_train // TINY["batch_size"])           # batches (steps) per epoch
+
+    def crash_in_epoch_2(*a, **kw):
+        calls[0] += 1
+        if calls[0] > per_epoch:
+            raise RuntimeError("crash in epoch 2 (simulated)")
+        return orig(*a, **kw)
+    tr.train_step = crash_in_epoch_2
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            tr.train(out=str(out), overwrite=True, progress=False, verbose=False,
+                     **{**TINY, "seed": 4})
+    finally:
+        tr.train_step = orig
+    assert [r["epoch"] for r in tr.read_metrics(out)] == [1]   # the new run's epoch alone
+    ck = tr.load_checkpoint(out / "checkpoint.npz")
+    assert ck.epoch == 1 and ck.config.seed == 4
+
+
+class _TwoRanks:
+    """What train() asks of a communicator before any message: its size and rank."""
+
+    def Get_size(self):
+        return 2
+
+    def Get_rank(self):
+        return 0
+
+
+def test_the_cuda_backend_under_mpi_is_refused_before_any_work(tmp_path):
+    """It used to fail at the first step (NotImplementedError tracebacks on every rank), after
+    the run folder and its first files were written."""
+    _run(tmp_path, "a", epochs=1)
+    for call in (lambda: tr.train(out=str(tmp_path / "run"), comm=_TwoRanks(), progress=False,
+                                  verbose=False, **{**TINY, "backend": "cuda"}),
+                 lambda: tr.evaluate_checkpoint(tmp_path / "a" / "checkpoint.npz",
+                                                comm=_TwoRanks(), backend="cuda")):
+        with pytest.raises(ValueError, match="--backend cuda runs on one GPU in one process, "
+                                             "but this run has 2 MPI ranks"):
+            call()
+    assert not (tmp_path / "run").exists()
 
 
 def test_numpy_scalar_options_reach_the_checkpoint(tmp_path):
