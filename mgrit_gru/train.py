@@ -541,8 +541,16 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def _absolute_data(spec):
+    """The data spec with its file or folder as an absolute path: what a checkpoint stores, so
+    that the run can be evaluated and resumed from any working directory."""
+    kind, source = _data_kind(spec)
+    return spec if source is None else f"{kind}:{os.path.abspath(source)}"
+
+
 def _mismatch(a, b):
     da, db = a.to_dict(), b.to_dict()
+    da["data"], db["data"] = _absolute_data(da["data"]), _absolute_data(db["data"])
     return sorted(k for k in da if k not in TrainConfig.RESUMABLE and da[k] != db[k])
 
 
@@ -660,6 +668,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     # afresh into a folder with an old run (--overwrite): the old run stays whole until this
     # one has an epoch to replace it with (a run that fails in its first epoch loses nothing)
     replace_old = ckpt is None and out is not None and rank == 0
+    saved_cfg = TrainConfig.from_dict({**cfg.to_dict(), "data": _absolute_data(cfg.data)})
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "
         f"GRU {cfg.layers}x{cfg.hidden} {cfg.cell}; solver {cfg.solver}"
@@ -721,7 +730,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         elif out is not None and rank == 0:                  # metrics first, then the checkpoint:
             _append_metrics(out, record)                     # resume drops lines past it
         if out is not None and rank == 0:
-            save_checkpoint(ckpt_path, params, optimizer, epoch, cfg, steps)
+            save_checkpoint(ckpt_path, params, optimizer, epoch, saved_cfg, steps)
     epochs_bar.close()
     paths = ()
     if out is not None and rank == 0 and plots and history:
@@ -742,7 +751,7 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     ck = load_checkpoint(path)
     cfg_d = ck.config.to_dict()
     cfg_d.update({k: v for k, v in solver_overrides.items() if v is not None})
-    own = data is None or data == ck.config.data
+    own = data is None or _absolute_data(data) == _absolute_data(ck.config.data)
     if data is not None:
         cfg_d["data"] = data
     split = split or ("test" if own else "all")

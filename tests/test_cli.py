@@ -146,14 +146,17 @@ def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
     assert "pass one of them" in capsys.readouterr().err
 
 
-def test_solve_refuses_to_run_once_per_rank_under_mpiexec(tmp_path):
+@pytest.mark.parametrize("argv", [["solve", "--seq-len", "16", "--plot", "s.png"],
+                                  ["bench", "--what", "gru", "--seq-len", "8", "--hidden", "2"]])
+def test_one_process_commands_refuse_to_run_once_per_rank_under_mpiexec(tmp_path, argv):
+    """Every rank would run the same whole job (bench --what gru: P contended timings, P JSON
+    lines)."""
     pytest.importorskip("mpi4py")
     mpiexec = Path(sys.executable).parent / "mpiexec"
     mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
     if mpiexec is None:
         pytest.skip("needs mpiexec")
-    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mgrit_gru", "solve",
-                           "--seq-len", "16", "--plot", str(tmp_path / "s.png")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mgrit_gru", *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0 and "runs on one process" in proc.stderr
-    assert not (tmp_path / "s.png").exists()
+    assert proc.stdout == "" and not (tmp_path / "s.png").exists()

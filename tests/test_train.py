@@ -252,6 +252,30 @@ def test_a_refused_or_failed_overwrite_keeps_the_old_run_and_a_fresh_one_replace
     assert ck.epoch == 1 and ck.config.seed == 4
 
 
+def test_a_run_on_a_relative_data_path_resumes_and_evaluates_from_anywhere(tmp_path,
+                                                                          monkeypatch):
+    """The checkpoint stores the data's absolute path: from another directory `npz:d.npz` was
+    not found, and giving the absolute path was refused as a different data set."""
+    (tmp_path / "a").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a" / "d.npz", x=rng.normal(size=(24, 16, 2)), y=np.arange(24) % 2)
+    np.savez(tmp_path / "a" / "e.npz", x=rng.normal(size=(24, 16, 2)), y=np.arange(24) % 2)
+    small = dict(hidden=4, levels=2, cf=4, batch_size=8, progress=False, verbose=False)
+    monkeypatch.chdir(tmp_path / "a")
+    tr.train(data="npz:d.npz", out="run", epochs=1, **small)
+    ck = tr.load_checkpoint("run/checkpoint.npz")
+    assert ck.config.data == f"npz:{tmp_path / 'a' / 'd.npz'}"
+    own = tr.evaluate_checkpoint("run/checkpoint.npz")
+    assert tr.evaluate_checkpoint("run/checkpoint.npz", data="npz:d.npz") == own   # own: test
+    monkeypatch.chdir(tmp_path)                              # elsewhere
+    assert tr.evaluate_checkpoint("a/run/checkpoint.npz") == own
+    res = tr.train(data=f"npz:{tmp_path / 'a' / 'd.npz'}", out="a/run", resume=True, epochs=2,
+                   **small)
+    assert [r["epoch"] for r in res.history] == [1, 2]
+    with pytest.raises(ValueError, match="options differ from the checkpoint's: data="):
+        tr.train(data="npz:a/e.npz", out="a/run", resume=True, epochs=3, **small)
+
+
 class _TwoRanks:
     """What train() asks of a communicator before any message: its size and rank."""
 
