@@ -17,6 +17,7 @@ import sys
 import time
 
 from .mgrit.comm import RankFailed
+from .mgrit.cycle import MGRITDivergedError
 
 
 def _add_gradcheck(subparsers):
@@ -345,7 +346,8 @@ def main(argv=None):
     Returns
     -------
     int
-        0 on success, 1 when a check fails, 2 on a usage or input error.
+        0 on success, 1 when a check fails, 2 on a usage or input error (a solve that diverges
+        on the given options included).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -359,7 +361,7 @@ def main(argv=None):
                 _check_writable(getattr(args, name), "--" + name,
                                 image=args.command != "bench")
         return int(args.handler(args))
-    except (ValueError, OSError) as e:                       # bad input named by the library,
+    except (ValueError, OSError, MGRITDivergedError) as e:   # bad input named by the library,
         if not isinstance(e, RankFailed):                    # a file that cannot be read/written
             print(f"mgrit-gru: error: {e}", file=sys.stderr)     # (the failing rank says it)
         _end_the_mpi_job(2)

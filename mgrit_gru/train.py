@@ -354,6 +354,11 @@ def train_step(params, optimizer, x, labels, opts, clip=1.0, comm=None):
             f"gradient norm became {res.grad_norm} at a finite loss: lower --lr, use "
             "--clip, or the implicit cell")
     optimizer.step(res.grads)
+    bad = next((k for k, v in params.items() if not np.all(np.isfinite(v))), None)
+    if bad is not None:                                      # a finite gradient, an update too
+        raise TrainingDivergedError(                         # large for the dtype (weight decay)
+            f"the optimiser step made {bad!r} NaN or Inf (gradient norm {res.grad_norm:.3g}): "
+            "lower --lr or --weight-decay, or use --dtype float64")
     return res
 
 

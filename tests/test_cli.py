@@ -127,6 +127,14 @@ def test_bench_converged_run_options_are_flags(capsys):
         assert message in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")       # the overflow is the point
+def test_a_diverging_solve_is_a_message_not_a_traceback(capsys):
+    """MGRITDivergedError is a FloatingPointError: main caught ValueError and OSError only."""
+    assert main(["bench", "--what", "forward", "--seq-len", "16", "--hidden", "4", "--batch",
+                 "2", "--repeat", "1", "--dtype", "float32", "--dt", "1e30"]) == 2
+    assert "mgrit-gru: error: MGRIT residual became nan" in capsys.readouterr().err
+
+
 def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("x")

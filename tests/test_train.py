@@ -341,6 +341,21 @@ def test_a_diverging_run_stops_with_a_named_error_and_writes_no_bad_checkpoint(t
                                   if v.dtype.kind == "f")
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # on purpose
+def test_an_update_that_overflows_the_dtype_is_a_divergence_not_a_bad_argument():
+    """float32 with weight decay 1e40: the gradient is finite, the update is not; the next
+    step used to fail with "params['weight_ih_l0'] contains NaN or Inf", as if given bad
+    parameters."""
+    from mgrit_gru.model import SolverOptions, init_classifier
+    params = init_classifier(3, 4, 1, 2, seed=0, dtype=np.float32)
+    x = np.random.default_rng(0).normal(size=(6, 2, 3)).astype(np.float32)
+    opt = tr.make_optimizer(tr.TrainConfig(optimizer="sgd", weight_decay=1e40, momentum=0.0),
+                            params)
+    with pytest.raises(tr.TrainingDivergedError, match="the optimiser step made 'weight_ih_l0' "
+                                                       "NaN or Inf .*lower --lr or --weight-decay"):
+        tr.train_step(params, opt, x, np.array([0, 1]), SolverOptions(solver="serial"))
+
+
 def test_refuses_to_overwrite_or_resume_with_other_options(tmp_path):
     _run(tmp_path, "a", epochs=1)
     with pytest.raises(ValueError, match="--resume"):
