@@ -104,3 +104,18 @@ def check_time_window(window, T):
         raise ValueError(f"time_window must satisfy 0 <= start < stop <= T = {T}, got "
                          f"{(start, stop)}")
     return start, stop
+
+
+def real_array(a, name):
+    """``a`` as an ndarray of real numbers (a float or integer dtype); ValueError naming
+    ``name`` for complex (whose imaginary part a cast would drop with only a warning), bool,
+    object or string arrays and ragged lists."""
+    try:
+        a = np.asarray(a)
+    except (TypeError, ValueError):                          # ragged nested lists
+        raise ValueError(f"{name} must be an array of real numbers, got "
+                         f"{type(a).__name__}") from None
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"{name} must be real numbers (a float or integer array), got dtype "
+                         f"{a.dtype}")
+    return a

@@ -266,24 +266,17 @@ def cycle_trace(levels, cf, relax="FCF", cycle="V", skip=True, iterations=1, min
         time steps (record the real solve's trace with ``trace=True`` instead).
     """
     from .mgrit import MGRIT, Dahlquist
-    levels, cf_given = int_at_least(levels, "levels", 1), cf
+    from .mgrit.hierarchy import coarsening_factors
+    levels = int_at_least(levels, "levels", 1)
     iterations = int_at_least(iterations, "iterations", 1)
     min_coarse = int_at_least(min_coarse, "min_coarse", 1)
-    if isinstance(cf, np.ndarray) and cf.ndim == 1:
-        cf = cf.tolist()
-    if isinstance(cf, (list, tuple)):                        # the rule of `Hierarchy`
-        cfs = [int_at_least(c, "cf", 2) for c in cf]
-        cfs = cfs * (levels - 1) if len(cfs) == 1 else cfs
-        if len(cfs) != levels - 1:
-            raise ValueError(f"cf has {len(cfs)} entries; {levels} levels need {levels - 1}")
-    else:
-        cfs = [int_at_least(cf, "cf", 2)] * (levels - 1)
+    cfs = coarsening_factors(cf, levels)
     stride = math.prod(cfs)
     # long enough that finite termination cannot end the replay early (2 cf points per cycle)
     need = 2 * (cfs[0] if cfs else 1) * (iterations + 2)
     n_steps = stride * max(min_coarse, 2, -(-need // stride))
     if n_steps > MAX_REPLAY_STEPS:
-        raise ValueError(f"levels={levels} with cf={_show(cf_given)} needs a replay grid of "
+        raise ValueError(f"levels={levels} with cf={_show(cf)} needs a replay grid of "
                          f"{n_steps} time steps (more than MAX_REPLAY_STEPS = "
                          f"{MAX_REPLAY_STEPS}): use fewer levels or a smaller cf, or record "
                          "the solve's own trace with trace=True")

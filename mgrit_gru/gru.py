@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from .checks import float_dtype, int_at_least, positive_float, positive_int
+from .checks import float_dtype, int_at_least, positive_float, positive_int, real_array
 
 CELLS = ("classic", "implicit")
 
@@ -373,8 +373,8 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     for t in range(T):
         step_forward(params, gx0[t], hs[t], cell, dt, h_new=hs[t + 1],
                      gates={g: gates[g][t] for g in gates}, work=work)
-    finite = np.isfinite(hs[1:]).reshape(T, -1).all(axis=1)
-    if not finite[-1]:                                       # (numpy's own warning names no step)
+    if not np.all(np.isfinite(hs[T])):                       # NaN/Inf last: find where it began
+        finite = np.isfinite(hs[1:]).reshape(T, -1).all(axis=1)   # (numpy's warning names no step)
         warnings.warn(f"gru_forward: the state is NaN or Inf from step {int(np.argmin(finite))} "
                       f"on (cell={cell!r}, dt={dt}; the classic cell is unstable for large dt, "
                       "the implicit one is not)", RuntimeWarning, stacklevel=2)
@@ -459,11 +459,8 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
     if x.shape[2] != I:
         raise ValueError(f"cache holds inputs of {x.shape[2]} features but params take "
                          f"input_size {I}: not this model's cache")
-    snap = cache.get("params")
-    if snap is not None and (set(snap) != set(params) or
-                             any(not np.array_equal(snap[k], params[k]) for k in params)):
-        raise ValueError("params differ from the ones gru_forward ran with (changed in place "
-                         "since the forward pass?): run gru_forward again")
+    if cache.get("params") is not None:
+        check_unchanged(cache["params"], params, "gru_forward")
     dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
     dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
     dgx = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
@@ -528,19 +525,13 @@ def check_h0(h0, L, B, H, dtype):
     return h0
 
 
-def real_array(a, name):
-    """``a`` as an ndarray of real numbers (a float or integer dtype); ValueError naming
-    ``name`` for complex (whose imaginary part a cast would drop with only a warning), bool,
-    object or string arrays and ragged lists."""
-    try:
-        a = np.asarray(a)
-    except (TypeError, ValueError):                          # ragged nested lists
-        raise ValueError(f"{name} must be an array of real numbers, got "
-                         f"{type(a).__name__}") from None
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{name} must be real numbers (a float or integer array), got dtype "
-                         f"{a.dtype}")
-    return a
+def check_unchanged(snapshot, params, forward):
+    """ValueError unless ``params`` equal ``snapshot``, the copy the forward pass kept: an
+    optimiser updates them in place, and the stored gates belong to the old values."""
+    if set(snapshot) != set(params) or any(not np.array_equal(snapshot[k], params[k])
+                                           for k in params):
+        raise ValueError(f"params differ from the ones {forward} ran with (changed in place "
+                         f"since the forward pass?): run {forward} again")
 
 
 def _check_cotangent(d, shape, dtype, name):

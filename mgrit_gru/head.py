@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import float_dtype, positive_int
+from .checks import float_dtype, positive_int, real_array
 
 
 def init_head(hidden_size, num_classes, seed=0, dtype=np.float64):
@@ -57,13 +57,6 @@ def _check_head(head):
     return W, b
 
 
-def _asarray(v, name):
-    try:
-        return np.asarray(v)
-    except (TypeError, ValueError):                          # ragged nested lists
-        raise ValueError(f"{name} must be an array, got {type(v).__name__}") from None
-
-
 def head_forward(head, h_top, labels):
     """Mean softmax cross-entropy of the logits ``h_top W_outᵀ + b_out`` against ``labels``.
 
@@ -91,16 +84,14 @@ def head_forward(head, h_top, labels):
         dtype or shape, holds NaN or Inf, or a label is out of range.
     """
     W, b = _check_head(head)
-    h_top = _asarray(h_top, "h_top")
-    if not (np.issubdtype(h_top.dtype, np.floating) or np.issubdtype(h_top.dtype, np.integer)):
-        raise ValueError(f"h_top must be real numbers, got dtype {h_top.dtype}")
+    h_top = real_array(h_top, "h_top")
     if h_top.ndim != 2 or h_top.shape[1] != W.shape[1] or h_top.shape[0] < 1:
         raise ValueError(f"h_top must have shape (B, {W.shape[1]}) with B >= 1, got {h_top.shape}")
     with np.errstate(over="ignore"):                         # too large: Inf, refused below
         h_top = np.array(h_top, dtype=W.dtype)               # a copy: the cache keeps it
     if not np.all(np.isfinite(h_top)):
         raise ValueError("h_top contains NaN or Inf")
-    labels = _asarray(labels, "labels")
+    labels = real_array(labels, "labels")
     if labels.shape != (h_top.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers of shape ({h_top.shape[0]},), "
                          f"got {labels.dtype} {labels.shape}")

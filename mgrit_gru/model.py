@@ -24,6 +24,8 @@ import numpy as np
 from .checks import check_flag, nonneg_float, positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
 from .head import head_backward, head_forward, init_head
+from .mgrit.cycle import _per_level
+from .mgrit.hierarchy import coarsening_factors
 from .solve import TimeSlice, mgrit_backward, mgrit_forward
 
 HEAD_KEYS = ("weight_out", "bias_out")
@@ -151,13 +153,10 @@ class SolverOptions:
         for r in (self.relax if isinstance(self.relax, list) else [self.relax]):
             if r not in ("F", "FCF"):
                 raise ValueError(f"relax must be 'F' or 'FCF' (per level), got {r!r}")
-        # the counts here, not at the first solve (a run refused then had already written)
-        if isinstance(self.relax, list) and len(self.relax) != self.levels:
-            raise ValueError(f"relax has {len(self.relax)} entries, expected one per level "
-                             f"({self.levels})")
-        if isinstance(self.cf, list) and len(self.cf) not in (1, self.levels - 1):
-            raise ValueError(f"cf has {len(self.cf)} entries; {self.levels} levels need "
-                             f"{self.levels - 1} (one per coarsening)")
+        # the counts too, by the solver's own rules, here and not at the first solve (a run
+        # refused then had already written its files)
+        coarsening_factors(self.cf, self.levels)
+        _per_level(self.relax, self.levels, "relax")
         self.tol = nonneg_float(self.tol, "tol")
         if self.cell not in ("classic", "implicit"):
             raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checks import check_flag, int_at_least, nonneg_float, positive_float
+from .checks import check_flag, int_at_least, nonneg_float, positive_float, real_array
 
 PREFIX = "optim."
 
@@ -49,10 +49,7 @@ def _check_params(params):
 def _float_array(v, name):
     """``v`` as an ndarray of a real float dtype; ValueError naming ``name`` otherwise
     (integers, bools, complex numbers, objects, ragged lists)."""
-    try:
-        a = np.asarray(v)
-    except (TypeError, ValueError):                          # ragged nested lists
-        raise ValueError(f"{name} must be a real float array, got {type(v).__name__}") from None
+    a = real_array(v, name)
     if not np.issubdtype(a.dtype, np.floating):
         raise ValueError(f"{name} must be a real float array, got dtype {a.dtype}")
     return a

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import int_at_least
-from .gru import (cell_update, check_cell, check_h0, check_sequence, gru_dims, on_gpu,
-                  param_grads, real_array)
+from .checks import int_at_least, real_array
+from .gru import (cell_update, check_cell, check_h0, check_sequence, check_unchanged, gru_dims,
+                  on_gpu, param_grads)
 from .mgrit import MGRIT, Hierarchy, as_comm
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
@@ -374,10 +374,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         raise ValueError(f"backend={backend!r} but fwd was solved with the other backend")
     L, I, H, dtype = gru_dims(params)
     fproblem, fsolver = fwd.problem, fwd.solver
-    snap = getattr(fwd, "params_snapshot", fproblem.params)
-    if set(snap) != set(params) or any(not np.array_equal(snap[k], params[k]) for k in params):
-        raise ValueError("params differ from the ones mgrit_forward ran with (changed in place "
-                         "since the forward pass?): run mgrit_forward again")
+    check_unchanged(getattr(fwd, "params_snapshot", fproblem.params), params, "mgrit_forward")
     comm_w = fsolver.comm
     if comm is not None and as_comm(comm).size != comm_w.size:
         raise ValueError("comm must be the communicator mgrit_forward ran with")

@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -673,7 +673,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     # afresh into a folder with an old run (--overwrite): the old run stays whole until this
     # one has an epoch to replace it with (a run that fails in its first epoch loses nothing)
     replace_old = ckpt is None and out is not None and rank == 0
-    saved_cfg = TrainConfig.from_dict({**cfg.to_dict(), "data": _absolute_data(cfg.data)})
+    saved_cfg = replace(cfg, data=_absolute_data(cfg.data))
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "
         f"GRU {cfg.layers}x{cfg.hidden} {cfg.cell}; solver {cfg.solver}"

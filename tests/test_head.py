@@ -156,12 +156,15 @@ def test_bad_head_is_refused_naming_the_entry(case):
         head_backward(bad, cache)
 
 
+_NOT_REAL = r"h_top must be real numbers \(a float or integer array\), got dtype "
+
+
 @pytest.mark.parametrize("h_top,match", [
-    (np.zeros((B, H), dtype=object), "h_top must be real numbers, got dtype object"),
-    (np.zeros((B, H), dtype=complex), "h_top must be real numbers, got dtype complex128"),
-    (np.zeros((B, H), dtype=bool), "h_top must be real numbers, got dtype bool"),
-    (np.full((B, H), "1"), "h_top must be real numbers, got dtype <U1"),
-    ([[0.0] * H, [0.0]], "h_top must be an array, got list"),
+    (np.zeros((B, H), dtype=object), _NOT_REAL + "object"),
+    (np.zeros((B, H), dtype=complex), _NOT_REAL + "complex128"),
+    (np.zeros((B, H), dtype=bool), _NOT_REAL + "bool"),
+    (np.full((B, H), "1"), _NOT_REAL + "<U1"),
+    ([[0.0] * H, [0.0]], "h_top must be an array of real numbers, got list"),
     (np.full((B, H), 1e300), "h_top contains NaN or Inf"),  # Inf once cast to float32
 ])
 def test_h_top_must_be_real_numbers(h_top, match):

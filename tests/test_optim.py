@@ -288,10 +288,10 @@ F32_MAX_X10 = 10.0 * float(np.finfo(np.float32).max)   # finite in float64, Inf 
     (np.array([1.0, np.nan]), r"grads\['b'\] contains NaN or Inf"),
     (np.array([-np.inf, 1.0]), r"grads\['b'\] contains NaN or Inf"),
     (np.array([1, 2]), r"grads\['b'\] must be a real float array, got dtype int64"),
-    (np.array([1, 2j]), r"grads\['b'\] must be a real float array, got dtype complex128"),
-    (np.array(["1", "2"]), r"grads\['b'\] must be a real float array"),
-    (np.array([True, False]), r"grads\['b'\] must be a real float array, got dtype bool"),
-    ([[1.0], [2.0, 3.0]], r"grads\['b'\] must be a real float array, got list"),
+    (np.array([1, 2j]), r"grads\['b'\] must be real numbers .*, got dtype complex128"),
+    (np.array(["1", "2"]), r"grads\['b'\] must be real numbers"),
+    (np.array([True, False]), r"grads\['b'\] must be real numbers .*, got dtype bool"),
+    ([[1.0], [2.0, 3.0]], r"grads\['b'\] must be an array of real numbers, got list"),
     (np.ones(3), r"grads\['b'\] has shape \(3,\)"),
 ])
 def test_step_refuses_a_bad_gradient_and_updates_nothing(make, dtype, bad_b, match):
@@ -379,7 +379,7 @@ def test_load_state_dict_checks_nesterov_with_momentum_and_the_container():
 
 @pytest.mark.parametrize("grads,match", [
     ({"a": np.array([100, 100])}, r"grads\['a'\] must be a real float array, got dtype int64"),
-    ({"a": np.array([1 + 1j])}, r"grads\['a'\] must be a real float array, got dtype complex"),
+    ({"a": np.array([1 + 1j])}, r"grads\['a'\] must be real numbers .*, got dtype complex"),
     ({"a": [100.0, 100.0]}, r"grads\['a'\] must be a writeable ndarray .* got list"),
 ])
 def test_clip_grad_norm_refuses_arrays_it_cannot_scale_in_place(grads, match):

@@ -57,6 +57,23 @@ class Level:
         return max(0, self.hi - self.lo + 1)
 
 
+def coarsening_factors(cf, levels):
+    """``cf`` as the list of ``levels - 1`` coarsening factors (integers >= 2): one factor for
+    every coarsening, or one per coarsening (a list, tuple or 1-D array; a single entry counts
+    for all). ValueError naming ``cf`` otherwise."""
+    if isinstance(cf, np.ndarray) and cf.ndim == 1:
+        cf = cf.tolist()
+    if not isinstance(cf, (list, tuple)):
+        return [int_at_least(cf, "cf", 2)] * (levels - 1)
+    cfs = [int_at_least(c, "cf", 2) for c in cf]
+    if len(cfs) == 1:
+        cfs = cfs * (levels - 1)
+    if len(cfs) != levels - 1:
+        raise ValueError(f"cf has {len(cfs)} entries; {levels} levels need {levels - 1} (one "
+                         "per coarsening)")
+    return cfs
+
+
 class Hierarchy:
     """Levels and ownership for N time steps, coarsening factors ``cf`` and ``levels`` levels.
 
@@ -88,16 +105,7 @@ class Hierarchy:
         n_steps = int_at_least(n_steps, "n_steps (sequence length)", 1)
         levels = int_at_least(levels, "levels", 1)
         min_coarse = int_at_least(min_coarse, "min_coarse", 1)
-        if isinstance(cf, np.ndarray) and cf.ndim == 1:
-            cf = cf.tolist()                                 # one per level, as a list
-        if isinstance(cf, (list, tuple)):
-            cfs = [int_at_least(c, "cf", 2) for c in cf]
-            if len(cfs) == 1:
-                cfs = cfs * (levels - 1)
-            if len(cfs) != levels - 1:
-                raise ValueError(f"cf has {len(cfs)} entries; {levels} levels need {levels - 1}")
-        else:
-            cfs = [int_at_least(cf, "cf", 2)] * (levels - 1)
+        cfs = coarsening_factors(cf, levels)
         ns, strides = [n_steps], [1]
         for l, c in enumerate(cfs):
             n_next = ns[-1] // c
