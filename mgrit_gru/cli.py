@@ -11,6 +11,7 @@ Handlers return the process exit code. A ``ValueError`` from the library (bad in
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -131,6 +132,7 @@ def _add_solve(subparsers):
     p.add_argument("--layers", type=int, default=1, help="stacked layers L (default 1)")
     p.add_argument("--cell", choices=("classic", "implicit"), default="classic",
                    help="fine-level cell (coarse levels are implicit)")
+    p.add_argument("--dt", type=float, default=1.0, help="fine step size (default 1)")
     p.add_argument("--levels", type=int, default=3, help="MGRIT levels (default 3)")
     p.add_argument("--cf", type=int, default=4, help="coarsening factor (default 4)")
     p.add_argument("--relax", choices=("F", "FCF"), default="FCF")
@@ -148,7 +150,7 @@ def _add_solve(subparsers):
         from .diagnostics import solve_and_report
         solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
                          input_size=args.input, layers=args.layers, cell=args.cell,
-                         levels=args.levels, cf=args.cf, relax=args.relax, iters=args.iters,
+                         dt=args.dt, levels=args.levels, cf=args.cf, relax=args.relax, iters=args.iters,
                          tol=args.tol, skip=args.skip, coarse_input=args.coarse_input,
                          seed=args.seed, dtype=args.dtype, plot=args.plot)
         return 0
@@ -329,9 +331,15 @@ def build_parser():
         prog="mgrit-gru",
         description="Parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, 2022).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # no abbreviated flags: `solve --dt 0` was read as --dtype 0 (solve had no --dt)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     for add in SUBCOMMANDS:
         add(subparsers)
+    # each command's {dest: flag}, so that errors from the library can name the flag
+    parser.flags = {name: {a.dest: a.option_strings[0] for a in sub._actions if a.option_strings}
+                    for name, sub in subparsers.choices.items()}
     return parser
 
 
@@ -363,9 +371,21 @@ def main(argv=None):
         return int(args.handler(args))
     except (ValueError, OSError, MGRITDivergedError) as e:   # bad input named by the library,
         if not isinstance(e, RankFailed):                    # a file that cannot be read/written
-            print(f"mgrit-gru: error: {e}", file=sys.stderr)     # (the failing rank says it)
+            print(f"mgrit-gru: error: {_name_the_flag(e, parser.flags[args.command])}",
+                  file=sys.stderr)                           # (the failing rank says it)
         _end_the_mpi_job(2)
         return 2
+
+
+def _name_the_flag(error, flags):
+    """The message of ``error``, its first word replaced by the flag when it names one of the
+    command's options (``flags``: dest -> flag). The library's ValueErrors start with the
+    argument's name ("lr must be a finite number >= 0"); the user typed --lr."""
+    message = str(error)
+    name, space, rest = message.partition(" ")
+    if space and isinstance(error, ValueError) and name in flags:
+        return f"{flags[name]} {rest}"
+    return message
 
 
 # integer options that count something (>= 1), by argparse dest, with the flag to name

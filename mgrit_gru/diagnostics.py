@@ -421,7 +421,7 @@ def plot_solve(info, exact=None, cf=None, labels=None):
 
 
 def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell="classic",
-                     levels=3, cf=4, relax="FCF", iters=10, tol=1e-9, skip=True,
+                     dt=1.0, levels=3, cf=4, relax="FCF", iters=10, tol=1e-9, skip=True,
                      coarse_input="inject", seed=0, dtype="float64", plot=None, verbose=True,
                      print_fn=print):
     """Random GRU and inputs, solved by MGRIT and serially; print the comparison, save plots.
@@ -438,17 +438,18 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
     from .gru import gru_forward, init_gru
     from .solve import mgrit_forward
     dtype = np.dtype(dtype)
+    dt = positive_float(dt, "dt")                            # before it is printed with :g
     params = init_gru(input_size, hidden, layers, seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
     print_fn(f"MGRIT solve: T={seq_len} B={batch} I={input_size} H={hidden} L={layers} "
-             f"cell={cell} levels={levels} cf={cf} relax={relax} max_iter={iters} tol={tol:g} "
-             f"skip={skip} coarse_input={coarse_input} dtype={dtype.name}")
-    y, h_T, info = mgrit_forward(params, x, cell=cell, levels=levels, cf=cf, relax=relax,
+             f"cell={cell} dt={dt:g} levels={levels} cf={cf} relax={relax} max_iter={iters} "
+             f"tol={tol:g} skip={skip} coarse_input={coarse_input} dtype={dtype.name}")
+    y, h_T, info = mgrit_forward(params, x, cell=cell, dt=dt, levels=levels, cf=cf, relax=relax,
                                  max_iter=iters, tol=tol, skip=skip, coarse_input=coarse_input,
                                  verbose=verbose, record_iterates=plot is not None,
                                  trace=plot is not None)   # the cycle diagram as it ran
-    y_ref, h_ref, cache = gru_forward(params, x, cell=cell)
+    y_ref, h_ref, cache = gru_forward(params, x, cell=cell, dt=dt)
     err_y = float(np.max(np.abs(y - y_ref)))
     err_h = float(np.max(np.abs(h_T - h_ref)))
     print_fn("residual history: " + "  ".join(f"{r:.3e}" for r in info.residual_history))

@@ -138,11 +138,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("lr", "momentum", "weight_decay", "clip", "noise"):
             v = getattr(self, name)
+            bound = "> 0" if name == "lr" else ">= 0"        # a zero step size trains nothing
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
-                    or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        if self.lr == 0:
-            raise ValueError("lr must be > 0")
+                    or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
+                raise ValueError(f"{name} must be a finite number {bound}, got {v!r}")
         if isinstance(self.test_fraction, bool) or \
                 not isinstance(self.test_fraction, (int, float, np.floating)) \
                 or not 0 <= self.test_fraction < 1:
@@ -864,6 +863,9 @@ def _unused_options(given, cfg):
         unused.append("--momentum (only --optimizer sgd)")
     if cfg.solver != "mgrit":
         unused += [f"{flag(n)} (only --solver mgrit)" for n in _MGRIT_ONLY if n in given]
+    elif cfg.levels == 1:                                    # one level is serial stepping
+        unused += [f"{flag(n)} (only --levels 2 or more; one level steps serially)"
+                   for n in _MGRIT_ONLY if n != "levels" and n in given]
     return unused
 
 

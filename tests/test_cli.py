@@ -118,13 +118,52 @@ def test_bench_converged_run_options_are_flags(capsys):
     conv = [r for r in rec if r["method"] == "mgrit-converged"]
     assert len(conv) == 1 and conv[0]["conv_tol"] == 1e-3 and conv[0]["conv_max_iter"] == 4
     assert conv[0]["fwd_iters"] <= 4
-    for bad, message in [(["--conv-tol", "0"], "conv_tol must be a finite number > 0"),
+    for bad, message in [(["--conv-tol", "0"], "--conv-tol must be a finite number > 0"),
                          (["--conv-max-iter", "0"], "--conv-max-iter must be >= 1"),
+                         (["--conv-tol", "-1"], "--conv-tol must be a finite number > 0"),
                          (["--what", "cuda", "--backend", "numpy"], "--what cuda is the GPU "
                                                                     "benchmark")]:
         argv = ["bench", "--what", "train-step", *bad] if "--what" not in bad else ["bench", *bad]
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["solve", "--tol", "-1"], "error: --tol must be a finite number >= 0, got -1.0"),
+    (["solve", "--dt", "0"], "error: --dt must be a finite number > 0, got 0.0"),
+    (["solve", "--cf", "1"], "error: --cf must be an integer >= 2, got 1"),
+    (["gradcheck", "--dt", "-1"], "error: --dt must be a finite number > 0, got -1.0"),
+    (["bench", "--what", "forward", "--dt", "-1"], "error: --dt must be a finite number > 0"),
+    (["train", "--out", "never-made", "--noise", "-1"],
+     "error: --noise must be a finite number >= 0, got -1.0"),
+    (["train", "--out", "never-made", "--data", "mnist"], "error: unknown data spec 'mnist'"),
+])
+def test_errors_from_the_library_name_the_flag_not_the_argument(argv, message, capsys):
+    """The library says "tol must be ..." (its argument); on the command line it is --tol."""
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists("never-made")
+
+
+@pytest.mark.parametrize("argv", [["solve", "--dt", "2", "--dtyp", "float32"],
+                                  ["train", "--out", "never-made", "--lev", "1"]])
+def test_abbreviated_flags_are_refused(argv, capsys):
+    """solve had no --dt, and argparse read `--dt 0` as --dtype 0: no prefixes of flags."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
+
+
+def test_solve_dt_reaches_mgrit_and_the_serial_reference(capsys):
+    """The implicit cell at dt = 4 (DESIGN: stable at large steps): MGRIT matches serial at
+    that dt, and the header line says the dt used."""
+    assert main(["solve", "--seq-len", "32", "--cell", "implicit", "--dt", "4", "--levels", "2",
+                 "--iters", "20", "--tol", "1e-11"]) == 0
+    out = capsys.readouterr().out
+    assert "cell=implicit dt=4 " in out
+    err = float(out.split("max |y - y_serial| = ")[1].split()[0])
+    assert err < 1e-9
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")       # the overflow is the point

@@ -529,10 +529,16 @@ def test_config_refuses_bad_values_by_name(kw, message):
     (["--seq-len", "0"], "--seq-len must be >= 1, got 0"),
     (["--fwd-iters", "0"], "--fwd-iters must be >= 1, got 0"),
     (["--bwd-iters", "-1"], "--bwd-iters must be >= 1, got -1"),
-    (["--relax", "FCFC"], "relax must be 'F' or 'FCF'"),
-    (["--cf", "1"], "cf must be >= 2"),
-    (["--lr", "-1"], "lr must be a finite number >= 0"),
+    (["--relax", "FCFC"], "error: --relax must be 'F' or 'FCF'"),
+    (["--cf", "1"], "error: --cf must be >= 2"),
+    (["--lr", "-1"], "error: --lr must be a finite number > 0, got -1.0"),
+    (["--lr", "0"], "error: --lr must be a finite number > 0, got 0.0"),
+    (["--weight-decay", "-1"], "error: --weight-decay must be a finite number >= 0"),
+    (["--test-fraction", "1"], "error: --test-fraction must lie in [0, 1)"),
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--levels", "1", "--cf", "8"], "would not use --cf (only --levels 2 or more"),
+    (["--levels", "1", "--relax", "F", "--tol", "0"],
+     "; --relax (only --levels 2 or more; one level steps serially); --tol (only"),
 ])
 def test_cli_bad_options_exit_2_with_a_named_error(tmp_path, capsys, flags, message):
     base = TINY_CLI
