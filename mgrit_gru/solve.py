@@ -108,14 +108,11 @@ def _small_to_host(a):
 
 
 def _device_scope(backend):
-    """Around a CUDA solve: no device frees until it ends. numba frees released device arrays
-    in batches of 10 (NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT), and a free synchronises the
-    device, which would stall the host's stream of launches behind e.g. a coarsest-level scan
-    in the middle of the solve. The solve's scratch is small: it is freed afterwards."""
+    """Around a CUDA solve: no device frees until it ends (`cuda.backend.solve_scope`)."""
     if backend != "cuda":
         return contextlib.nullcontext()
-    from numba import cuda
-    return cuda.defer_cleanup()
+    from .cuda.backend import solve_scope
+    return solve_scope()
 
 
 def mgrit_forward(params, x, h0=None, *, cell="classic", levels=3, cf=4, relax="FCF",

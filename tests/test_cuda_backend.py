@@ -331,6 +331,66 @@ def test_cuda_solves_defer_device_frees(monkeypatch):
     assert depth == ["in", "in"]
 
 
+class _Pending:
+    """Stands in for numba's queue of pending frees: counts flushes."""
+
+    def __init__(self):
+        self.cleared = 0
+
+    def clear(self):
+        self.cleared += 1
+
+
+@pytest.mark.parametrize("code, becomes", [
+    (2, MemoryError),                                        # numba's ctypes binding: an int
+    (type("CUresult", (), {"value": 2, "name": "CUDA_ERROR_OUT_OF_MEMORY"})(), MemoryError),
+    (700, "CudaAPIError"),                                   # an illegal address stays itself
+])
+def test_solve_scope_flushes_queued_frees_first_and_names_out_of_memory(monkeypatch, code,
+                                                                        becomes):
+    """Arrays released before a solve are freed on entry (not held through it), and an
+    out-of-memory error inside it (numba cannot free and retry under defer_cleanup) is a
+    MemoryError saying what to make smaller."""
+    from numba import cuda
+    from numba.cuda.cudadrv.driver import CudaAPIError
+
+    from mgrit_gru.cuda.backend import solve_scope
+    ctx = type("Ctx", (), {})()
+    ctx.deallocations, ctx.memory_manager = _Pending(), type("MM", (), {})()
+    ctx.memory_manager.deallocations = _Pending()
+    ctx.get_memory_info = lambda: (0.5 * 2**30, 80 * 2**30)
+    monkeypatch.setattr(cuda, "current_context", lambda: ctx)
+    seen = []
+    error = CudaAPIError(2, "out of memory")
+    error.code = code
+    with pytest.raises(Exception) as exc:
+        with solve_scope():
+            seen.append((ctx.deallocations.cleared, ctx.memory_manager.deallocations.cleared))
+            raise error
+    assert seen == [(1, 1)]                                  # both queues flushed before the body
+    if becomes is MemoryError:
+        assert type(exc.value) is MemoryError and exc.value.__cause__ is error
+        assert "0.50 of 80.00 GiB free" in str(exc.value) and "smaller batch" in str(exc.value)
+    else:
+        assert exc.value is error
+
+
+@real_gpu
+def test_real_gpu_solve_scope_frees_what_was_released_before_it():
+    from numba import cuda
+
+    from mgrit_gru.cuda.backend import flush_pending_frees, solve_scope
+    pending = cuda.current_context().memory_manager.deallocations
+    flush_pending_frees()                                    # an empty queue to start from
+    for _ in range(3):                                       # fewer than numba's batch of 10
+        cuda.device_array(1 << 20, dtype=np.float32)         # released at once: queued
+    assert len(pending) >= 3
+    with solve_scope():
+        assert len(pending) == 0
+        cuda.device_array(1 << 20, dtype=np.float32)         # released inside: kept queued
+        assert len(pending) == 1
+
+
 def count_launches(monkeypatch):
     """Record the name of every kernel launched under the simulator, leaving out the NaN
     fills that poison `Vectors.empty` scratch there (a GPU's `empty` launches nothing)."""

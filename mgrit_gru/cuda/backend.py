@@ -6,6 +6,8 @@ the whole solve.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from numba import cuda
 
@@ -37,6 +39,56 @@ def require_gpu():
         raise ValueError("backend='cuda' needs a CUDA GPU, and none is usable here (no "
                          "driver/device). To run the kernels in numba's CPU simulator (slow: "
                          "seconds a step) set NUMBA_ENABLE_CUDASIM=1 before numba is imported.")
+
+
+def flush_pending_frees():
+    """Free the device memory numba has queued for release (it frees in batches of 10 arrays,
+    NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT). Does nothing under the simulator, which queues
+    nothing. A free synchronises the device: call it between pieces of work, not inside them."""
+    ctx = cuda.current_context()
+    for owner in (ctx, getattr(ctx, "memory_manager", None)):  # streams/events; device memory
+        pending = getattr(owner, "deallocations", None)
+        if pending is not None:
+            pending.clear()
+
+
+@contextlib.contextmanager
+def solve_scope():
+    """Around one MGRIT solve on the device: no device frees until it ends.
+
+    A free synchronises the device and would stall the host's stream of launches (say behind a
+    coarsest-level scan) in the middle of the solve; the solve's scratch is small, and it is
+    freed afterwards. Two things numba's `cuda.defer_cleanup` alone gets wrong here:
+
+    - arrays released *before* the solve (the last training step's caches) would stay queued,
+      and allocated, through the whole solve: they are freed on entry, where a sync costs
+      nothing;
+    - numba answers an out-of-memory error by freeing its queue and retrying, which
+      defer_cleanup forbids: the error surfaces as a driver error. It becomes a MemoryError
+      that says what to make smaller.
+    """
+    from numba.cuda.cudadrv.driver import CudaAPIError
+    flush_pending_frees()
+    try:
+        with cuda.defer_cleanup():
+            yield
+    except CudaAPIError as e:
+        if not _is_out_of_memory(e):
+            raise
+        free, total = cuda.current_context().get_memory_info()
+        raise MemoryError(
+            f"the GPU ran out of memory during the MGRIT solve ({free / 2**30:.2f} of "
+            f"{total / 2**30:.2f} GiB free after it): use a smaller batch or sequence, float32, "
+            "or fewer levels (the solve keeps every level's states and the fine level's gates "
+            "on the device)") from e
+
+
+def _is_out_of_memory(error):
+    """True for numba's CudaAPIError carrying CUDA_ERROR_OUT_OF_MEMORY (2), whichever binding
+    (numba's ctypes one: an int; NVIDIA's cuda-python: a CUresult enum) raised it."""
+    code = getattr(error, "code", None)
+    return code == 2 or getattr(code, "value", None) == 2 or \
+        getattr(code, "name", "") == "CUDA_ERROR_OUT_OF_MEMORY"
 
 
 def as_device(a):
