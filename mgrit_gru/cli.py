@@ -355,7 +355,7 @@ def main(argv=None):
     -------
     int
         0 on success, 1 when a check fails, 2 on a usage or input error (a solve that diverges
-        on the given options included).
+        on the given options, and one too big for the memory, included).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -369,10 +369,12 @@ def main(argv=None):
                 _check_writable(getattr(args, name), "--" + name,
                                 image=args.command != "bench")
         return int(args.handler(args))
-    except (ValueError, OSError, MGRITDivergedError) as e:   # bad input named by the library,
-        if not isinstance(e, RankFailed):                    # a file that cannot be read/written
+    # bad input named by the library, a file that cannot be read or written, a solve that
+    # diverges, a problem too big for the host or the GPU: one line and exit code 2
+    except (ValueError, OSError, MGRITDivergedError, MemoryError) as e:
+        if not isinstance(e, RankFailed):                    # (the failing rank said it)
             print(f"mgrit-gru: error: {_name_the_flag(e, parser.flags[args.command])}",
-                  file=sys.stderr)                           # (the failing rank says it)
+                  file=sys.stderr)
         _end_the_mpi_job(2)
         return 2
 

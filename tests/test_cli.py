@@ -174,6 +174,17 @@ def test_a_diverging_solve_is_a_message_not_a_traceback(capsys):
     assert "mgrit-gru: error: MGRIT residual became nan" in capsys.readouterr().err
 
 
+def test_out_of_memory_is_a_message_not_a_traceback(capsys, monkeypatch):
+    """numpy's "Unable to allocate ..." or the CUDA solve's MemoryError: exit 2, one line."""
+    import mgrit_gru.diagnostics as diag
+
+    def too_big(**kw):
+        raise MemoryError("Unable to allocate 64.0 GiB for an array")
+    monkeypatch.setattr(diag, "solve_and_report", too_big)
+    assert main(["solve", "--seq-len", "16"]) == 2
+    assert capsys.readouterr().err == "mgrit-gru: error: Unable to allocate 64.0 GiB for an array\n"
+
+
 def test_file_problems_exit_2_with_a_message_not_a_traceback(tmp_path, capsys):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
