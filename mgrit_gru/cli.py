@@ -150,9 +150,10 @@ def _add_solve(subparsers):
         from .diagnostics import solve_and_report
         solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
                          input_size=args.input, layers=args.layers, cell=args.cell,
-                         dt=args.dt, levels=args.levels, cf=args.cf, relax=args.relax, iters=args.iters,
-                         tol=args.tol, skip=args.skip, coarse_input=args.coarse_input,
-                         seed=args.seed, dtype=args.dtype, plot=args.plot)
+                         dt=args.dt, levels=args.levels, cf=args.cf, relax=args.relax,
+                         iters=args.iters, tol=args.tol, skip=args.skip,
+                         coarse_input=args.coarse_input, seed=args.seed, dtype=args.dtype,
+                         plot=args.plot)
         return 0
 
     p.set_defaults(handler=handler)
