@@ -7,6 +7,9 @@ forward and adjoint as MGRIT problems), `solve` (`mgrit_forward`, `mgrit_backwar
 loop, checkpoints, resume, ``mgrit-gru train``/``demo``), `cuda` (numba.cuda kernels),
 `diagnostics` (plots), `bench`, `cli`.
 """
+from ._threads import limit_blas_threads as _limit_blas_threads
+
+_limit_blas_threads()      # before NumPy starts its BLAS: one thread per rank under mpiexec -n P
 from .gru import (init_gru, gru_forward, gru_backward, step_forward, step_backward,
                   cell_forward, cell_backward, gru_dims)
 from .head import init_head, head_forward, head_backward
