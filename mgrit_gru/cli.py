@@ -263,7 +263,8 @@ def _add_evaluate(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="accuracy and loss of a training checkpoint",
         description="Evaluate OUT/checkpoint.npz on its run's test split, or on --data.")
-    p.add_argument("checkpoint", help="a checkpoint.npz written by mgrit-gru train")
+    p.add_argument("checkpoint", help="a checkpoint.npz written by mgrit-gru train, or its run "
+                                      "folder")
     p.add_argument("--data", help="synthetic | pulse | npz:PATH | frames:ROOT (default: the run's)")
     p.add_argument("--split", choices=("test", "train", "all"),
                    help="default: test for the run's own data, all for other data")
@@ -274,7 +275,9 @@ def _add_evaluate(subparsers):
     p.add_argument("--json", action="store_true", help="print one JSON line")
 
     def handler(args):
-        from .train import evaluate_checkpoint, world_comm
+        from .train import CHECKPOINT, evaluate_checkpoint, world_comm
+        if os.path.isdir(args.checkpoint):                   # a run folder: its checkpoint
+            args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT)
         comm = world_comm()
         loss, acc, n = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split,
                                            comm=comm, solver=args.solver,
@@ -338,9 +341,10 @@ def build_parser():
         parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     for add in SUBCOMMANDS:
         add(subparsers)
+    parser.commands = dict(subparsers.choices)              # name -> its parser
     # each command's {dest: flag}, so that errors from the library can name the flag
     parser.flags = {name: {a.dest: a.option_strings[0] for a in sub._actions if a.option_strings}
-                    for name, sub in subparsers.choices.items()}
+                    for name, sub in parser.commands.items()}
     return parser
 
 
@@ -359,12 +363,19 @@ def main(argv=None):
         on the given options, and one too big for the memory, included).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:                                                # the command's usage, not the top's
+        (parser.commands.get(args.command) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2
+    run_dir = args.out if args.command in ("train", "demo") else None
+    made_here = run_dir is not None and not os.path.exists(run_dir)
     try:
         _check_counts(args)
+        if getattr(args, "out", None) == "":                 # os.makedirs('') says ENOENT: ''
+            raise ValueError("--out is empty: name a folder (train, demo) or a file")
         for name in ("plot", "out"):                         # before the work, not after it
             if getattr(args, name, None) and args.command in ("solve", "bench", "plot-scaling"):
                 _check_writable(getattr(args, name), "--" + name,
@@ -378,6 +389,27 @@ def main(argv=None):
                   file=sys.stderr)
         _end_the_mpi_job(2)
         return 2
+    except KeyboardInterrupt:                                # Ctrl-C: a line, not a traceback
+        if made_here:
+            _remove_if_empty(run_dir)                        # nothing written: no folder either
+        print(f"mgrit-gru: interrupted{_INTERRUPTED.get(args.command, '')}", file=sys.stderr)
+        _end_the_mpi_job(130)
+        return 130
+
+
+def _remove_if_empty(folder):
+    """Remove ``folder`` if it is an empty folder (another rank may have removed it first)."""
+    try:
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+    except OSError:
+        pass
+
+
+# what an interrupted command leaves behind
+_INTERRUPTED = {
+    "train": " (--out keeps the last finished epoch, if any: continue with --resume)",
+    "demo": " (--out keeps the last finished epoch, if any)"}
 
 
 def _name_the_flag(error, flags):
@@ -386,8 +418,13 @@ def _name_the_flag(error, flags):
     argument's name ("lr must be a finite number >= 0"); the user typed --lr."""
     message = str(error)
     name, space, rest = message.partition(" ")
-    if space and isinstance(error, ValueError) and name in flags:
+    if not (space and isinstance(error, ValueError)):
+        return message
+    if name in flags:                                        # lr must be ... -> --lr must be
         return f"{flags[name]} {rest}"
+    name, equals, value = name.partition("=")                # backend='cuda' needs -> --backend
+    if equals and name in flags:                             # cuda needs
+        return f"{flags[name]} {value.strip(chr(39))} {rest}"
     return message
 
 

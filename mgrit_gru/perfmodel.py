@@ -408,10 +408,12 @@ def load_results(paths):
     records = []
     for path in paths:
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 text = f.read().strip()
         except OSError as e:
             raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError:                           # an image, an npz, ...
+            raise ValueError(f"{path}: not a bench JSON file (not text)") from None
         if not text:
             continue
         try:

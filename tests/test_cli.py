@@ -152,7 +152,65 @@ def test_abbreviated_flags_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
+    err = capsys.readouterr().err                            # the command's usage, not the top's
+    assert f"mgrit-gru {argv[0]}: error: unrecognized arguments: {argv[-2]}" in err
+    assert f"usage: mgrit-gru {argv[0]} " in err
+
+
+def test_flag_naming_rules():
+    from mgrit_gru.cli import _name_the_flag
+    flags = {"lr": "--lr", "backend": "--backend", "input_size": "--input"}
+    assert _name_the_flag(ValueError("lr must be > 0"), flags) == "--lr must be > 0"
+    assert _name_the_flag(ValueError("input_size must be >= 1"), flags) == "--input must be >= 1"
+    assert _name_the_flag(ValueError("backend='cuda' needs a CUDA GPU"), flags) == \
+        "--backend cuda needs a CUDA GPU"
+    for kept in (ValueError("data/x.npz: no such file"), ValueError("tol must be >= 0"),
+                 OSError("lr must be"), ValueError("lr")):          # unknown, not a ValueError,
+        assert _name_the_flag(kept, flags) == str(kept)             # nothing after the name
+
+
+def test_ctrl_c_is_one_line_exit_130_and_a_new_empty_run_folder_goes(tmp_path, capsys,
+                                                                     monkeypatch):
+    import mgrit_gru.train as tr
+
+    def interrupted(options, out, **kw):
+        os.makedirs(out, exist_ok=True)                      # as train does before epoch 1
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tr, "train_from_options", interrupted)
+    assert main(["train", "--out", str(tmp_path / "new")]) == 130
+    assert capsys.readouterr().err == ("mgrit-gru: interrupted (--out keeps the last finished "
+                                       "epoch, if any: continue with --resume)\n")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()                               # a folder that was there stays
+    assert main(["train", "--out", str(tmp_path / "old")]) == 130
+    assert (tmp_path / "old").is_dir()
+
+
+def test_evaluate_takes_a_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--seq-len", "8", "--num-sequences", "16", "--frame-size", "4",
+                 "--hidden", "3", "--levels", "2", "--cf", "2", "--epochs", "1",
+                 "--no-progress", "--quiet", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    by_folder = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(run / "checkpoint.npz"), "--json"]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert by_folder == by_file and by_file["checkpoint"].endswith("checkpoint.npz")
+    assert main(["evaluate", str(tmp_path)]) == 2            # a folder without a checkpoint
+    assert "checkpoint.npz: no such checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--out", ""], "--out is empty"),
+    (["plot-scaling", "IMG", "--out", "s.png"], "IMG: not a bench JSON file (not text)"),
+])
+def test_empty_out_and_a_binary_bench_file_are_named(argv, message, tmp_path, capsys,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "IMG").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_solve_dt_reaches_mgrit_and_the_serial_reference(capsys):
