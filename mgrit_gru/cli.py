@@ -384,7 +384,8 @@ def main(argv=None):
     # bad input named by the library, a file that cannot be read or written, a solve that
     # diverges, a problem too big for the host or the GPU: one line and exit code 2
     except (ValueError, OSError, MGRITDivergedError, MemoryError) as e:
-        if not isinstance(e, RankFailed):                    # (the failing rank said it)
+        # another rank says it: its error failed this one, or this one's reads the same
+        if not (isinstance(e, RankFailed) or hasattr(e, "same_as_rank")):
             print(f"mgrit-gru: error: {_name_the_flag(e, parser.flags[args.command])}",
                   file=sys.stderr)
         _end_the_mpi_job(2)

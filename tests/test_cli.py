@@ -157,6 +157,19 @@ def test_abbreviated_flags_are_refused(argv, capsys):
     assert f"usage: mgrit-gru {argv[0]} " in err
 
 
+def test_an_error_another_rank_prints_is_not_printed_again(capsys, monkeypatch):
+    """`agreed` marks an error a lower rank also raised (same_as_rank): exit 2, no copy."""
+    import mgrit_gru.diagnostics as diag
+
+    def same_as_rank_0(**kw):
+        e = ValueError("d.npz: 'x' contains NaN")
+        e.same_as_rank = 0
+        raise e
+    monkeypatch.setattr(diag, "solve_and_report", same_as_rank_0)
+    assert main(["solve"]) == 2
+    assert capsys.readouterr().err == ""
+
+
 def test_flag_naming_rules():
     from mgrit_gru.cli import _name_the_flag
     flags = {"lr": "--lr", "backend": "--backend", "input_size": "--input"}

@@ -116,7 +116,9 @@ def agreed(comm, fn):
     """``fn()`` on every rank of the mpi4py communicator ``comm``, with agreement on failure.
 
     If ``fn`` raised on any rank, every rank raises before returning: the failing rank(s) their
-    own exception, the others `RankFailed` quoting the first failing rank's. Without this, a
+    own exception, the others `RankFailed` quoting the first failing rank's. A failing rank whose
+    error reads as a lower rank's (all ranks read the same bad file) marks it ``same_as_rank``
+    (that rank's number), so that only one copy is printed. Without this, a
     rank that met no error would go on (rank 0: to write the run's files, delete an old
     checkpoint) until the failing rank's ``MPI_Abort`` reached it. Every rank must call it (one
     ``allgather``); ``comm=None`` just calls ``fn``.
@@ -129,6 +131,9 @@ def agreed(comm, fn):
         out, err = None, e
     failures = comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
     if err is not None:
+        first = failures.index(failures[comm.Get_rank()])
+        if first < comm.Get_rank():                          # the same error on a lower rank:
+            err.same_as_rank = first                         # the command line says it once
         raise err
     for r, failure in enumerate(failures):
         if failure is not None:
