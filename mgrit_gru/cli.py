@@ -210,7 +210,8 @@ def _train_options(p):
                    help="XBraid's skip (default on)")
     g.add_argument("--bwd-skip", action=argparse.BooleanOptionalAction, default=None,
                    help="skip for the backward solve alone (default: as --skip); with skip one "
-                        "backward iteration's gradient is ~40%% off BPTT, without ~4%%")
+                        "backward iteration's gradient is ~37%% off BPTT, without 3%% (bench "
+                        "--what train-step, T 4096, H 256)")
     g.add_argument("--coarse-input", choices=("inject", "average"))
     g.add_argument("--backend", choices=("numpy", "cuda"),
                    help="numpy (default) or cuda: the GRU steps on one GPU")
