@@ -18,7 +18,9 @@ computes the whole sequence redundantly on every rank: correct, not faster.)
 Checkpoint format (``np.savez``, no pickles): the parameters under their own names
 (``weight_ih_l0``, ..., ``weight_out``, ``bias_out``), the optimiser state (``optim.*``, see
 `mgrit_gru.optim`), ``meta.epoch`` (completed epochs), ``meta.config`` (the `TrainConfig` as
-JSON), ``meta.format``, and the per-step records ``steps.loss``, ``steps.acc``,
+JSON), ``meta.data`` (JSON: T, F, the number of classes and sequences of the data, and for an npz
+file the CRC32 and size of its ``x`` and ``y``; a resume on other data is refused),
+``meta.format``, and the per-step records ``steps.loss``, ``steps.acc``,
 ``steps.fwd_residual``, ``steps.bwd_residual`` (NaN where a solve was serial).
 """
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 from .atomic import atomic_write, save_figure
 from .checks import positive_int
 from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
-    npz_shape, pulse_order, train_test_split
+    npz_checksums, npz_shape, pulse_order, train_test_split
 from .mgrit import MGRITDivergedError, agreed
 from .mgrit.hierarchy import Hierarchy
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
@@ -68,7 +70,9 @@ class TrainConfig:
     (default 256 for the built-in tasks; an npz file's own T; required for frame folders).
     ``num_sequences``, ``num_classes``, ``frame_size`` and ``noise`` shape the built-in tasks
     (``frame_size`` is also the frame size frame folders are resized to; ``projection_dim`` an
-    optional random projection of their frames, ``cache_dir`` their decoded-frame cache).
+    optional random projection of their frames, ``cache_dir`` their decoded-frame cache). A
+    checkpoint's config holds the data's own number of classes as ``num_classes``, whatever
+    the kind of data.
     ``test_fraction`` of the sequences (seeded split) is held out.
 
     Model: ``hidden``, ``layers``, ``cell``, ``dt``. Solver: ``solver`` and the MGRIT options
@@ -202,7 +206,8 @@ class Dataset:
 
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
-              projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False):
+              projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False,
+              training=True):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
@@ -210,6 +215,9 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
     frames, an ``.npz`` file is read and a frame folder decoded for only those rows (``x`` is then
     (N, stop - start, F)); the pulse task ignores it and returns every row.
     ``progress``: a bar while a frame folder is decoded (minutes for thousands of videos).
+    ``training``: the data must hold at least two classes, and an npz file's labels must be
+    class indices, not sparse ids (its largest label sets the model's outputs); False (data to
+    evaluate a trained model on) accepts any non-negative labels.
     """
     kind, arg = _data_kind(spec)
     if kind == "synthetic":
@@ -229,9 +237,9 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         if seq_len is not None and T is not None and seq_len != T:
             raise ValueError(f"{arg}: sequences have T = {T} steps but seq_len = "
                              f"{seq_len} was asked for (leave --seq-len out for npz data)")
-        x, y = load_npz(arg, time_window=time_window)
+        x, y = load_npz(arg, time_window=time_window, min_classes=2 if training else 1)
         C, present = int(y.max()) + 1, len(np.unique(y))
-        if present < C / 2:                                  # ids, not classes: a C-way head
+        if training and present < C / 2:                     # ids, not classes: a C-way head
             raise ValueError(f"{arg}: labels run to {C - 1} but only {present} distinct values "
                              f"occur; the model would get {C} outputs. Relabel them 0..K-1 "
                              "(np.unique(y, return_inverse=True)[1])")
@@ -242,7 +250,8 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
                          "resampling)")
     x, y, names = load_frame_folder(arg, seq_len, size=(frame_size, frame_size),
                                     projection_dim=projection_dim, seed=seed, cache_dir=cache_dir,
-                                    progress=progress, time_window=time_window)
+                                    progress=progress, time_window=time_window,
+                                    min_classes=2 if training else 1)
     return x, y, max(len(names), 2), f"{arg}: {x.shape[0]} videos x {seq_len} frames x " \
                                      f"{x.shape[2]} features, classes {names}"
 
@@ -262,23 +271,25 @@ def _check_backend_ranks(cfg, comm):
                          f"{comm.Get_size()} MPI ranks: run it without mpiexec")
 
 
-def prepare_data(cfg, comm=None, progress=False):
+def prepare_data(cfg, comm=None, progress=False, training=True):
     """Load the data set of ``cfg``, split it (seeded) and keep this rank's time rows
-    (``progress``: rank 0 shows a bar while a frame folder is decoded).
+    (``progress``: rank 0 shows a bar while a frame folder is decoded; ``training``: see
+    `load_data`).
 
     Under MPI each rank reads and checks only its own rows, so one rank may meet an error (a NaN
     in its rows) that the others do not: the ranks agree (`agreed`) before any returns, and then
     every rank raises, so that no rank goes on to write or delete the run's files.
     """
-    return agreed(comm, lambda: _prepare_data(cfg, comm, progress))
+    return agreed(comm, lambda: _prepare_data(cfg, comm, progress, training))
 
 
-def _prepare_data(cfg, comm, progress):
+def _prepare_data(cfg, comm, progress, training=True):
     rank = 0 if comm is None else comm.Get_rank()
     kind, source = _data_kind(cfg.data)
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
-                projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed)
+                projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed,
+                training=training)
     window = None
     if kind == "synthetic":                                  # render only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
@@ -385,13 +396,16 @@ def evaluate_arrays(params, x, y, opts, comm=None, batch_size=256, start=0, seq_
 # ----------------------------------------------------------------------------------------------
 # checkpoints and metrics
 # ----------------------------------------------------------------------------------------------
-def save_checkpoint(path, params, optimizer, epoch, cfg, steps):
-    """Write the checkpoint atomically (temporary file in the same folder, then rename)."""
+def save_checkpoint(path, params, optimizer, epoch, cfg, steps, data=None):
+    """Write the checkpoint atomically (temporary file in the same folder, then rename);
+    ``data``: the record of the run's data (``meta.data``, see `train`), if any."""
     arrays = {k: v for k, v in params.items()}
     arrays.update(optimizer.state_dict("optim."))
     arrays["meta.format"] = np.array(FORMAT, dtype=np.int64)
     arrays["meta.epoch"] = np.array(epoch, dtype=np.int64)
     arrays["meta.config"] = np.array(json.dumps(cfg.to_dict(), sort_keys=True))
+    if data is not None:
+        arrays["meta.data"] = np.array(json.dumps(data))
     for k in STEP_KEYS:
         arrays[f"steps.{k}"] = np.asarray(steps[k], dtype=np.float64)
     atomic_savez(path, **arrays)
@@ -399,13 +413,15 @@ def save_checkpoint(path, params, optimizer, epoch, cfg, steps):
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: parameters, optimiser state, completed epochs, config, step records."""
+    """A loaded checkpoint: parameters, optimiser state, completed epochs, config, step records,
+    and the record of the run's data (``data``; None in checkpoints of older versions)."""
 
     params: dict
     optim_state: dict
     epoch: int
     config: TrainConfig
     steps: dict = field(default_factory=dict)
+    data: dict | None = None
 
 
 def load_checkpoint(path):
@@ -430,7 +446,8 @@ def load_checkpoint(path):
     params = {k: v for k, v in arrays.items() if "." not in k}
     optim_state = {k: v for k, v in arrays.items() if k.startswith("optim.")}
     steps = {k: list(arrays[f"steps.{k}"]) for k in STEP_KEYS if f"steps.{k}" in arrays}
-    return Checkpoint(params, optim_state, int(arrays["meta.epoch"]), cfg, steps)
+    data = json.loads(str(arrays["meta.data"])) if "meta.data" in arrays else None
+    return Checkpoint(params, optim_state, int(arrays["meta.epoch"]), cfg, steps, data)
 
 
 def read_metrics(out):
@@ -552,10 +569,92 @@ def _absolute_data(spec):
     return spec if source is None else f"{kind}:{os.path.abspath(source)}"
 
 
-def _mismatch(a, b):
+def _mismatch(a, b, other_file=False):
+    """The options of config ``a`` that differ from checkpoint config ``b`` and may not.
+
+    A checkpoint records the data's own number of classes as ``num_classes`` (only synthetic
+    data takes it as an option). ``other_file``: another npz file may stand in for ``b``'s
+    (the comparison with the checkpoint's data record decides)."""
     da, db = a.to_dict(), b.to_dict()
     da["data"], db["data"] = _absolute_data(da["data"]), _absolute_data(db["data"])
-    return sorted(k for k in da if k not in TrainConfig.RESUMABLE and da[k] != db[k])
+    kind_a, kind_b = _data_kind(da["data"])[0], _data_kind(db["data"])[0]
+    free = set(TrainConfig.RESUMABLE)
+    if kind_a == kind_b != "synthetic":
+        free.add("num_classes")
+    if kind_a == kind_b == "npz" and other_file:
+        free.add("data")
+    return sorted(k for k in da if k not in free and da[k] != db[k])
+
+
+_DATA_FIELDS = ("T", "F", "classes", "sequences")
+
+
+def _data_record(data, spec):
+    """What a checkpoint records of its run's data (``meta.data``): T, F, the numbers of classes
+    and sequences, and for an npz file the CRC32 and size of ``x`` and ``y`` (`npz_checksums`)."""
+    record = {"T": int(data.seq_len), "F": int(data.input_size),
+              "classes": int(data.num_classes), "sequences": len(data.y_train) + len(data.y_test)}
+    kind, source = _data_kind(spec)
+    if kind == "npz":
+        record["members"] = npz_checksums(source)
+    return record
+
+
+def _data_changes(now, then):
+    """How data record ``now`` differs from a checkpoint's ``then``, as phrases ("T 64
+    (checkpoint: 32)"); empty for the same data. What ``then`` lacks is not compared."""
+    changes = [f"{k} {now.get(k)} (checkpoint: {then[k]})" for k in _DATA_FIELDS
+               if k in then and now.get(k) != then[k]]
+    if changes:                                              # (the CRCs differ too, surely)
+        return changes
+    for name, was in then.get("members", {}).items():
+        got = now.get("members", {}).get(name)
+        if got is not None and list(got) != list(was):
+            changes.append(f"{name} CRC32 {got[0]:08x}, {got[1]} bytes (checkpoint: "
+                           f"{was[0]:08x}, {was[1]} bytes)")
+    return changes
+
+
+def _same_npz(spec, ckpt):
+    """Whether ``spec`` names an npz file whose x and y are the checkpoint's recorded ones (a
+    moved or copied data file); False where the checkpoint records no checksums."""
+    kind, source = _data_kind(spec)
+    members = (ckpt.data or {}).get("members")
+    if kind != "npz" or _data_kind(ckpt.config.data)[0] != "npz" or members is None \
+            or not os.path.isfile(source):
+        return False
+    try:
+        return npz_checksums(source) == members              # (JSON: lists, as it gives)
+    except ValueError:                                       # not an npz: the loader says so
+        return False
+
+
+def _check_run_data(spec, ckpt, where, moved_ok):
+    """ValueError when ``spec`` is the checkpoint's data and its file or folder is gone: said as
+    such, with the way on (a plain "no such file" named neither). ``moved_ok``: another path
+    to the data may be given with --data."""
+    kind, source = _data_kind(spec)
+    if source is None or _absolute_data(spec) != _absolute_data(ckpt.config.data):
+        return
+    source = os.path.abspath(source)
+    if os.path.isfile(source) if kind == "npz" else os.path.isdir(source):
+        return
+    what = "file" if kind == "npz" else "folder"
+    if moved_ok:
+        how = f"if it was moved, pass --data {kind}:{'NEWPATH' if kind == 'npz' else 'NEWROOT'}"
+    elif kind == "npz":
+        how = ("this checkpoint (of an older version) does not record what the data was, so "
+               "it resumes on that path only: put the file back there")
+    else:
+        how = "put it (or a link to it) back at that path to resume"
+    raise ValueError(f"{where}: the run's data {what} {source} (recorded in the checkpoint) is "
+                     f"missing; {how}")
+
+
+def _data_name(spec):
+    """The data's file or folder as an absolute path, or the built-in task's name."""
+    source = _data_kind(spec)[1]
+    return spec if source is None else os.path.abspath(source)
 
 
 def _bar(iterable=None, rank=0, progress=True, **kw):
@@ -585,7 +684,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         Run folder for ``metrics.jsonl``, ``checkpoint.npz`` and the plots (rank 0 writes).
     resume : bool
         Continue the run in ``out`` from its checkpoint up to ``config.epochs`` epochs in total;
-        the options must equal the checkpoint's (except ``epochs``).
+        the options must equal the checkpoint's (except ``epochs``, ``cache_dir`` and
+        ``backend``), and the data must be what the checkpoint records (T, F, classes,
+        sequences; an npz file's checksums, under which another npz path is accepted).
     overwrite : bool
         Start afresh even if ``out`` holds a checkpoint (otherwise that is an error).
     comm : mpi4py communicator, optional
@@ -627,11 +728,13 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
                 raise ValueError(f"{ckpt_path}: no checkpoint to resume (run without --resume "
                                  "/ resume=True)")
             ckpt = load_checkpoint(ckpt_path)
-            bad = _mismatch(cfg, ckpt.config)
+            bad = _mismatch(cfg, ckpt.config, other_file=ckpt.data is not None)
             if bad:
                 raise ValueError(f"{ckpt_path}: options differ from the checkpoint's: " +
                                  ", ".join(f"{k}={getattr(cfg, k)!r} (checkpoint: "
                                            f"{getattr(ckpt.config, k)!r})" for k in bad))
+            _check_run_data(cfg.data, ckpt, ckpt_path, moved_ok=_data_kind(cfg.data)[0] == "npz"
+                            and ckpt.data is not None)
         elif os.path.isfile(ckpt_path) and not overwrite:
             raise ValueError(f"{ckpt_path} exists: pass --resume (resume=True) to continue "
                              "that run, --overwrite (overwrite=True) to start afresh, or another "
@@ -644,6 +747,14 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
+    data_record = _data_record(data, cfg.data)
+    changes = [] if ckpt is None or ckpt.data is None else _data_changes(data_record, ckpt.data)
+    if changes:                                              # (T, F, classes: before the model)
+        now, then = _data_name(cfg.data), _data_name(ckpt.config.data)
+        raise ValueError(f"{ckpt_path}: " + (
+            f"the data in {now} no longer matches the checkpoint's: " if now == then else
+            f"{now} holds other data than the run was trained on ({then}): ")
+            + ", ".join(changes))
     opts = cfg.solver_options()
     if cfg.solver == "mgrit":                                # and the hierarchy for this T
         Hierarchy(data.seq_len, cfg.cf, cfg.levels, rank=rank,
@@ -672,7 +783,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     # afresh into a folder with an old run (--overwrite): the old run stays whole until this
     # one has an epoch to replace it with (a run that fails in its first epoch loses nothing)
     replace_old = ckpt is None and out is not None and rank == 0
-    saved_cfg = replace(cfg, data=_absolute_data(cfg.data))
+    saved_cfg = replace(cfg, data=_absolute_data(cfg.data),   # (the new path, if it moved)
+                        num_classes=cfg.num_classes if _data_kind(cfg.data)[0] == "synthetic"
+                        else data.num_classes)                  # the data's own, not the option
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "
         f"GRU {cfg.layers}x{cfg.hidden} {cfg.cell}; solver {cfg.solver}"
@@ -734,7 +847,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         elif out is not None and rank == 0:                  # metrics first, then the checkpoint:
             _append_metrics(out, record)                     # resume drops lines past it
         if out is not None and rank == 0:
-            save_checkpoint(ckpt_path, params, optimizer, epoch, saved_cfg, steps)
+            save_checkpoint(ckpt_path, params, optimizer, epoch, saved_cfg, steps, data_record)
     epochs_bar.close()
     paths = ()
     if out is not None and rank == 0 and plots and history:
@@ -749,13 +862,21 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     """``(loss, accuracy, n)`` of a checkpoint's model on a data set.
 
     ``data`` defaults to the run's own data; ``split`` ("test", "train" or "all") defaults to
-    "test" for the run's own data and "all" for other data. ``solver_overrides`` (``solver``,
-    ``fwd_iters``, ...) change how the forward pass is computed.
+    "test" for the run's own data and "all" for other data. An npz file the checkpoint's record
+    shows to hold the run's data (a moved copy) counts as the run's own; the run's own file
+    that has changed since (by that record) has no "test" or "train" split of the run's, only
+    "all". ``solver_overrides`` (``solver``, ``fwd_iters``, ...) change how the forward pass
+    is computed.
     """
+    path = os.fspath(path)
     ck = load_checkpoint(path)
     cfg_d = ck.config.to_dict()
     cfg_d.update({k: v for k, v in solver_overrides.items() if v is not None})
     own = data is None or _absolute_data(data) == _absolute_data(ck.config.data)
+    if own:
+        _check_run_data(ck.config.data, ck, path, moved_ok=True)
+    else:
+        own = _same_npz(data, ck)
     if data is not None:
         cfg_d["data"] = data
     split = split or ("test" if own else "all")
@@ -775,7 +896,13 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     if comm is not None:                     # first: an error on one rank (say, a NaN in its rows
         from .mgrit import MPIComm           # of the data) then ends the job, as in train()
         comm_w = MPIComm(comm)
-    d = prepare_data(cfg, comm)
+    d = prepare_data(cfg, comm, training=False)
+    if own and split != "all" and ck.data is not None:
+        changes = _data_changes(_data_record(d, cfg.data), ck.data)
+        if changes:
+            raise ValueError(f"{path}: the data in {_data_name(cfg.data)} no longer matches the "
+                             f"checkpoint's: {', '.join(changes)}; its {split} split is not the "
+                             "run's any more (--split all evaluates on all of it)")
     x, y = {"test": (d.x_test, d.y_test), "train": (d.x_train, d.y_train),
             "all": (d.x_train, d.y_train)}[split]
     F = ck.params["weight_ih_l0"].shape[1]

@@ -4,13 +4,14 @@ import io
 import os
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from mgrit_gru.data import (batches, load_frame_folder, load_npz, moving_objects, noisy_sum_sign,
-                            npz_shape, pulse_order, save_npz, train_test_split)
+                            npz_checksums, npz_shape, pulse_order, save_npz, train_test_split)
 from mgrit_gru.data import frames as frames_mod
 from mgrit_gru.data.files import _read_rows
 
@@ -191,6 +192,47 @@ def test_load_npz_errors_name_file_and_problem(tmp_path, arrays, kwargs, message
     with pytest.raises(ValueError, match=message) as err:
         load_npz(path, **kwargs)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("label", [0, 3])
+def test_load_npz_refuses_one_class_unless_asked(tmp_path, label):
+    """One class trained a 2-output model to nonsense accuracy; a file of one class's examples
+    is still fine to save, and to load for evaluating a model on (min_classes=1)."""
+    path = tmp_path / "one.npz"
+    x, y = np.zeros((5, 4, 2)), np.full(5, label)
+    save_npz(path, x, y)
+    with pytest.raises(ValueError) as err:
+        load_npz(path)
+    assert str(err.value) == (f"{path}: 'y' has one class ({label}); a classifier needs labels "
+                              "of at least 2 classes")
+    with pytest.raises(ValueError, match="one class"):
+        load_npz(path, time_window=(1, 3))                  # (the MPI ranks' way in)
+    x2, y2 = load_npz(path, min_classes=1)
+    np.testing.assert_array_equal(y2, y)
+    np.savez(path, x=x, y=np.array([0, 1, 1, 0, 1]))
+    assert load_npz(path)[1].tolist() == [0, 1, 1, 0, 1]     # two classes: the default's least
+    with pytest.raises(ValueError, match=r"'y' has only 2 classes \(0, 1\); .* at least 3"):
+        load_npz(path, min_classes=3)
+    with pytest.raises(ValueError, match="min_classes must be a positive integer, got 0"):
+        load_npz(path, min_classes=0)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_checksums_are_the_crc32_of_each_arrays_npy_bytes(tmp_path, save):
+    x, y = np.arange(24.0).reshape(2, 3, 4), np.array([0, 1])
+    save(tmp_path / "d.npz", x=x, y=y, class_names=np.array(["a", "b"]))
+    want = {}
+    for name, a in (("x.npy", x), ("y.npy", y)):
+        buf = io.BytesIO()
+        np.save(buf, a)                                      # the bytes np.savez stores
+        want[name] = [zlib.crc32(buf.getvalue()), len(buf.getvalue())]
+    assert npz_checksums(tmp_path / "d.npz") == want         # compressed or not: the same
+    x[1, 2, 3] += 1                                          # one value changed
+    save(tmp_path / "d.npz", x=x, y=y)
+    got = npz_checksums(tmp_path / "d.npz")
+    assert got["y.npy"] == want["y.npy"] and got["x.npy"][0] != want["x.npy"][0]
+    with pytest.raises(ValueError, match="no such file"):
+        npz_checksums(tmp_path / "none.npz")
 
 
 def test_load_npz_missing_or_corrupt_file(tmp_path):
@@ -449,6 +491,18 @@ def test_an_unreadable_cache_entry_is_decoded_again(video_root, tmp_path, junk):
         np.testing.assert_array_equal(f["x"], x1)
 
 
+def test_frame_folder_of_one_class_is_refused_unless_asked(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "run" / "v1", [10, 20])
+    write_video(root / "run" / "v2", [30])
+    with pytest.raises(ValueError) as err:
+        load_frame_folder(root, seq_len=2, size=(2, 2))
+    assert str(err.value) == (f"{root}: one class folder (run); a classifier needs at least 2 "
+                              "classes (one folder per class)")
+    x, y, names = load_frame_folder(root, seq_len=2, size=(2, 2), min_classes=1)
+    assert names == ["run"] and y.tolist() == [0, 0] and x.shape == (2, 2, 4)
+
+
 def test_frame_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_frame_folder(tmp_path / "missing", 4)
@@ -467,7 +521,7 @@ def test_frame_folder_errors(tmp_path):
     write_video(root2 / "cls" / "vid", [1, 2, 3])
     (root2 / "cls" / "vid" / "frame2.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(ValueError, match="frame2.png: cannot read image"):
-        load_frame_folder(root2, 3)
+        load_frame_folder(root2, 3, min_classes=1)
     with pytest.raises(ValueError, match="seq_len"):
         load_frame_folder(root2, 0)
 
@@ -572,7 +626,7 @@ def test_frames_size_is_height_width_and_rgb_channel_order(tmp_path):
     v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True)
     a = np.zeros((8, 6, 3), np.uint8); a[:4, :, 0] = 255; a[:, :, 2] = 100   # top half red
     Image.fromarray(a).save(v / "f1.png")
-    x, _, _ = load_frame_folder(tmp_path / "r", 1, size=(2, 3), grayscale=False)
+    x, _, _ = load_frame_folder(tmp_path / "r", 1, size=(2, 3), grayscale=False, min_classes=1)
     img = x[0, 0].reshape(2, 3, 3)
     assert np.all(img[0, :, 0] > 0.7) and np.all(img[1, :, 0] < 0.3)
     np.testing.assert_allclose(img[..., 2], 100 / 255, atol=0.02)
@@ -595,7 +649,7 @@ def test_cache_key_depends_on_every_option(tmp_path, monkeypatch):
     v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True); Image.new("RGB", (4, 4)).save(v / "f.png")
     cache = tmp_path / "cache"
     for kw in ({}, {"grayscale": False}, {"size": (2, 2)}, {"projection_dim": 3}, {"projection_dim": 3, "seed": 1}):
-        load_frame_folder(tmp_path / "r", 2, cache_dir=cache, **kw)
+        load_frame_folder(tmp_path / "r", 2, cache_dir=cache, min_classes=1, **kw)
     assert len(os.listdir(cache)) == 5
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from mgrit_gru import cli
 from mgrit_gru import train as tr
+from mgrit_gru.data import npz_checksums
 from mgrit_gru.model import SolverOptions, forward_backward, init_classifier, split_params
 from mgrit_gru.optim import Adam
 
@@ -272,7 +273,9 @@ def test_a_run_on_a_relative_data_path_resumes_and_evaluates_from_anywhere(tmp_p
     res = tr.train(data=f"npz:{tmp_path / 'a' / 'd.npz'}", out="a/run", resume=True, epochs=2,
                    **small)
     assert [r["epoch"] for r in res.history] == [1, 2]
-    with pytest.raises(ValueError, match="options differ from the checkpoint's: data="):
+    with pytest.raises(ValueError, match=r"a/e.npz holds other data than the run was trained on "
+                                         r"\(.*a/d.npz\): x.npy CRC32 [0-9a-f]{8}, 6272 bytes "
+                                         r"\(checkpoint: [0-9a-f]{8}, 6272 bytes\)$"):
         tr.train(data="npz:a/e.npz", out="a/run", resume=True, epochs=3, **small)
 
 
@@ -387,6 +390,170 @@ def test_npz_and_frame_folder_data(tmp_path):
     res = tr.train(data=f"frames:{tmp_path / 'frames'}", seq_len=8, frame_size=4, hidden=4,
                    batch_size=4, levels=2, cf=2, epochs=1, progress=False, verbose=False)
     assert res.params["weight_ih_l0"].shape == (12, 16)
+
+
+# npz runs: a small two-class file, and the options of a quick run on it
+NPZ_RUN = ["--hidden", "4", "--levels", "2", "--cf", "4", "--batch-size", "8", "--no-progress",
+           "--quiet"]
+
+
+def _write_npz(path, N=24, T=16, F=2, C=2, seed=0):
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.normal(size=(N, T, F)), y=np.arange(N) % C)
+
+
+def test_data_of_one_class_is_refused_for_training_not_for_evaluation(tmp_path, capsys):
+    """One class used to train a 2-output model ("1 classes") to a meaningless accuracy."""
+    x = np.random.default_rng(0).normal(size=(40, 8, 3))
+    np.savez(tmp_path / "onecls.npz", x=x, y=np.zeros(40, int))
+    out = tmp_path / "r"
+    assert cli.main(["train", "--data", f"npz:{tmp_path / 'onecls.npz'}", *NPZ_RUN,
+                     "--epochs", "1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"mgrit-gru: error: {tmp_path / 'onecls.npz'}: 'y' has "
+                                       "one class (0); a classifier needs labels of at least 2 "
+                                       "classes\n")
+    assert not out.exists()
+    from PIL import Image
+    for v in range(2):                                       # frame folders: one class folder
+        (tmp_path / "frames" / "run" / f"v{v}").mkdir(parents=True)
+        Image.new("L", (4, 4), 10 * v).save(tmp_path / "frames" / "run" / f"v{v}" / "0.png")
+    with pytest.raises(ValueError, match="frames: one class folder \\(run\\); a classifier "
+                                         "needs at least 2 classes"):
+        tr.train(data=f"frames:{tmp_path / 'frames'}", seq_len=2, frame_size=2, hidden=4,
+                 levels=2, cf=2, epochs=1, progress=False)
+    # a model of two classes evaluated on each class's examples alone: every sequence is
+    # predicted as one of the two, so the accuracies add up to 1
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 2)
+    tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), epochs=1, hidden=4, levels=2,
+             cf=4, batch_size=8, progress=False, verbose=False)
+    acc = []
+    for label in (0, 1):
+        np.savez(tmp_path / "cls.npz", x=x, y=np.full(40, label))
+        loss, a, n = tr.evaluate_checkpoint(out / "checkpoint.npz",
+                                            data=f"npz:{tmp_path / 'cls.npz'}")
+        assert n == 40 and np.isfinite(loss)
+        acc.append(a)
+    assert acc[0] + acc[1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(T=32), "T 32 (checkpoint: 16)"),
+    (dict(F=3), "F 3 (checkpoint: 2)"),
+    (dict(C=3), "classes 3 (checkpoint: 2)"),
+    (dict(N=30), "sequences 30 (checkpoint: 24)"),
+    (dict(seed=1), "x.npy CRC32 "),                          # same shapes, other values
+])
+def test_resume_refuses_an_npz_file_changed_since_the_checkpoint(tmp_path, capsys, change,
+                                                                message):
+    """A changed T resumed silently (no longer the uninterrupted run); a changed F or class
+    count failed with "parameter 'weight_ih_l0' does not fit the model"."""
+    data, out = tmp_path / "d.npz", tmp_path / "runs" / "chg"
+    _write_npz(data)
+    assert cli.main(["train", "--data", f"npz:{data}", *NPZ_RUN, "--epochs", "1",
+                     "--out", str(out)]) == 0
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    _write_npz(data, **change)
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"the data in {data} no longer matches the checkpoint's: {message}" in err
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before   # untouched
+    with pytest.raises(ValueError, match="no longer matches the checkpoint's: .*; its test "
+                                         "split is not the run's any more"):
+        tr.evaluate_checkpoint(out / "checkpoint.npz")
+    if not {"F", "C"} & set(change):                         # (a model of 2 inputs, 2 classes)
+        assert tr.evaluate_checkpoint(out / "checkpoint.npz", split="all")[2] == \
+            change.get("N", 24)
+    _write_npz(data)                                         # the same data again: resumes
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert [r["epoch"] for r in tr.read_metrics(out)] == [1, 2]
+
+
+def test_a_moved_npz_file_resumes_from_its_new_path_and_other_data_is_refused(tmp_path, capsys,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_npz(tmp_path / "d.npz")
+    shutil.copy(tmp_path / "d.npz", tmp_path / "orig.npz")
+    for name, epochs in (("moved", "1"), ("whole", "2")):   # the same run, once uninterrupted
+        assert cli.main(["train", "--data", "npz:d.npz", *NPZ_RUN, "--epochs", epochs,
+                         "--out", name]) == 0
+    ck = tmp_path / "moved" / "checkpoint.npz"
+    own = tr.evaluate_checkpoint(ck)
+    os.rename("d.npz", "d_moved.npz")
+    assert cli.main(["train", "--out", "moved", "--resume", "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"mgrit-gru: error: moved/checkpoint.npz: the run's data file {tmp_path / 'd.npz'} "
+        "(recorded in the checkpoint) is missing; if it was moved, pass --data npz:NEWPATH\n")
+    with pytest.raises(ValueError, match="data file .*d.npz .* is missing; if it was moved, pass "
+                                         "--data npz:NEWPATH"):
+        tr.evaluate_checkpoint(ck)
+    # evaluate: the moved file is the run's own data (its test split, as before the move)
+    assert tr.evaluate_checkpoint(ck, data="npz:d_moved.npz") == own
+    _write_npz(tmp_path / "other.npz", seed=1)              # same shapes, other values
+    assert cli.main(["train", "--out", "moved", "--resume", "--epochs", "2",
+                     "--data", "npz:other.npz"]) == 2
+    assert (f"{tmp_path / 'other.npz'} holds other data than the run was trained on "
+            f"({tmp_path / 'd.npz'}): x.npy CRC32") in capsys.readouterr().err
+    assert tr.evaluate_checkpoint(ck, data="npz:other.npz")[2] == 24   # other data: all of it
+    assert cli.main(["train", "--out", "moved", "--resume", "--epochs", "2",
+                     "--data", "npz:d_moved.npz"]) == 0
+    assert tr.load_checkpoint(ck).config.data == f"npz:{tmp_path / 'd_moved.npz'}"   # new path
+    a, b = _ckpt_arrays(ck), _ckpt_arrays(tmp_path / "whole" / "checkpoint.npz")
+    for k in b:                                              # = the uninterrupted run
+        if k not in ("meta.config",):
+            assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
+    # a recompressed copy holds the same arrays: accepted too (the CRCs are the data's)
+    with np.load("orig.npz") as f:
+        np.savez_compressed("packed.npz", x=f["x"], y=f["y"])
+    assert cli.main(["train", "--out", "moved", "--resume", "--epochs", "3",
+                     "--data", "npz:packed.npz"]) == 0
+
+
+def test_a_moved_frame_folder_is_named_as_the_checkpoints(tmp_path):
+    from PIL import Image
+    for c in ("jump", "run"):
+        for v in range(2):
+            d = tmp_path / "frames" / c / f"v{v}"
+            d.mkdir(parents=True)
+            Image.new("L", (4, 4), 40 * v).save(d / "0.png")
+    small = dict(seq_len=2, frame_size=2, hidden=4, levels=2, cf=2, batch_size=2,
+                 progress=False, verbose=False)
+    tr.train(data=f"frames:{tmp_path / 'frames'}", out=str(tmp_path / "r"), epochs=1, **small)
+    os.rename(tmp_path / "frames", tmp_path / "moved")
+    with pytest.raises(ValueError) as err:
+        tr.train(data=f"frames:{tmp_path / 'frames'}", out=str(tmp_path / "r"), resume=True,
+                 epochs=2, **small)
+    assert str(err.value) == (f"{tmp_path / 'r' / 'checkpoint.npz'}: the run's data folder "
+                              f"{tmp_path / 'frames'} (recorded in the checkpoint) is missing; "
+                              "put it (or a link to it) back at that path to resume")
+
+
+def test_an_older_checkpoint_without_a_data_record_still_resumes(tmp_path):
+    """Checkpoints of earlier versions have no meta.data and num_classes 4 for npz data: they
+    load and resume (nothing to compare), and a moved file cannot stand in for theirs."""
+    _write_npz(tmp_path / "d.npz", C=3)
+    small = dict(hidden=4, levels=2, cf=4, batch_size=8, progress=False, verbose=False)
+    out = tmp_path / "r"
+    tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), epochs=1, **small)
+    ck = tr.load_checkpoint(out / "checkpoint.npz")
+    assert ck.config.num_classes == 3                        # the data's, not the option's 4
+    assert ck.data == {"T": 16, "F": 2, "classes": 3, "sequences": 24,
+                       "members": npz_checksums(tmp_path / "d.npz")}
+    arrays = _ckpt_arrays(out / "checkpoint.npz")            # as an earlier version wrote it
+    del arrays["meta.data"]
+    arrays["meta.config"] = np.array(json.dumps({**ck.config.to_dict(), "num_classes": 4}))
+    np.savez(out / "checkpoint.npz", **arrays)
+    assert tr.load_checkpoint(out / "checkpoint.npz").data is None
+    res = tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), resume=True, epochs=2,
+                   **small)
+    assert [r["epoch"] for r in res.history] == [1, 2]
+    assert tr.load_checkpoint(out / "checkpoint.npz").data == ck.data   # recorded from now on
+    np.savez(out / "checkpoint.npz", **arrays)               # the old one again, file moved
+    os.rename(tmp_path / "d.npz", tmp_path / "e.npz")
+    with pytest.raises(ValueError, match="does not record what the data was, so it resumes on "
+                                         "that path only: put the file back there"):
+        tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), resume=True, epochs=2, **small)
+    with pytest.raises(ValueError, match="options differ from the checkpoint's: data="):
+        tr.train(data=f"npz:{tmp_path / 'e.npz'}", out=str(out), resume=True, epochs=2, **small)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Every loader returns ``x`` (N, T, F) and integer labels ``y`` (N,); `batches` tu
 time-major (T, B, F) batches the GRU takes.
 """
 from .synthetic import (moving_objects, pulse_order, noisy_sum_sign, train_test_split, batches)
-from .files import load_npz, npz_shape, save_npz, atomic_savez
+from .files import load_npz, npz_checksums, npz_shape, save_npz, atomic_savez
 from .frames import load_frame_folder
 
 __all__ = ["moving_objects", "pulse_order", "noisy_sum_sign", "train_test_split", "batches",
-           "load_npz", "npz_shape", "save_npz", "atomic_savez", "load_frame_folder"]
+           "load_npz", "npz_checksums", "npz_shape", "save_npz", "atomic_savez",
+           "load_frame_folder"]

@@ -7,7 +7,8 @@ File format (``np.savez`` / `save_npz`, no pickled objects):
   ``frames.reshape(N, T, -1)``. An array of shape (N, T) is read as one feature per step
   (F = 1).
 - ``y``: integer array of shape (N,) with class indices 0..C-1 (C = max(y) + 1 unless
-  ``num_classes`` is given).
+  ``num_classes`` is given), of at least two distinct classes (a classifier's data; `load_npz`
+  takes ``min_classes=1`` for, e.g., one class's examples to evaluate a model on).
 
 Any other keys (e.g. ``class_names``) are ignored by `load_npz`.
 
@@ -32,9 +33,10 @@ from ..atomic import atomic_write
 from ..checks import check_time_window, float_dtype, positive_int
 
 
-def _validate(x, y, where, num_classes=None, step0=0):
+def _validate(x, y, where, num_classes=None, step0=0, min_classes=1):
     """Check x (N, T, F) or (N, T), y (N,); return (x, y) with x 3-D and y int64 (``step0``:
-    the time step of x's first row, when x is a window of the file's rows)."""
+    the time step of x's first row, when x is a window of the file's rows; ``min_classes``: the
+    fewest distinct labels accepted)."""
     x, y = np.asarray(x), np.asarray(y)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.floating)
                                  or np.issubdtype(x.dtype, np.integer)):
@@ -62,6 +64,11 @@ def _validate(x, y, where, num_classes=None, step0=0):
     y = y.astype(np.int64)
     if y.min() < 0:
         raise ValueError(f"{where}: 'y' has negative labels (min {y.min()}); labels are 0..C-1")
+    present = np.unique(y)
+    if len(present) < min_classes:
+        which = "one class" if len(present) == 1 else f"only {len(present)} classes"
+        raise ValueError(f"{where}: 'y' has {which} ({', '.join(map(str, present))}); a "
+                         f"classifier needs labels of at least {min_classes} classes")
     if num_classes is not None and y.max() >= num_classes:
         raise ValueError(f"{where}: 'y' has label {y.max()} out of range for "
                          f"num_classes = {num_classes}")
@@ -105,6 +112,29 @@ def _npy_header(f):
     except ValueError:
         pass
     return None                                              # (3, 0) or damaged: np.load decides
+
+
+def npz_checksums(path):
+    """CRC32 and size of the ``x`` and ``y`` arrays of an ``.npz`` file, from the archive's
+    central directory (no array is read).
+
+    The CRC32 covers a member's uncompressed bytes (the .npy header and the data), so the same
+    arrays saved with ``np.savez`` or ``np.savez_compressed`` give the same result.
+
+    Returns
+    -------
+    dict
+        ``{"x.npy": [crc32, size], "y.npy": [crc32, size]}`` (size: uncompressed bytes).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, as `load_npz` does, when it is missing, not an .npz, or lacks x or y.
+    """
+    path = os.fspath(path)
+    with _open_npz(path) as zf:
+        return {name: [zf.getinfo(name).CRC, zf.getinfo(name).file_size]
+                for name in ("x.npy", "y.npy")}
 
 
 def npz_shape(path):
@@ -179,7 +209,7 @@ def _read_rows(zf, start, stop):
         return x
 
 
-def load_npz(path, num_classes=None, dtype=None, time_window=None):
+def load_npz(path, num_classes=None, dtype=None, time_window=None, min_classes=2):
     """Load and validate a sequence-classification data set from an ``.npz`` file.
 
     Parameters
@@ -195,6 +225,9 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
         ``(start, stop)`` with ``0 <= start < stop <= T``: return only ``x[:, start:stop]``,
         reading the file sequence by sequence so that the rest of ``x`` is never held (an MPI
         rank's rows of a long file). The finiteness check then covers these rows only.
+    min_classes : int, optional
+        The fewest distinct labels ``y`` may hold: 2 (a classifier learns nothing from one
+        class); 1 accepts, e.g., one class's examples to evaluate a trained model on.
 
     Returns
     -------
@@ -206,11 +239,13 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
     ValueError
         Naming the file and the problem: not found or not an .npz, missing ``x`` or ``y``, wrong
         number of dimensions, N mismatch, empty arrays, NaN/Inf, labels that are not integers,
-        negative, or >= num_classes; a ``time_window`` outside [0, T].
+        negative, >= num_classes, or of fewer than ``min_classes`` classes; a ``time_window``
+        outside [0, T].
     """
     path = os.fspath(path)
     if num_classes is not None:
         positive_int(num_classes, "num_classes")
+    positive_int(min_classes, "min_classes")
     if dtype is not None:
         dtype = float_dtype(dtype)
     window = None
@@ -232,7 +267,8 @@ def load_npz(path, num_classes=None, dtype=None, time_window=None):
         raise ValueError(f"{path}: cannot read: {e}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    x, y = _validate(x, y, path, num_classes, step0=window[0] if streamed else 0)
+    x, y = _validate(x, y, path, num_classes, step0=window[0] if streamed else 0,
+                     min_classes=min_classes)
     if window is not None and not streamed:
         x = np.ascontiguousarray(x[:, window[0]:window[1]])
     if dtype is not None:
@@ -264,7 +300,8 @@ def save_npz(path, x, y, **extra):
     """Validate and save ``x`` (N, T, F) and ``y`` (N,) to ``path`` atomically.
 
     Extra arrays (e.g. ``class_names=np.array([...])``) are stored alongside. The result loads
-    with `load_npz`.
+    with `load_npz` (one that holds a single class with ``load_npz(path, min_classes=1)``:
+    saving one class's examples, to evaluate a model on, is allowed).
     """
     x, y = _validate(x, y, os.fspath(path))
     atomic_savez(path, x=x, y=y, **extra)

@@ -118,7 +118,7 @@ def _cache_key(root, videos, options):
 
 
 def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_dim=None, seed=0,
-                      cache_dir=None, progress=False, time_window=None):
+                      cache_dir=None, progress=False, time_window=None, min_classes=2):
     """Load videos stored as frame folders (``root/<class>/<video>/<frames>``) as (N, T, F).
 
     Parameters
@@ -144,6 +144,9 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         ``(start, stop)``, 0 <= start < stop <= seq_len: return only ``x[:, start:stop]``,
         decoding only those steps' frames, or reading only those rows of the cache (a cache
         miss decodes every step to write the entry).
+    min_classes : int, optional
+        The fewest class folders accepted: 2 (a classifier learns nothing from one class); 1
+        accepts one (its videos get label 0).
 
     Returns
     -------
@@ -160,10 +163,12 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     ------
     ValueError
         Naming the folder or file: root missing, no class folders, a class folder without video
-        folders, a video folder without frame images, an unreadable or corrupt image, bad options.
+        folders, a video folder without frame images, an unreadable or corrupt image, fewer than
+        ``min_classes`` class folders, bad options.
     """
     root = os.path.abspath(os.fspath(root))
     positive_int(seq_len, "seq_len")
+    positive_int(min_classes, "min_classes")
     try:
         size = tuple(int(s) for s in size)
     except (TypeError, ValueError):
@@ -176,6 +181,10 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
     t0, t1 = (0, seq_len) if time_window is None else check_time_window(time_window, seq_len)
     class_names, videos = _scan(root)
+    if len(class_names) < min_classes:                       # (each folder holds a video)
+        which = "one class folder" if len(class_names) == 1 else f"{len(class_names)} folders"
+        raise ValueError(f"{root}: {which} ({', '.join(class_names)}); a classifier needs at "
+                         f"least {min_classes} classes (one folder per class)")
     options = {"seq_len": int(seq_len), "size": list(size), "grayscale": bool(grayscale),
                "projection_dim": None if projection_dim is None else int(projection_dim),
                "seed": int(seed)}
