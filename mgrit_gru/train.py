@@ -982,7 +982,9 @@ _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip",
 
 def _unused_options(given, cfg):
     """The given options ``cfg`` would not use, each with who uses it."""
-    flag = lambda name: "--" + name.replace("_", "-")       # noqa: E731
+    def flag(name):                                          # skip -> --skip/--no-skip
+        f = name.replace("_", "-")
+        return f"--{f}/--no-{f}" if name in ("skip", "bwd_skip") else f"--{f}"
     kind = _data_kind(cfg.data)[0]
     unused = [f"{flag(n)} (only --data {' or '.join(kinds)})" for n, kinds in _DATA_ONLY.items()
               if n in given and kind not in kinds]
@@ -1003,15 +1005,20 @@ def train_from_options(options, out, resume=False, overwrite=False, progress=Tru
     Options not given take `TrainConfig`'s defaults, or, with ``resume``, the checkpoint's (so
     ``--resume --epochs 10`` is enough to continue a run).
     """
-    given = {k: v for k, v in options.items() if v is not None}
-    base = TrainConfig().to_dict()
-    ckpt_path = os.path.join(out, CHECKPOINT)
-    if resume and os.path.isfile(ckpt_path):
-        base = load_checkpoint(ckpt_path).config.to_dict()
-    cfg = TrainConfig.from_dict({**base, **given})
-    unused = _unused_options(given, cfg)
-    if unused:                                               # as bench: refused, not ignored
-        raise ValueError("this run would not use " + "; ".join(unused))
     comm = world_comm() if comm == "world" else comm
+
+    def config():
+        given = {k: v for k, v in options.items() if v is not None}
+        base = TrainConfig().to_dict()
+        ckpt_path = os.path.join(out, CHECKPOINT)
+        if resume and os.path.isfile(ckpt_path):
+            base = load_checkpoint(ckpt_path).config.to_dict()
+        cfg = TrainConfig.from_dict({**base, **given})
+        unused = _unused_options(given, cfg)
+        if unused:                                           # as bench: refused, not ignored
+            raise ValueError("this run would not use " + "; ".join(unused))
+        return cfg
+    # every rank checks the same options: agreed, so that a bad one is printed once, not P times
+    cfg = agreed(comm, config)
     return train(cfg, out=out, resume=resume, overwrite=overwrite, comm=comm,
                  progress=progress, verbose=verbose)

@@ -584,6 +584,7 @@ def test_cli_train_evaluate_and_resume(tmp_path, capsys):
     (["--momentum", "0.5"], r"--momentum \(only --optimizer sgd\)"),
     (["--solver", "serial", "--levels", "7", "--relax", "F"],
      r"--levels \(only --solver mgrit\); --relax \(only --solver mgrit\)"),
+    (["--solver", "serial", "--no-skip"], r"--skip/--no-skip \(only --solver mgrit\)"),
 ])
 def test_cli_train_refuses_options_the_run_would_not_use(tmp_path, capsys, flags, message):
     """As bench: an option the chosen data, solver or optimiser does not take is an error
@@ -791,6 +792,25 @@ def test_a_write_error_on_rank_0_ends_every_rank(tmp_path):
                    timeout=60)
     assert proc.returncode != 0
     assert "mgrit-gru: error:" in proc.stderr and "checkpoint.npz" in proc.stderr
+
+
+@needs_mpi
+def test_an_error_every_rank_meets_is_printed_once(tmp_path):
+    """A bad option (checked alike on every rank) and data every rank reads as bad: P copies
+    of the message became one (`agreed` marks the higher ranks' copies)."""
+    bad = tmp_path / "nan.npz"
+    x = np.ones((8, 16, 2))
+    x[:, 0, 0] = np.nan                                      # step 0: in every rank's rows
+    np.savez(bad, x=x, y=np.arange(8) % 2)
+    for args, message in ((["--lr", "-1"], "--lr must be a finite number > 0"),
+                          (["--data", f"npz:{bad}", "--levels", "2", "--cf", "2"],
+                           "'x' contains NaN or Inf")):
+        proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *args, "--out",
+                           str(tmp_path / "run")], timeout=60)
+        assert proc.returncode != 0
+        assert proc.stderr.count("mgrit-gru: error:") == 1, proc.stderr
+        assert message in proc.stderr
+        assert not (tmp_path / "run").exists()
 
 
 MPI_SCRIPT = r'''
