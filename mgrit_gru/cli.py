@@ -430,26 +430,22 @@ def _name_the_flag(error, flags):
     return message
 
 
-# integer options that count something (>= 1), by argparse dest, with the flag to name
-_COUNTS = {"seq_len": "--seq-len", "batch": "--batch", "input": "--input", "input_size": "--input",
-           "hidden": "--hidden", "layers": "--layers", "num_sequences": "--num-sequences",
-           "num_classes": "--num-classes", "frame_size": "--frame-size",
-           "projection_dim": "--projection-dim", "batch_size": "--batch-size",
-           "epochs": "--epochs", "repeat": "--repeat", "levels": "--levels", "iters": "--iters",
-           "bwd_iters": "--bwd-iters", "fwd_iters": "--fwd-iters", "directions": "--directions",
-           "conv_max_iter": "--conv-max-iter"}
+# integer options that count something (>= 1), by argparse dest (main names the flag)
+_COUNTS = ("seq_len", "batch", "input", "input_size", "hidden", "layers", "num_sequences",
+           "num_classes", "frame_size", "projection_dim", "batch_size", "epochs", "repeat",
+           "levels", "iters", "bwd_iters", "fwd_iters", "directions", "conv_max_iter")
 
 
 def _check_counts(args):
-    """ValueError naming the flag for a size or count below 1 or a negative seed, before any
-    work (numpy's own message, "negative dimensions are not allowed", names nothing)."""
-    for dest, flag in _COUNTS.items():
+    """ValueError for a size or count below 1 or a negative seed, before any work (numpy's own
+    message, "negative dimensions are not allowed", names nothing)."""
+    for dest in _COUNTS:
         v = getattr(args, dest, None)
         if isinstance(v, int) and v < 1:
-            raise ValueError(f"{flag} must be >= 1, got {v}")
+            raise ValueError(f"{dest} must be >= 1, got {v}")
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
+        raise ValueError(f"seed must be >= 0, got {seed}")
 
 
 def _end_the_mpi_job(code):

@@ -566,7 +566,7 @@ def _absolute_data(spec):
     """The data spec with its file or folder as an absolute path: what a checkpoint stores, so
     that the run can be evaluated and resumed from any working directory."""
     kind, source = _data_kind(spec)
-    return spec if source is None else f"{kind}:{os.path.abspath(source)}"
+    return spec if source is None else f"{kind}:{_data_name(spec)}"
 
 
 def _mismatch(a, b, other_file=False):
@@ -636,7 +636,7 @@ def _check_run_data(spec, ckpt, where, moved_ok):
     kind, source = _data_kind(spec)
     if source is None or _absolute_data(spec) != _absolute_data(ckpt.config.data):
         return
-    source = os.path.abspath(source)
+    source = _data_name(spec)
     if os.path.isfile(source) if kind == "npz" else os.path.isdir(source):
         return
     what = "file" if kind == "npz" else "folder"

@@ -87,8 +87,7 @@ def _is_out_of_memory(error):
     """True for numba's CudaAPIError carrying CUDA_ERROR_OUT_OF_MEMORY (2), whichever binding
     (numba's ctypes one: an int; NVIDIA's cuda-python: a CUresult enum) raised it."""
     code = getattr(error, "code", None)
-    return code == 2 or getattr(code, "value", None) == 2 or \
-        getattr(code, "name", "") == "CUDA_ERROR_OUT_OF_MEMORY"
+    return getattr(code, "value", code) == 2
 
 
 def as_device(a):
