@@ -632,15 +632,11 @@ def test_bench_cuda_refuses_without_gpu(capsys):
     assert "GPU" in capsys.readouterr().err
 
 
-def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
-    """The cuDNN baseline has the rows' layers and dtype (it was always one float32 layer),
-    and its rows say the classic cell (cuDNN's only one). torch is replaced by a stub that
-    records what is built: no GPU here."""
-    import sys
+def _stub_torch(built):
+    """A stand-in for torch that records what the cuDNN rows build and call: no GPU here.
+    Tensors are NumPy arrays; the GRU returns (y, h) with h numbered by call, so a test can see
+    which state each chunk started from."""
     import types
-
-    from mgrit_gru.cuda.bench import _torch_rows
-    built = []
 
     class GRU:
         def __init__(self, *args, **kw):
@@ -656,8 +652,9 @@ def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
         def zero_grad(self, **kw):
             pass
 
-        def __call__(self, x):
-            return types.SimpleNamespace(backward=lambda dy: None), None
+        def __call__(self, x, h=None):
+            built.append(("call", x.shape[0], h))
+            return np.zeros(x.shape[:2] + (8,)), len([b for b in built if b[0] == "call"])
 
     class NoGrad:
         def __enter__(self):
@@ -666,19 +663,52 @@ def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
         def __exit__(self, *a):
             pass
 
-    torch = types.SimpleNamespace(
+    return types.SimpleNamespace(
         nn=types.SimpleNamespace(GRU=GRU), float32="f32", float64="f64", no_grad=NoGrad,
-        cuda=types.SimpleNamespace(is_available=lambda: True, synchronize=lambda: None),
+        cuda=types.SimpleNamespace(is_available=lambda: True, synchronize=lambda: None,
+                                   empty_cache=lambda: built.append(("empty_cache",))),
+        autograd=types.SimpleNamespace(backward=lambda ys, dys: built.append(
+            ("backward", [y.shape[0] for y in ys], [d.shape[0] for d in dys]))),
         manual_seed=lambda s: None, __version__="stub",
-        randn=lambda *shape, **kw: built.append(("randn", shape, kw["dtype"])),
+        randn=lambda *shape, **kw: (built.append(("randn", shape, kw["dtype"])),
+                                    np.zeros(shape))[1],
         backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(enabled=True)))
-    monkeypatch.setitem(sys.modules, "torch", torch)
+
+
+def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
+    """The cuDNN baseline has the rows' layers and dtype (it was always one float32 layer),
+    and its rows say the classic cell (cuDNN's only one)."""
+    import sys
+
+    from mgrit_gru.cuda.bench import _torch_rows
+    built = []
+    monkeypatch.setitem(sys.modules, "torch", _stub_torch(built))
     base = dict(bench="cuda", layers=3, dtype="float64", hidden=8, input=4, cell="implicit")
     rows = _torch_rows(16, 2, 8, 4, 1, 0, base)
     assert built[:4] == [("GRU", (4, 8), {"num_layers": 3}), ("to", "f64"),
                          ("randn", (16, 2, 4), "f64"), ("randn", (16, 2, 8), "f64")]
     assert [r["run"] for r in rows] == ["torch_forward", "torch_forward_backward"]
-    assert all((r["layers"], r["dtype"], r["cell"]) == (3, "float64", "classic") for r in rows)
+    assert all((r["layers"], r["dtype"], r["cell"], r["chunks"]) == (3, "float64", "classic", 1)
+               for r in rows)
+
+
+def test_cudnn_runs_a_long_sequence_as_chunks_carrying_the_state(monkeypatch):
+    """cuDNN refuses T = 65536 (CUDNN_STATUS_NOT_SUPPORTED on the H200): a sequence longer than
+    TORCH_CHUNK runs as chunks of at most that many steps, each starting from the state the
+    last one returned, and the backward gets each chunk's dy; torch's cache is emptied after."""
+    import sys
+
+    from mgrit_gru.cuda import bench
+    built = []
+    monkeypatch.setitem(sys.modules, "torch", _stub_torch(built))
+    monkeypatch.setattr(bench, "TORCH_CHUNK", 6)
+    rows = bench._torch_rows_or_none(16, 2, 8, 4, 0, 0, dict(dtype="float32", layers=1))
+    assert [r["chunks"] for r in rows] == [3, 3]
+    calls = [b for b in built if b[0] == "call"]
+    assert [c[1] for c in calls] == [6, 6, 4] * 2               # forward, then forward+backward
+    assert [c[2] for c in calls] == [None, 1, 2, None, 4, 5]    # h: None, then the last chunk's
+    assert ("backward", [6, 6, 4], [6, 6, 4]) in built
+    assert built[-1] == ("empty_cache",)
 
 
 def test_sync_timers_env_makes_the_solver_wait_for_the_device(monkeypatch):
@@ -710,11 +740,13 @@ def test_a_failing_cudnn_baseline_costs_only_its_own_rows(monkeypatch, capsys):
 
     def oom(*a, **kw):
         raise RuntimeError("CUDA out of memory")
-    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: True),
-                                  manual_seed=oom)
+    emptied = []
+    torch = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, empty_cache=lambda: emptied.append(1)), manual_seed=oom)
     monkeypatch.setitem(sys.modules, "torch", torch)
     assert _torch_rows_or_none(16, 2, 8, 4, 1, 0, dict(dtype="float32", layers=1)) == []
     assert "(T, B) = (16, 2) failed: RuntimeError: CUDA out of memory" in capsys.readouterr().err
+    assert emptied == [1]                                    # what it had cached goes back
 
 
 def test_bench_cuda_logic_under_the_simulator(tmp_path):

@@ -33,6 +33,7 @@ the default settings) bounds what the solve costs at small T.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -44,9 +45,11 @@ from numba import cuda
 from ..atomic import atomic_write
 from ..gru import init_gru
 from ..solve import mgrit_backward, mgrit_forward
-from .backend import cuda_available
+from .backend import cuda_available, flush_pending_frees
 from .serial import gru_backward, gru_forward
 
+TORCH_CHUNK = 16384                  # cuDNN refuses a 65536-step sequence (NOT_SUPPORTED, H200,
+                                     # torch 2.11): longer ones run as chunks, the state carried
 LONG_RUN_S = 20.0                    # at most about this many seconds of timed runs per row
 
 
@@ -57,6 +60,7 @@ def _sync():
 def _timed(fn, repeat, sync=_sync):
     """(median seconds, runs, last result): warm-up once, then up to ``repeat`` timed runs
     (``repeat`` = 0: the warm-up run alone, timed; for the simulator's logic check)."""
+    _free_device()
     sync()
     t0 = time.perf_counter()
     out = fn()
@@ -67,12 +71,22 @@ def _timed(fn, repeat, sync=_sync):
     reps = max(1, min(repeat, int(LONG_RUN_S // max(warm, 1e-9))))
     times = []
     for _ in range(reps):
+        out = None                                           # free the last run's arrays first
         sync()
         t0 = time.perf_counter()
         out = fn()
         sync()
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), reps, out
+
+
+def _free_device():
+    """Free what numba has queued for release, so that one row's arrays are not still
+    allocated while the next row runs: at T = 16384, B = 32 an MGRIT
+    forward+backward alone keeps ~24 (T, B, H) float32 tables (12 GiB) alive at its peak."""
+    import gc
+    gc.collect()                                             # results caught in cycles
+    flush_pending_frees()
 
 
 def _rel(a, b):
@@ -187,20 +201,29 @@ def _torch_rows(T, B, H, I, repeat, seed, base):
     base = dict(base, cell="classic")
     sync = torch.cuda.synchronize
 
+    starts = range(0, T, TORCH_CHUNK)                        # one chunk up to TORCH_CHUNK steps
+
+    def run():                                               # the chunks in turn, h carried over
+        h, ys = None, []
+        for c in starts:
+            y, h = gru(x[c:c + TORCH_CHUNK], h)
+            ys.append(y)
+        return ys
+
     def fwd():
         with torch.no_grad():
-            return gru(x)
+            return run()
 
     def fwd_bwd():
         gru.zero_grad(set_to_none=True)
-        y, _ = gru(x)
-        y.backward(dy)
+        torch.autograd.backward(run(), [dy[c:c + TORCH_CHUNK] for c in starts])
 
     rows = []
-    for run, fn in (("torch_forward", fwd), ("torch_forward_backward", fwd_bwd)):
+    for name, fn in (("torch_forward", fwd), ("torch_forward_backward", fwd_bwd)):
         s, reps, _ = _timed(fn, repeat, sync)
-        rows.append(dict(base, run=run, seconds=s, repeat=reps, us_per_step=1e6 * s / T,
-                         cudnn=bool(torch.backends.cudnn.enabled), torch=torch.__version__))
+        rows.append(dict(base, run=name, seconds=s, repeat=reps, us_per_step=1e6 * s / T,
+                         cudnn=bool(torch.backends.cudnn.enabled), torch=torch.__version__,
+                         chunks=len(starts)))
     return rows
 
 
@@ -213,6 +236,11 @@ def _torch_rows_or_none(T, B, H, I, repeat, seed, base):
         print(f"torch rows for (T, B) = {(T, B)} failed: {type(e).__name__}: {e}",
               file=sys.stderr)
         return []
+    finally:                                                 # its cached blocks, back to the driver
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager
@@ -240,7 +268,7 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
     # serial stepping: one persistent launch; the per-step baseline on short sequences
     if repeat:
         gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
-    s, reps, (y_s, hT_s, cache) = _timed(
+    s, reps, (y_s, _, _) = _timed(                           # (the cache: device arrays, dropped)
         lambda: gru_forward(params, x, cell=cell), repeat)
     rows.append(dict(base, run="serial_forward", seconds=s, repeat=reps,
                      us_per_step=1e6 * s / T, launches="scan"))
@@ -290,6 +318,7 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
         bi_s = mgrit_backward(params, fi_s, dy, backend="cuda", **bopts)[3]
     rows[-2]["phase_device_s"] = dict(fi_s.phase_times)      # the mgrit_forward row
     rows[-1]["phase_device_s"] = dict(bi_s.phase_times)      # the mgrit_backward row
+    finfo = U = bres = fi_s = bi_s = None                    # these solves, freed before the next
 
     def mgrit_fb():
         fi = mgrit_forward(params, x, backend="cuda", **fopts)[2]
@@ -299,6 +328,7 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
                      us_per_step=1e6 * s / T, residual=fi.final_residual,
                      residual_backward=bres[3].final_residual,
                      error_vs_serial=bwd_err(bres), host_io_s=host_io(x, dy, repeat), **mg))
+    bres = fi = None
     # the same with x and dy already on the device and y, dx left there (cuDNN's setting)
     d_x, d_dy = cuda.to_device(x), cuda.to_device(dy)
 
