@@ -24,6 +24,14 @@ def test_the_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
+def test_the_script_leaves_at_most_eight_files_under_out():
+    """The device tool brings back 8 files from $OUT, no more: on 2026-11-27 the ninth and
+    tenth (the small tests' log, the grid-size sweep) were left on the machine."""
+    names = set(re.findall(r'(?:"\$OUT/|\["OUT"\] \+ "/)([^"]+)"', SCRIPT.read_text()))
+    assert "bench_cuda.json" in names                        # (written from Python)
+    assert 0 < len(names) <= 8, sorted(names)
+
+
 def test_the_script_has_its_three_python_blocks():
     blocks = python_blocks()
     assert len(blocks) == 3
