@@ -789,6 +789,51 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
     assert all(v > 0 for v in saved["launch_us"].values())
 
 
+def test_a_pair_out_of_gpu_memory_costs_only_its_own_rows(monkeypatch, capsys):
+    """A (T, B) that runs out of device memory (T = 65536, B = 32 on a smaller card) keeps the
+    rows measured before it and the next (T, B) still runs; any other error is raised."""
+    from numba.cuda import config
+
+    from mgrit_gru.cuda import bench
+    if not config.ENABLE_CUDASIM:
+        pytest.skip("a real GPU run: the simulator is off")
+    real = bench.mgrit_forward
+
+    def forward(params, x, *a, **kw):
+        if x.shape[0] == 4:
+            raise MemoryError("the GPU ran out of memory during the MGRIT solve")
+        return real(params, x, *a, **kw)
+    monkeypatch.setattr(bench, "mgrit_forward", forward)
+    o = dict(batches=(1,), hidden=4, input_size=3, repeat=0, levels=2, cf=2, simulate=True,
+             torch=False)
+    recs = list(bench.bench_cuda(seq_lens=(4, 8), **o))
+    runs = {T: [r["run"] for r in recs if r["seq_len"] == T] for T in (4, 8)}
+    assert runs[4] == ["serial_forward", "serial_forward_backward", "serial_forward_per_step",
+                       "serial_forward_backward_per_step"]
+    assert "mgrit_forward_backward_device" in runs[8]
+    assert "(T, B) = (4, 1): out of GPU memory after 4 rows" in capsys.readouterr().err
+
+    def broken(*a, **kw):
+        raise ValueError("a bug, not the card")
+    monkeypatch.setattr(bench, "mgrit_forward", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        list(bench.bench_cuda(seq_lens=(4,), **o))
+
+
+def test_the_bench_knows_out_of_memory_from_other_errors():
+    from numba.cuda.cudadrv.driver import CudaAPIError
+
+    from mgrit_gru.cuda.bench import _out_of_memory
+
+    def api_error(code):                                     # the driver's error carries .code;
+        e = CudaAPIError(code, "m")                          # the simulator's class keeps none
+        e.code = code
+        return e
+    assert _out_of_memory(MemoryError("solve_scope's")) and _out_of_memory(api_error(2))
+    assert not _out_of_memory(api_error(700))
+    assert not _out_of_memory(ValueError("x"))
+
+
 def test_scan_blocks_sweep_logic_under_the_simulator():
     """The grid-size sweep of the persistent scan: one record per grid that fits (one block
     under the simulator), its states equal to NumPy stepping and to the default grid's."""

@@ -29,6 +29,9 @@ phase, summed over levels; the table's last lines give it per (T, B).
 the default settings) bounds what the solve costs at small T.
 
 ``out``: the JSON file is rewritten after every (T, B), so a run cut short keeps what it measured.
+A (T, B) that runs out of GPU memory keeps the rows measured before it, says so on stderr, and
+the next (T, B) runs; cuDNN longer than ``TORCH_CHUNK`` steps runs in chunks (it refuses
+T = 65536 in one piece), the state carried from one to the next.
 """
 from __future__ import annotations
 
@@ -87,6 +90,14 @@ def _free_device():
     import gc
     gc.collect()                                             # results caught in cycles
     flush_pending_frees()
+
+
+def _out_of_memory(error):
+    """True for the device running out of memory: a MemoryError (`solve_scope` turns the
+    driver's error into one inside a solve) or numba's CudaAPIError with that code outside."""
+    from .backend import _is_out_of_memory
+    return isinstance(error, MemoryError) or (
+        type(error).__name__ == "CudaAPIError" and _is_out_of_memory(error))
 
 
 def _rel(a, b):
@@ -257,14 +268,14 @@ def synced_timers():
             os.environ["MGRIT_GRU_SYNC_TIMERS"] = old
 
 
-def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
+def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows):
     """The serial (persistent and, up to ``per_step_max``, per-step) and MGRIT rows of one
-    (T, B). A function of its own so that its device arrays (state and gate tables, the
-    solves' levels: tens of GB at T = 65536, B = 32) are freed when it returns."""
+    (T, B), appended to ``rows`` as they are measured (a failure keeps the ones before it). A
+    function of its own so that its device arrays (state and gate tables, the solves' levels:
+    tens of GB at T = 65536, B = 32) are freed when it returns."""
     T = x.shape[0]
     mg = dict(levels=fopts["levels"], cf=fopts["cf"], relax=fopts["relax"],
               iters=fopts["max_iter"], bwd_iters=bopts["max_iter"])
-    rows = []
     # serial stepping: one persistent launch; the per-step baseline on short sequences
     if repeat:
         gru_forward(params, x[:16], cell=cell)               # compile on a short sequence
@@ -341,7 +352,6 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base):
                      us_per_step=1e6 * s / T, residual=fi.final_residual,
                      residual_backward=bres[3].final_residual,
                      error_vs_serial=bwd_err(bres), **mg))
-    return rows
 
 
 def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
@@ -387,7 +397,17 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
         dy = rng.standard_normal((T, B, H)).astype(dtype)
         base = dict(bench="cuda", device=device, seq_len=T, batch=B, hidden=H, input=I,
                     layers=layers, cell=cell, dtype=dtype.name)
-        rows = _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base)
+        rows, failed = [], None
+        try:
+            _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows)
+        except Exception as e:                               # the GPU's memory, at big (T, B)
+            if not _out_of_memory(e):
+                raise
+            failed = type(e).__name__
+        if failed:                                           # (out of the except: its traceback
+            _free_device()                                   # held the arrays)
+            print(f"(T, B) = {(T, B)}: out of GPU memory after {len(rows)} rows ({failed}); "
+                  "the other (T, B) go on", file=sys.stderr)
         _keep(rows, records, out, device, fopts, bwd_iters, launch_us)
         yield from rows
         if torch and not simulate:                           # after the numba rows are kept
