@@ -672,6 +672,50 @@ def _fmt_res(v):
     return "-" if v is None or not math.isfinite(v) else f"{v:.2e}"
 
 
+def _open_run(cfg, out, ckpt_path, resume, overwrite):
+    """The checkpoint to resume (or None), after the checks that the run folder allows this
+    run: --resume needs a checkpoint whose options and data fit; without it, none may exist
+    unless ``overwrite``."""
+    ckpt = None
+    if out is not None:
+        if resume:
+            if not os.path.isfile(ckpt_path):
+                raise ValueError(f"{ckpt_path}: no checkpoint to resume (run without --resume "
+                                 "/ resume=True)")
+            ckpt = load_checkpoint(ckpt_path)
+            bad = _mismatch(cfg, ckpt.config, other_file=ckpt.data is not None)
+            if bad:
+                raise ValueError(f"{ckpt_path}: options differ from the checkpoint's: " +
+                                 ", ".join(f"{k}={getattr(cfg, k)!r} (checkpoint: "
+                                           f"{getattr(ckpt.config, k)!r})" for k in bad))
+            _check_run_data(cfg.data, ckpt, ckpt_path, moved_ok=_data_kind(cfg.data)[0] == "npz"
+                            and ckpt.data is not None)
+        elif os.path.isfile(ckpt_path) and not overwrite:
+            raise ValueError(f"{ckpt_path} exists: pass --resume (resume=True) to continue "
+                             "that run, --overwrite (overwrite=True) to start afresh, or another "
+                             "--out")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out} is a file, not a run folder")
+    elif resume:
+        raise ValueError("resume needs an out folder")
+    return ckpt
+
+
+def _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm):
+    """ValueError unless the loaded data is the resumed run's (T, F, classes, files: before
+    the model is built) and, for MGRIT, the hierarchy fits its T on these ranks."""
+    changes = [] if ckpt is None or ckpt.data is None else _data_changes(data_record, ckpt.data)
+    if changes:
+        now, then = _data_name(cfg.data), _data_name(ckpt.config.data)
+        raise ValueError(f"{ckpt_path}: " + (
+            f"the data in {now} no longer matches the checkpoint's: " if now == then else
+            f"{now} holds other data than the run was trained on ({then}): ")
+            + ", ".join(changes))
+    if cfg.solver == "mgrit":
+        Hierarchy(data.seq_len, cfg.cf, cfg.levels, rank=0 if comm is None else comm.Get_rank(),
+                  size=1 if comm is None else comm.Get_size())
+
+
 def train(config=None, out=None, resume=False, overwrite=False, comm=None, progress=True,
           verbose=True, plots=True, **options):
     """Train the classifier; write metrics, checkpoints and plots to ``out`` (if given).
@@ -721,44 +765,15 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     rank = 0 if comm is None else comm.Get_rank()
     say = _say if (verbose and rank == 0) else (lambda s: None)
     ckpt_path = None if out is None else os.path.join(out, CHECKPOINT)
-    ckpt = None
-    if out is not None:
-        if resume:
-            if not os.path.isfile(ckpt_path):
-                raise ValueError(f"{ckpt_path}: no checkpoint to resume (run without --resume "
-                                 "/ resume=True)")
-            ckpt = load_checkpoint(ckpt_path)
-            bad = _mismatch(cfg, ckpt.config, other_file=ckpt.data is not None)
-            if bad:
-                raise ValueError(f"{ckpt_path}: options differ from the checkpoint's: " +
-                                 ", ".join(f"{k}={getattr(cfg, k)!r} (checkpoint: "
-                                           f"{getattr(ckpt.config, k)!r})" for k in bad))
-            _check_run_data(cfg.data, ckpt, ckpt_path, moved_ok=_data_kind(cfg.data)[0] == "npz"
-                            and ckpt.data is not None)
-        elif os.path.isfile(ckpt_path) and not overwrite:
-            raise ValueError(f"{ckpt_path} exists: pass --resume (resume=True) to continue "
-                             "that run, --overwrite (overwrite=True) to start afresh, or another "
-                             "--out")
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(f"--out {out} is a file, not a run folder")
-    elif resume:
-        raise ValueError("resume needs an out folder")
+    # every rank reads the run folder; under mpiexec an error is printed once (`agreed`)
+    ckpt = agreed(comm, lambda: _open_run(cfg, out, ckpt_path, resume, overwrite))
 
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
     data_record = _data_record(data, cfg.data)
-    changes = [] if ckpt is None or ckpt.data is None else _data_changes(data_record, ckpt.data)
-    if changes:                                              # (T, F, classes: before the model)
-        now, then = _data_name(cfg.data), _data_name(ckpt.config.data)
-        raise ValueError(f"{ckpt_path}: " + (
-            f"the data in {now} no longer matches the checkpoint's: " if now == then else
-            f"{now} holds other data than the run was trained on ({then}): ")
-            + ", ".join(changes))
+    agreed(comm, lambda: _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm))
     opts = cfg.solver_options()
-    if cfg.solver == "mgrit":                                # and the hierarchy for this T
-        Hierarchy(data.seq_len, cfg.cf, cfg.levels, rank=rank,
-                  size=1 if comm is None else comm.Get_size())
     if out is not None and rank == 0:                        # a refused run leaves no folder
         os.makedirs(out, exist_ok=True)                      # and touches no file
     params = init_classifier(data.input_size, cfg.hidden, cfg.layers, data.num_classes,

@@ -796,15 +796,18 @@ def test_a_write_error_on_rank_0_ends_every_rank(tmp_path):
 
 @needs_mpi
 def test_an_error_every_rank_meets_is_printed_once(tmp_path):
-    """A bad option (checked alike on every rank) and data every rank reads as bad: P copies
-    of the message became one (`agreed` marks the higher ranks' copies)."""
+    """A bad option (checked alike on every rank), data every rank reads as bad, a run folder
+    that does not allow the run, a hierarchy too deep for the data's T: P copies of the
+    message became one (`agreed` marks the higher ranks' copies)."""
     bad = tmp_path / "nan.npz"
     x = np.ones((8, 16, 2))
     x[:, 0, 0] = np.nan                                      # step 0: in every rank's rows
     np.savez(bad, x=x, y=np.arange(8) % 2)
     for args, message in ((["--lr", "-1"], "--lr must be a finite number > 0"),
                           (["--data", f"npz:{bad}", "--levels", "2", "--cf", "2"],
-                           "'x' contains NaN or Inf")):
+                           "'x' contains NaN or Inf"),
+                          (["--resume"], "no checkpoint to resume"),         # the run folder
+                          (["--seq-len", "16", "--levels", "6"], "is deeper than T=16 allows")):
         proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *args, "--out",
                            str(tmp_path / "run")], timeout=60)
         assert proc.returncode != 0
