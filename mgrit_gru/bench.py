@@ -21,6 +21,7 @@ import numpy as np
 from .atomic import atomic_write
 from .checks import positive_float, positive_int
 from .gru import gru_backward, gru_forward, init_gru
+from .mgrit.hierarchy import Hierarchy
 
 
 def _median_time(fn, repeat):
@@ -479,7 +480,22 @@ def run_benchmark(what, **options):
     Raises
     ------
     ValueError
-        If `what` is not a key of `BENCHMARKS`.
+        If `what` is not a key of `BENCHMARKS`, or `check_benchmark` refuses the options.
+    """
+    fn, given = check_benchmark(what, **options)
+    yield from fn(**given)
+
+
+def check_benchmark(what, **options):
+    """The checks `run_benchmark` makes before it starts, on this rank alone (no messages
+    between ranks, so that the command line can run them under `agreed` and print a refusal
+    once): the benchmark's name, options it does not take, ``repeat``, and for the MGRIT
+    benchmarks that the hierarchy fits T on this many ranks.
+
+    Returns
+    -------
+    (callable, dict)
+        The benchmark's function and the options it gets (those that are not None).
     """
     if what not in BENCHMARKS:
         raise ValueError(f"what must be one of {sorted(BENCHMARKS)}, got {what!r}")
@@ -497,4 +513,10 @@ def run_benchmark(what, **options):
     if what == "forward" and given.get("levels", 3) < 2:
         raise ValueError("bench --what forward needs levels >= 2 (it times an F-relaxation; "
                          "levels = 1 is serial stepping, which it times anyway)")
-    yield from fn(**given)
+    if what in ("forward", "train-step"):                    # the levels fit T on these ranks
+        opt = {k: given.get(k, accepted[k].default) for k in ("seq_len", "cf", "levels")}
+        world = _world()
+        Hierarchy(opt["seq_len"], opt["cf"], opt["levels"],
+                  rank=0 if world is None else world.Get_rank(),
+                  size=1 if world is None else world.Get_size())
+    return fn, given

@@ -106,8 +106,11 @@ def _add_bench(subparsers):
         if args.backend == "cuda" and what != "cuda":
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
+        from .bench import check_benchmark
+        from .mgrit import agreed
         from .train import world_comm
         comm = world_comm()
+        agreed(comm, lambda: check_benchmark(what, **options))   # a refusal printed once
         if comm is None or comm.Get_rank() == 0:
             print(f"mgrit-gru bench --what {what}: timing (one JSON line per measurement on "
                   "stdout)...", file=sys.stderr, flush=True)

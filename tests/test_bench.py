@@ -116,6 +116,19 @@ def test_forward_bench_under_mpiexec_and_plot_scaling(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.skipif(_mpiexec() is None, reason="needs mpiexec")
+def test_a_refused_bench_under_mpiexec_is_printed_once():
+    """Every rank checks the options alike (`check_benchmark` under `agreed`): one message,
+    not one per rank run together on one line."""
+    pytest.importorskip("mpi4py")
+    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mgrit_gru.cli",
+                           "bench", "--what", "forward", "--seq-len", "16", "--levels", "6"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count("mgrit-gru: error:") == 1, proc.stderr
+    assert "is deeper than T=16 allows" in proc.stderr and proc.stdout == ""
+
+
 def test_plot_scaling_rejects_files_without_forward_records(tmp_path, capsys):
     f = tmp_path / "gru.json"
     f.write_text(json.dumps({"bench": "gru"}) + "\n")
@@ -128,6 +141,8 @@ def test_plot_scaling_rejects_files_without_forward_records(tmp_path, capsys):
     (["--what", "gru", "--backend", "cuda"], "--backend cuda runs the GPU benchmark"),
     (["--what", "gru", "--repeat", "0"], "--repeat must be >= 1, got 0"),
     (["--what", "forward", "--levels", "1", "--seq-len", "16"], "needs levels >= 2"),
+    (["--what", "forward", "--levels", "6", "--seq-len", "16"], "is deeper than T=16 allows"),
+    (["--what", "train-step", "--seq-len", "16", "--levels", "4"], "is deeper than T=16 allows"),
 ])
 def test_bench_refuses_options_it_would_ignore(capsys, flags, message):
     assert main(["bench", *flags]) == 2
