@@ -29,7 +29,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from .atomic import save_figure
-from .checks import int_at_least, positive_float
+from .checks import int_at_least, nonneg_float, positive_float
+from .mgrit.hierarchy import Hierarchy
 
 OPS = ("F", "C", "residual", "restrict", "correct", "coarsest")
 """Operations recorded in a trace (see `mgrit_gru.mgrit.MGRIT`'s ``trace``)."""
@@ -439,6 +440,8 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
     from .solve import mgrit_forward
     dtype = np.dtype(dtype)
     dt = positive_float(dt, "dt")                            # before it is printed with :g
+    tol = nonneg_float(tol, "tol")                           # the options the header shows,
+    Hierarchy(seq_len, cf, levels)                           # checked before it is printed
     params = init_gru(input_size, hidden, layers, seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)

@@ -141,8 +141,16 @@ def test_bench_converged_run_options_are_flags(capsys):
 def test_errors_from_the_library_name_the_flag_not_the_argument(argv, message, capsys):
     """The library says "tol must be ..." (its argument); on the command line it is --tol."""
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert message in err
     assert not os.path.exists("never-made")
+    assert "MGRIT solve:" not in out                         # no header for a refused solve
+
+
+def test_a_solve_too_deep_for_its_sequence_prints_no_header(capsys):
+    assert main(["solve", "--seq-len", "16", "--levels", "4"]) == 2
+    out, err = capsys.readouterr()
+    assert "--levels 4 with cf=[4, 4, 4] is deeper than T=16 allows" in err and out == ""
 
 
 @pytest.mark.parametrize("argv", [["solve", "--dt", "2", "--dtyp", "float32"],
