@@ -121,7 +121,9 @@ def agreed(comm, fn):
     (that rank's number), so that only one copy is printed. Without this, a
     rank that met no error would go on (rank 0: to write the run's files, delete an old
     checkpoint) until the failing rank's ``MPI_Abort`` reached it. Every rank must call it (one
-    ``allgather``); ``comm=None`` just calls ``fn``.
+    ``allgather``), and ``fn`` must send no messages between ranks (a rank failing before its
+    sends would wait in the allgather while the others wait for them); ``comm=None`` just
+    calls ``fn``.
     """
     if comm is None:
         return fn()
