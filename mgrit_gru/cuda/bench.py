@@ -48,7 +48,7 @@ from numba import cuda
 from ..atomic import atomic_write
 from ..gru import init_gru
 from ..solve import mgrit_backward, mgrit_forward
-from .backend import cuda_available, flush_pending_frees
+from .backend import _is_out_of_memory, cuda_available, flush_pending_frees
 from .serial import gru_backward, gru_forward
 
 TORCH_CHUNK = 16384                  # cuDNN refuses a 65536-step sequence (NOT_SUPPORTED, H200,
@@ -87,7 +87,6 @@ def _free_device():
     """Free what numba has queued for release, so that one row's arrays are not still
     allocated while the next row runs: at T = 16384, B = 32 an MGRIT
     forward+backward alone keeps ~24 (T, B, H) float32 tables (12 GiB) alive at its peak."""
-    import gc
     gc.collect()                                             # results caught in cycles
     flush_pending_frees()
 
@@ -95,9 +94,9 @@ def _free_device():
 def _out_of_memory(error):
     """True for the device running out of memory: a MemoryError (`solve_scope` turns the
     driver's error into one inside a solve) or numba's CudaAPIError with that code outside."""
-    from .backend import _is_out_of_memory
+    from numba.cuda.cudadrv.driver import CudaAPIError
     return isinstance(error, MemoryError) or (
-        type(error).__name__ == "CudaAPIError" and _is_out_of_memory(error))
+        isinstance(error, CudaAPIError) and _is_out_of_memory(error))
 
 
 def _rel(a, b):
