@@ -44,7 +44,7 @@ from ..checks import check_time_window, positive_int
 from .files import _member, _open_npz, _read_rows, atomic_savez
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
-CACHE_VERSION = 1                                            # bump when the decoding changes
+CACHE_VERSION = 2                                            # bump when the decoding changes
 
 
 def _natural_key(name):
@@ -101,9 +101,14 @@ def _decode_frame(path, size, grayscale):
 
 
 def _projection(F_in, projection_dim, seed):
-    """The fixed Gaussian projection (F_in, d), scaled by 1/√d so norms are kept on average."""
+    """The fixed Gaussian projection (F_in, d), scaled by 1/√d so norms are kept on average.
+
+    Kept in float64: frames are projected one at a time in float64 and rounded to float32 once,
+    so a frame's features do not depend on which other frames were loaded with it (a float32
+    matmul over a (N, T, F) block may sum in another order for another T, e.g. a time window).
+    """
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((F_in, projection_dim)) / math.sqrt(projection_dim)).astype(np.float32)
+    return rng.standard_normal((F_in, projection_dim)) / math.sqrt(projection_dim)
 
 
 def _cache_key(root, videos, options):
@@ -204,8 +209,9 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                               "the videos again", stacklevel=2)              # rebuild it
 
     F_raw = size[0] * size[1] * (1 if grayscale else 3)
+    P = None if projection_dim is None else _projection(F_raw, int(projection_dim), seed)
     d0, d1 = (0, seq_len) if cache_path is not None else (t0, t1)   # the steps to decode
-    x = np.empty((len(videos), d1 - d0, F_raw), np.float32)
+    x = np.empty((len(videos), d1 - d0, F_raw if P is None else P.shape[1]), np.float32)
     y = np.empty(len(videos), np.int64)
     bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
                file=sys.stderr, dynamic_ncols=True)
@@ -214,13 +220,13 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         decoded = {}
         for j in np.unique(idx):                             # decode each used frame once
             try:
-                decoded[j] = _decode_frame(frames[j], size, grayscale).reshape(-1)
+                f = _decode_frame(frames[j], size, grayscale).reshape(-1)
             except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt files
                 raise ValueError(f"{frames[j]}: cannot read image ({type(e).__name__}: {e})") from None
+            # one frame at a time, in float64: the same bits whatever window it was loaded in
+            decoded[j] = f if P is None else (f.astype(np.float64) @ P).astype(np.float32)
         x[i] = np.stack([decoded[j] for j in idx])
         y[i] = label
-    if projection_dim is not None:
-        x = x @ _projection(F_raw, int(projection_dim), seed)   # (N, T, F_raw) @ (F_raw, d)
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
         x = np.ascontiguousarray(x[:, t0:t1])                # (no copy without a window)
