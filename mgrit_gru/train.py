@@ -18,8 +18,9 @@ computes the whole sequence redundantly on every rank: correct, not faster.)
 Checkpoint format (``np.savez``, no pickles): the parameters under their own names
 (``weight_ih_l0``, ..., ``weight_out``, ``bias_out``), the optimiser state (``optim.*``, see
 `mgrit_gru.optim`), ``meta.epoch`` (completed epochs), ``meta.config`` (the `TrainConfig` as
-JSON), ``meta.data`` (JSON: T, F, the number of classes and sequences of the data, and for an npz
-file the CRC32 and size of its ``x`` and ``y``; a resume on other data is refused),
+JSON), ``meta.data`` (JSON: T, F, the number of classes and sequences of the data, for an npz
+file the CRC32 and size of its ``x`` and ``y``, for a frame folder a digest of its frames' paths
+and sizes; a resume on other data is refused),
 ``meta.format``, and the per-step records ``steps.loss``, ``steps.acc``,
 ``steps.fwd_residual``, ``steps.bwd_residual`` (NaN where a solve was serial).
 """
@@ -37,8 +38,8 @@ import numpy as np
 
 from .atomic import atomic_write, save_figure
 from .checks import positive_int
-from .data import atomic_savez, batches, load_frame_folder, load_npz, moving_objects, \
-    npz_checksums, npz_shape, pulse_order, train_test_split
+from .data import atomic_savez, batches, frame_listing, load_frame_folder, load_npz, \
+    moving_objects, npz_checksums, npz_shape, pulse_order, train_test_split
 from .mgrit import MGRITDivergedError, agreed
 from .mgrit.hierarchy import Hierarchy
 from .model import SolverOptions, forward_backward, init_classifier, predict_logits
@@ -589,14 +590,18 @@ def _mismatch(a, b, other_file=False):
 _DATA_FIELDS = ("T", "F", "classes", "sequences")
 
 
-def _data_record(data, spec):
+def _data_record(data, spec, listing=True):
     """What a checkpoint records of its run's data (``meta.data``): T, F, the numbers of classes
-    and sequences, and for an npz file the CRC32 and size of ``x`` and ``y`` (`npz_checksums`)."""
+    and sequences, for an npz file the CRC32 and size of ``x`` and ``y`` (`npz_checksums`), and
+    for a frame folder the digest of its frames' paths and sizes (`frame_listing`; only where
+    ``listing``: it stats every frame, which rank 0 alone needs to do)."""
     record = {"T": int(data.seq_len), "F": int(data.input_size),
               "classes": int(data.num_classes), "sequences": len(data.y_train) + len(data.y_test)}
     kind, source = _data_kind(spec)
     if kind == "npz":
         record["members"] = npz_checksums(source)
+    elif kind == "frames" and listing:
+        record["listing"] = frame_listing(source)
     return record
 
 
@@ -612,6 +617,10 @@ def _data_changes(now, then):
         if got is not None and list(got) != list(was):
             changes.append(f"{name} CRC32 {got[0]:08x}, {got[1]} bytes (checkpoint: "
                            f"{was[0]:08x}, {was[1]} bytes)")
+    got, was = now.get("listing"), then.get("listing")
+    if got is not None and was is not None and got != was:   # (a rank that skipped it: None)
+        changes.append(f"frame files {got['frames']}, names and sizes {got['sha256']} "
+                       f"(checkpoint: {was['frames']}, {was['sha256']})")
     return changes
 
 
@@ -771,7 +780,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
-    data_record = _data_record(data, cfg.data)
+    data_record = _data_record(data, cfg.data, listing=rank == 0)   # (rank 0 checks, writes)
     agreed(comm, lambda: _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm))
     opts = cfg.solver_options()
     if out is not None and rank == 0:                        # a refused run leaves no folder

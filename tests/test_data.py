@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mgrit_gru.data import (batches, load_frame_folder, load_npz, moving_objects, noisy_sum_sign,
-                            npz_checksums, npz_shape, pulse_order, save_npz, train_test_split)
+from mgrit_gru.data import (batches, frame_listing, load_frame_folder, load_npz, moving_objects,
+                            noisy_sum_sign, npz_checksums, npz_shape, pulse_order, save_npz,
+                            train_test_split)
 from mgrit_gru.data import frames as frames_mod
 from mgrit_gru.data.files import _read_rows
 
@@ -549,6 +550,26 @@ def test_frame_folder_time_window_decodes_only_its_frames(video_root, monkeypatc
     with pytest.raises(ValueError, match="time_window"):
         load_frame_folder(video_root, time_window=(3, 9), **opts)
 
+
+def test_frame_listing_sees_paths_and_sizes_not_times(video_root):
+    base = frame_listing(video_root)
+    assert base["frames"] == 10 + 2 + 4 and len(base["sha256"]) == 16
+    assert frame_listing(str(video_root) + os.sep) == base  # (the same folder, spelled otherwise)
+    f = video_root / "run" / "v2" / "frame1.png"
+    os.utime(f, (1, 1))                                      # extracted again: same data
+    assert frame_listing(video_root) == base
+    data = f.read_bytes()
+    f.write_bytes(data + b"\0")                             # rewritten with another size
+    assert frame_listing(video_root)["sha256"] != base["sha256"]
+    f.write_bytes(data)
+    assert frame_listing(video_root) == base
+    os.rename(f, f.with_name("frame0.png"))                  # renamed: another order of frames
+    assert frame_listing(video_root)["sha256"] != base["sha256"]
+    os.rename(f.with_name("frame0.png"), f)
+    write_video(video_root / "run" / "v3", [5])              # a video added
+    assert frame_listing(video_root)["frames"] == 17
+    with pytest.raises(ValueError, match="does not exist"):
+        frame_listing(video_root / "nowhere")
 
 @pytest.mark.parametrize("coretype", ["Haswell", "Sandybridge"])
 def test_frame_folder_time_window_same_bits_under_other_blas_kernels(video_root, coretype):

@@ -14,7 +14,7 @@ import pytest
 
 from mgrit_gru import cli
 from mgrit_gru import train as tr
-from mgrit_gru.data import npz_checksums
+from mgrit_gru.data import frame_listing, npz_checksums
 from mgrit_gru.model import SolverOptions, forward_backward, init_classifier, split_params
 from mgrit_gru.optim import Adam
 
@@ -526,6 +526,33 @@ def test_a_moved_frame_folder_is_named_as_the_checkpoints(tmp_path):
                               f"{tmp_path / 'frames'} (recorded in the checkpoint) is missing; "
                               "put it (or a link to it) back at that path to resume")
 
+
+def test_resuming_on_changed_frames_is_refused(tmp_path):
+    from PIL import Image
+    root = tmp_path / "frames"
+    for c in ("jump", "run"):
+        for v in range(2):
+            d = root / c / f"v{v}"
+            d.mkdir(parents=True)
+            for k in range(2):
+                Image.new("L", (4, 4), 40 * v + k).save(d / f"{k}.png")
+    small = dict(data=f"frames:{root}", seq_len=2, frame_size=2, hidden=4, levels=2, cf=2,
+                 batch_size=2, progress=False, verbose=False)
+    out = tmp_path / "r"
+    tr.train(out=str(out), epochs=1, **small)
+    ck_path = out / "checkpoint.npz"
+    assert tr.load_checkpoint(ck_path).data["listing"] == frame_listing(root)
+    os.utime(root / "run" / "v1" / "1.png", (1, 1))          # touched only: the same data
+    tr.train(out=str(out), resume=True, epochs=2, **small)
+    frame = root / "run" / "v1" / "1.png"
+    Image.new("L", (4, 4), 7).save(frame, optimize=False, compress_level=0)   # another size
+    assert frame_listing(root) != tr.load_checkpoint(ck_path).data["listing"]
+    with pytest.raises(ValueError, match="the data in .*frames no longer matches the "
+                                         "checkpoint's: frame files 8, names and sizes"):
+        tr.train(out=str(out), resume=True, epochs=3, **small)
+    with pytest.raises(ValueError, match="its test split is not the run's any more"):
+        tr.evaluate_checkpoint(ck_path)
+    assert tr.load_checkpoint(ck_path).epoch == 2            # the refused resume wrote nothing
 
 def test_an_older_checkpoint_without_a_data_record_still_resumes(tmp_path):
     """Checkpoints of earlier versions have no meta.data and num_classes 4 for npz data: they

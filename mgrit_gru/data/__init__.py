@@ -5,8 +5,8 @@ time-major (T, B, F) batches the GRU takes.
 """
 from .synthetic import (moving_objects, pulse_order, noisy_sum_sign, train_test_split, batches)
 from .files import load_npz, npz_checksums, npz_shape, save_npz, atomic_savez
-from .frames import load_frame_folder
+from .frames import frame_listing, load_frame_folder
 
 __all__ = ["moving_objects", "pulse_order", "noisy_sum_sign", "train_test_split", "batches",
            "load_npz", "npz_checksums", "npz_shape", "save_npz", "atomic_savez",
-           "load_frame_folder"]
+           "load_frame_folder", "frame_listing"]

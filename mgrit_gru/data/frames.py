@@ -84,6 +84,40 @@ def _scan(root):
     return class_names, videos
 
 
+def frame_listing(root):
+    """A digest of a frame folder's files: every frame's path under ``root`` and its size.
+
+    What a training checkpoint records of a frame folder, so that resuming on frames that were
+    added, removed, renamed or rewritten with another size is refused. Modification times are
+    left out on purpose (frames extracted again, or copied, are the same data), so a frame
+    rewritten in place with the same size is not seen.
+
+    Parameters
+    ----------
+    root : str or path
+        The folder ``root/<class>/<video>/<frames>`` (as `load_frame_folder` takes it).
+
+    Returns
+    -------
+    dict
+        ``{"frames": n, "sha256": hex}``: the number of frame files and the first 16 hex digits
+        of the SHA-256 of their relative paths and sizes, in loading order.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder, as `load_frame_folder` does, for a missing or empty tree.
+    """
+    root = os.path.abspath(os.fspath(root))
+    _, videos = _scan(root)
+    h, n = hashlib.sha256(), 0
+    for _, _, frames in videos:
+        for p in frames:
+            h.update(f"{os.path.relpath(p, root)}\0{os.stat(p).st_size}\n".encode())
+            n += 1
+    return {"frames": n, "sha256": h.hexdigest()[:16]}
+
+
 def resample_indices(n_frames, seq_len):
     """Source frame for each of ``seq_len`` output steps: ``floor((t + 0.5) n_frames / seq_len)``."""
     t = np.arange(seq_len)
