@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -732,7 +733,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     Parameters
     ----------
     config : TrainConfig, optional
-        The run; or give its fields as keyword ``options`` (e.g. ``seq_len=512``).
+        The run; or give its fields as keyword ``options`` (e.g. ``seq_len=512``). Keyword
+        options the run does not use (``momentum`` with Adam, MGRIT's with ``solver="serial"``
+        or ``levels=1``, data options of another kind of data) get a UserWarning naming them.
     out : str, optional
         Run folder for ``metrics.jsonl``, ``checkpoint.npz`` and the plots (rank 0 writes).
     resume : bool
@@ -772,6 +775,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     else:
         comm_w = None
     rank = 0 if comm is None else comm.Get_rank()
+    unused = _unused_options(options, cfg, python=True)     # keywords: we know what was given
+    if unused and rank == 0:                                 # (a sweep may share them: a warning)
+        warnings.warn("this run does not use " + "; ".join(unused), UserWarning, stacklevel=2)
     say = _say if (verbose and rank == 0) else (lambda s: None)
     ckpt_path = None if out is None else os.path.join(out, CHECKPOINT)
     # every rank reads the run folder; under mpiexec an error is printed once (`agreed`)
@@ -1004,21 +1010,31 @@ _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip",
                "coarse_input")
 
 
-def _unused_options(given, cfg):
-    """The given options ``cfg`` would not use, each with who uses it."""
+def _unused_options(given, cfg, python=False):
+    """The given options ``cfg`` would not use, each with who uses it: as command-line flags
+    (``--momentum (only --optimizer sgd)``) or, with ``python``, as `train`'s keyword
+    arguments (``momentum (only optimizer='sgd')``)."""
     def flag(name):                                          # skip -> --skip/--no-skip
+        if python:
+            return name
         f = name.replace("_", "-")
         return f"--{f}/--no-{f}" if name in ("skip", "bwd_skip") else f"--{f}"
+
+    def only(name, *values):                                 # who uses it
+        if python:
+            return "only " + " or ".join(f"{name}={v!r}" for v in values)
+        return f"only --{name.replace('_', '-')} " + " or ".join(map(str, values))
     kind = _data_kind(cfg.data)[0]
-    unused = [f"{flag(n)} (only --data {' or '.join(kinds)})" for n, kinds in _DATA_ONLY.items()
-              if n in given and kind not in kinds]
+    spelled = {"frames": "frames:ROOT", "npz": "npz:PATH"} if python else {}
+    unused = [f"{flag(n)} ({only('data', *(spelled.get(k, k) for k in kinds))})"
+              for n, kinds in _DATA_ONLY.items() if n in given and kind not in kinds]
     if "momentum" in given and cfg.optimizer != "sgd":
-        unused.append("--momentum (only --optimizer sgd)")
+        unused.append(f"{flag('momentum')} ({only('optimizer', 'sgd')})")
     if cfg.solver != "mgrit":
-        unused += [f"{flag(n)} (only --solver mgrit)" for n in _MGRIT_ONLY if n in given]
+        unused += [f"{flag(n)} ({only('solver', 'mgrit')})" for n in _MGRIT_ONLY if n in given]
     elif cfg.levels == 1:                                    # one level is serial stepping
-        unused += [f"{flag(n)} (only --levels 2 or more; one level steps serially)"
-                   for n in _MGRIT_ONLY if n != "levels" and n in given]
+        unused += [f"{flag(n)} (only {'levels >= 2' if python else '--levels 2 or more'}; one "
+                   "level steps serially)" for n in _MGRIT_ONLY if n != "levels" and n in given]
     return unused
 
 

@@ -986,7 +986,7 @@ def test_train_one_epoch_on_cuda_equals_numpy(tmp_path):
     """The whole loop (data, batches, solves, Adam, evaluation, checkpoint) with backend='cuda'
     gives the numpy backend's history and parameters (float64)."""
     from mgrit_gru import train as tr
-    cfg = dict(data="pulse", seq_len=8, num_sequences=8, num_classes=2, hidden=3, batch_size=6,
+    cfg = dict(data="pulse", seq_len=8, num_sequences=8, hidden=3, batch_size=6,
                levels=2, cf=2, fwd_iters=2, bwd_iters=1, epochs=1, seed=0, test_fraction=0.25,
                dtype="float64")
     runs = {b: tr.train(out=str(tmp_path / b), progress=False, verbose=False, backend=b, **cfg)

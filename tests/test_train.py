@@ -681,10 +681,30 @@ def test_one_level_run_plots_its_zero_residuals_without_a_warning(tmp_path):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")                       # log axis: "no positive values"
-        res = _run(tmp_path, "a", epochs=1, levels=1)
+        one_level = {k: v for k, v in TINY.items() if k not in ("cf", "fwd_iters", "bwd_iters")}
+        res = tr.train(out=str(tmp_path / "a"), progress=False, verbose=False,
+                       **{**one_level, "epochs": 1, "levels": 1})
     assert res.steps["fwd_residual"] and all(r == 0 for r in res.steps["fwd_residual"])
     assert (tmp_path / "a" / "residuals.png").stat().st_size > 1000
 
+
+def test_python_train_warns_of_keywords_the_run_does_not_use(tmp_path):
+    # the command line refuses them; train(**shared, solver=...) in a sweep only hears of them
+    with pytest.warns(UserWarning) as record:
+        res = _run(tmp_path, "s", epochs=1, solver="serial", momentum=0.5)
+    msgs = [str(w.message) for w in record if "does not use" in str(w.message)]
+    assert msgs == ["this run does not use momentum (only optimizer='sgd'); levels (only "
+                    "solver='mgrit'); cf (only solver='mgrit'); fwd_iters (only solver='mgrit'); "
+                    "bwd_iters (only solver='mgrit')"]
+    assert res.steps["fwd_residual"] and all(np.isnan(res.steps["fwd_residual"]))   # serial
+    with pytest.warns(UserWarning, match=r"projection_dim \(only data='frames:ROOT'\)"):
+        tr.train(tr.TrainConfig(**{**TINY, "epochs": 1}), progress=False, verbose=False,
+                 projection_dim=3)                         # a config plus keywords: those
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # a config alone: nothing to tell
+        tr.train(tr.TrainConfig(**{**TINY, "solver": "serial", "epochs": 1}), progress=False,
+                 verbose=False)
 
 def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
