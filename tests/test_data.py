@@ -452,6 +452,14 @@ def test_frame_folder_rgb_and_projection(video_root):
     assert x_p.shape == (3, 3, 5)
     P = frames_mod._projection(12, 5, 7)
     np.testing.assert_allclose(x_p, x_raw @ P, rtol=1e-6)
+    # exact: pixel times P·2^20 summed as Python integers, one correctly rounded division
+    # (Python's int / int), then float32: the loader's bits, whatever order its BLAS sums in
+    pixels = np.rint(x_raw.astype(np.float64) * 255).astype(np.int64)   # the decoded uint8
+    Q = np.rint(P * 2 ** 20).astype(np.int64)
+    assert np.array_equal(Q / 2 ** 20, P)                   # P lies on the 2^-20 grid
+    want = np.array([[[sum(int(a) * int(b) for a, b in zip(pixels[n, t], Q[:, j])) / (255 * 2 ** 20)
+                       for j in range(5)] for t in range(3)] for n in range(3)], np.float32)
+    np.testing.assert_array_equal(x_p, want)
     x_p2, _, _ = load_frame_folder(video_root, seq_len=3, size=(4, 3), projection_dim=5, seed=7)
     np.testing.assert_array_equal(x_p, x_p2)                 # fixed by the seed
 
@@ -685,6 +693,14 @@ def test_projection_seed_and_scale():
     v = np.ones(400, np.float32)
     assert np.linalg.norm(v @ P7) / np.linalg.norm(v) == pytest.approx(1.0, rel=0.25)
 
+
+def test_projection_refuses_sums_float64_cannot_hold_exactly():
+    P = np.full((2, 1), 2.0 ** 25)                           # P·2^20 · 255 · 2 pixels > 2^53
+    with pytest.raises(ValueError, match="projection_dim: 2 pixel features per frame are too "
+                                         "many to project exactly"):
+        frames_mod._project(np.zeros((1, 2), np.uint8), P)
+    big = frames_mod._project(np.full((1, 2), 255, np.uint8), np.full((2, 1), 2.0 ** 20))
+    assert big[0, 0] == 2 ** 21                              # just inside: exact
 
 def test_cache_key_depends_on_every_option(tmp_path, monkeypatch):
     v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True); Image.new("RGB", (4, 4)).save(v / "f.png")

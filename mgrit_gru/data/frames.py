@@ -13,7 +13,8 @@ Layout::
 
 Each frame is resized to ``size``, optionally made grayscale, scaled to [0, 1] and flattened;
 an optional fixed random projection (a seeded Gaussian matrix) reduces the features to
-``projection_dim``. Every video is resampled uniformly in time to exactly ``seq_len`` frames:
+``projection_dim``, computed exactly before one rounding (`_project`), so a frame's features
+have the same bits whichever frames were loaded with it. Every video is resampled uniformly in time to exactly ``seq_len`` frames:
 output step t shows source frame ``floor((t + 0.5) · n_frames / seq_len)`` (nearest frame at
 the centre of each of seq_len equal time bins; shorter videos repeat frames, longer ones skip
 frames). Only the frames that are used are decoded.
@@ -125,24 +126,43 @@ def resample_indices(n_frames, seq_len):
 
 
 def _decode_frame(path, size, grayscale):
-    """Decode one image file to a float32 array (h, w) or (h, w, 3) in [0, 1]."""
+    """Decode one image file to a uint8 array (h, w) or (h, w, 3): its resized pixels."""
     from PIL import Image                                    # Pillow: imported only when used
 
     with Image.open(path) as im:
         im = im.convert("L" if grayscale else "RGB")
         im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)   # PIL takes (w, h)
-        return np.asarray(im, dtype=np.float32) / 255.0
+        return np.asarray(im, dtype=np.uint8)
+
+
+PROJECTION_GRID = 2.0 ** -20                                  # the projection's entries: k · 2^-20
 
 
 def _projection(F_in, projection_dim, seed):
     """The fixed Gaussian projection (F_in, d), scaled by 1/√d so norms are kept on average.
 
-    Kept in float64: frames are projected one at a time in float64 and rounded to float32 once,
-    so a frame's features do not depend on which other frames were loaded with it (a float32
-    matmul over a (N, T, F) block may sum in another order for another T, e.g. a time window).
+    Float64, its entries rounded to multiples of 2^-20 (a change of at most 5e-7: the same
+    Gaussian projection to any statistic), so that `_project` sums exactly.
     """
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((F_in, projection_dim)) / math.sqrt(projection_dim)
+    P = rng.standard_normal((F_in, projection_dim)) / math.sqrt(projection_dim)
+    return np.rint(P / PROJECTION_GRID) * PROJECTION_GRID
+
+
+def _project(pixels, P):
+    """Features of frames given as uint8 ``pixels`` (n, F_raw): ``pixels / 255 @ P`` in float32.
+
+    Exact before one rounding, hence the same bits for a frame whatever other frames share the
+    call (a time window, another BLAS kernel, another summation order): pixels (integers < 2^8)
+    times P·2^20 (integers) are integers, and so are their sums while they stay below 2^53,
+    where float64 holds every integer. Only the scaling by 1 / (255 · 2^20) rounds.
+    """
+    Q = P / PROJECTION_GRID                                  # integers, exactly
+    if pixels.shape[1] * 255 * np.abs(Q).max(initial=0.0) >= 2.0 ** 53:
+        raise ValueError(f"projection_dim: {pixels.shape[1]} pixel features per frame are too "
+                         "many to project exactly; choose a smaller size")
+    S = pixels.astype(np.float64) @ Q                        # exact integer sums: any order
+    return (S / (255 * 2.0 ** 20)).astype(np.float32)        # one rounding, then to float32
 
 
 def _cache_key(root, videos, options):
@@ -251,15 +271,15 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                file=sys.stderr, dynamic_ncols=True)
     for i, (label, vdir, frames) in enumerate(bar):
         idx = resample_indices(len(frames), seq_len)[d0:d1]  # the source frames of those steps
-        decoded = {}
-        for j in np.unique(idx):                             # decode each used frame once
+        used, step_of = np.unique(idx, return_inverse=True)  # decode each used frame once
+        pixels = np.empty((len(used), F_raw), np.uint8)
+        for u, j in enumerate(used):
             try:
-                f = _decode_frame(frames[j], size, grayscale).reshape(-1)
+                pixels[u] = _decode_frame(frames[j], size, grayscale).reshape(-1)
             except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt files
                 raise ValueError(f"{frames[j]}: cannot read image ({type(e).__name__}: {e})") from None
-            # one frame at a time, in float64: the same bits whatever window it was loaded in
-            decoded[j] = f if P is None else (f.astype(np.float64) @ P).astype(np.float32)
-        x[i] = np.stack([decoded[j] for j in idx])
+        feats = pixels.astype(np.float32) / np.float32(255) if P is None else _project(pixels, P)
+        x[i] = feats[step_of]                                # used frame -> its output steps
         y[i] = label
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
