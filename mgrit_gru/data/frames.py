@@ -14,10 +14,11 @@ Layout::
 Each frame is resized to ``size``, optionally made grayscale, scaled to [0, 1] and flattened;
 an optional fixed random projection (a seeded Gaussian matrix) reduces the features to
 ``projection_dim``, computed exactly before one rounding (`_project`), so a frame's features
-have the same bits whichever frames were loaded with it. Every video is resampled uniformly in time to exactly ``seq_len`` frames:
-output step t shows source frame ``floor((t + 0.5) · n_frames / seq_len)`` (nearest frame at
-the centre of each of seq_len equal time bins; shorter videos repeat frames, longer ones skip
-frames). Only the frames that are used are decoded.
+have the same bits whichever frames were loaded with it. Every video is resampled uniformly in
+time to exactly ``seq_len`` frames: output step t shows source frame
+``floor((t + 0.5) · n_frames / seq_len)`` (nearest frame at the centre of each of seq_len equal
+time bins; shorter videos repeat frames, longer ones skip frames). Only the frames that are used
+are decoded.
 
 With ``cache_dir`` the result is stored as an ``.npz`` named by a hash of the folder listing (every
 frame file's path, size and modification time) and of the options, so a second call with the same
