@@ -418,7 +418,7 @@ def param_grads(params, inputs, states, dgx, dgh):
     return grads
 
 
-def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
+def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=True):
     """Backpropagation through time for `gru_forward` (the serial reference gradients).
 
     Parameters
@@ -430,24 +430,29 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
         Cotangent on the outputs y.
     dh_T : ndarray (L, B, H), optional
         Cotangent on the final states.
+    input_grad : bool
+        False: skip ``dx`` (returned as None), one (T·B, 3H) @ (3H, I) product saved, for a
+        caller that only needs the parameter gradients (training).
 
     Returns
     -------
     grads : dict
         Same keys and shapes as ``params``.
-    dx : ndarray (T, B, I)
+    dx : ndarray (T, B, I) or None
     dh0 : ndarray (L, B, H)
 
     ``backend`` (None: the cache's) must match the `gru_forward` that made the cache; a cache
     from ``gru_forward(..., backend="cuda")`` runs BPTT on the GPU (`mgrit_gru.cuda.serial`).
     """
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise ValueError(f"input_grad must be True or False, got {input_grad!r}")
     made_by = cache.get("backend", "numpy") if isinstance(cache, dict) else None
     if backend not in (None, made_by):
         raise ValueError(f"backend={backend!r} but the cache comes from gru_forward with "
                          f"backend={made_by!r}")
     if made_by == "cuda":
         from .cuda.serial import gru_backward as cuda_backward
-        return cuda_backward(params, cache, dy, dh_T)
+        return cuda_backward(params, cache, dy, dh_T, input_grad=input_grad)
     L, I, H, dtype = gru_dims(params)
     if not isinstance(cache, dict) or not {"hs", "gates", "x", "cell", "dt"} <= set(cache):
         raise ValueError("cache must be the third output of gru_forward")
@@ -473,6 +478,8 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None):
                             out_dgx=[d[t] for d in dgx], out_dgh=[d[t] for d in dgh])[0]
     inputs = [x] + [hs[1:, k - 1] for k in range(1, L)]
     grads = param_grads(params, inputs, [hs[:-1, k] for k in range(L)], dgx, dgh)
+    if not input_grad:
+        return grads, None, lam
     dx = (dgx[0].reshape(T * B, 3 * H) @ params["weight_ih_l0"]).reshape(T, B, I)
     return grads, dx, lam
 

@@ -230,11 +230,11 @@ def forward_backward(params, x, labels, opts, comm=None):
     dh_T[-1] = dh_top
     res = dict(loss=loss, correct=int(np.sum(np.argmax(logits, axis=1) == labels)),
                batch=int(len(labels)))
-    if opts.solver == "serial":
-        grads, _, _ = gru_backward(gru, state, dh_T=dh_T)
+    if opts.solver == "serial":                              # (dx: not needed, not computed)
+        grads, _, _ = gru_backward(gru, state, dh_T=dh_T, input_grad=False)
     else:
         grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T, comm=comm, gather="local",
-                                            backend=opts.backend,
+                                            backend=opts.backend, input_grad=False,
                                             **opts.mgrit_kwargs(opts.bwd_iters, backward=True))
         res.update(fwd_residual=state.final_residual, bwd_residual=binfo.final_residual,
                    fwd_iterations=state.iterations, bwd_iterations=binfo.iterations)

@@ -321,7 +321,7 @@ def _rows_of(d, n_steps, name, trailing):
 def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FCF",
                    max_iter=10, tol=1e-9, skip=True, comm=None, backend="numpy", cycle="V",
                    tol_type="absolute", norm="2", min_coarse=1, c_weight=1.0, gather="all",
-                   verbose=False):
+                   verbose=False, input_grad=True):
     """Backward pass by MGRIT: the adjoint recurrence solved parallel-in-time, then gradients.
 
     Parameters
@@ -346,14 +346,19 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
         sums on the GPU (grads, dx, dh0 come back to the host at the end).
     gather : {"all", "root", "local"}
         Where ``dx`` is assembled (like ``y`` in `mgrit_forward`); grads and dh0 are everywhere.
+    input_grad : bool
+        False: skip ``dx`` (returned as None; nothing gathered), for a caller that only needs
+        the parameter gradients (training): one (T·B, 3H) @ (3H, I) product and, with
+        ``backend="cuda"``, its copy to the host saved.
 
     Returns
     -------
     grads : dict
         Same keys as ``params``: Σ_i (∂Φ_i/∂θ)ᵀ λ_{i+1}, summed over ranks by one allreduce.
-    dx : ndarray (T, B, I)
+    dx : ndarray (T, B, I) or None
         See ``gather``; with ``"local"`` this rank's rows ``info.dx_rows`` = (start, stop). A
-        numba device array when the forward pass was given x on the GPU.
+        numba device array when the forward pass was given x on the GPU. None where
+        ``input_grad`` is False.
     dh0 : ndarray (L, B, H)
     info : MGRITInfo
         The backward solve's residual history, iterations and timings; ``final_residual`` says
@@ -362,6 +367,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     _check_backend(backend)
     if gather not in GATHERS:
         raise ValueError(f"gather must be one of {GATHERS}, got {gather!r}")
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise ValueError(f"input_grad must be True or False, got {input_grad!r}")
     if not hasattr(fwd, "problem") or not isinstance(getattr(fwd, "problem", None),
                                                      GRUForwardProblem):
         if type(getattr(fwd, "problem", None)).__name__ != "CudaForwardProblem":
@@ -420,7 +427,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     # parameter gradients from the stored cotangents of this rank's steps i = first .. hi - 1
     first = fproblem.store_from
     if backend == "cuda":                                    # device sums, copied to the host
-        grads, dx_loc = problem.gradients(lo, hi, dx_on_device=fproblem.device_io)
+        grads, dx_loc = problem.gradients(lo, hi, dx_on_device=fproblem.device_io,
+                                          input_grad=input_grad)
     else:
         steps = slice(first - (lo - 1), hi - (lo - 1))       # rows of `states` for u_i
         x_rows = fproblem.x[first - fproblem.t_offset: hi - fproblem.t_offset]
@@ -439,7 +447,9 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     for k in names:
         grads[k] = flat[offset: offset + grads[k].size].reshape(params[k].shape).astype(dtype)
         offset += params[k].size
-    if backend != "cuda":
+    if backend != "cuda" and not input_grad:
+        dx_loc = None
+    elif backend != "cuda":
         W_ih0 = params["weight_ih_l0"]
         dgx0 = problem.dgx[0]
         dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
@@ -450,7 +460,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     if comm_w.size == 1:
         return grads, dx_loc, dh0, info
     dh0 = comm_w.bcast(dh0, root=0)                          # world rank 0 holds forward point 0
-    if gather == "local":
+    if gather == "local" or dx_loc is None:
         return grads, dx_loc, dh0, info
     dx = _gather_rows(comm_w, first, dx_loc, T, None if gather == "all" else 0)
     return grads, dx, dh0, info

@@ -368,6 +368,31 @@ def test_serial_gather_local_reports_dx_rows():
     assert info.dx_rows == (0, 20) and dx.shape == (20, B, I)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("gather", ["all", "local"])
+def test_without_input_grad_the_same_gradients_and_no_dx(layers, gather):
+    """input_grad=False (what training asks for) skips dx alone: every parameter gradient and
+    dh0 are bit for bit the full call's, for BPTT and for MGRIT (inexact: 1 cycle)."""
+    params, x, h0, dy, dh_T = _problem(24, layers)
+    cache = mg.gru_forward(params, x, h0)[2]
+    full, part = (mg.gru_backward(params, cache, dy=dy, dh_T=dh_T, input_grad=g)
+                  for g in (True, False))
+    assert full[1].shape == (24, B, I) and part[1] is None
+    _, _, fwd = mg.mgrit_forward(params, x, h0, max_iter=2, gather=gather)
+    m_full, m_part = (mg.mgrit_backward(params, fwd, dy, dh_T, max_iter=1, gather=gather,
+                                        input_grad=g) for g in (True, False))
+    assert m_full[1].shape == (24, B, I) and m_part[1] is None
+    assert m_part[3].dx_rows == m_full[3].dx_rows == (0, 24)
+    for a, b in [(full, part), (m_full, m_part)]:
+        assert set(a[0]) == set(b[0]) == set(params)
+        for k in a[0]:
+            np.testing.assert_array_equal(b[0][k], a[0][k], err_msg=k)
+        np.testing.assert_array_equal(b[2], a[2])
+    with pytest.raises(ValueError, match="input_grad must be True or False, got 'no'"):
+        mg.gru_backward(params, cache, dy=dy, input_grad="no")
+    with pytest.raises(ValueError, match="input_grad must be True or False, got 0"):
+        mg.mgrit_backward(params, fwd, dy, input_grad=0)
+
 # ----------------------------------------------------------------------------------------------
 # diagnostics pictures
 # ----------------------------------------------------------------------------------------------

@@ -462,6 +462,37 @@ def test_backend_mismatch_and_ranks_are_refused():
         _problem_classes("cuda", TwoRanks())
 
 
+@pytest.mark.parametrize("solver", ["mgrit", "serial"])
+def test_without_input_grad_no_dx_is_launched_or_copied(monkeypatch, solver):
+    """input_grad=False (training's call): dx is None, its kernel is not launched and nothing
+    of shape (T, B, I) crosses to the host; gradients and dh0 are the full call's bits."""
+    from mgrit_gru.cuda import problems as cuda_problems
+    from mgrit_gru.cuda import serial as cuda_serial
+    T = 8
+    p, x, h0, dy, dh_T = data(np.float64, T, 2, seed=6)
+    if solver == "mgrit":
+        fi = mgrit_forward(p, x, h0, levels=2, cf=2, max_iter=1, backend="cuda")[2]
+        run = lambda g: mgrit_backward(p, fi, dy, dh_T, levels=2, cf=2, max_iter=1,
+                                       backend="cuda", input_grad=g)[:3]
+    else:
+        cache = gru_forward(p, x, h0, backend="cuda")[2]
+        run = lambda g: gru_backward(p, cache, dy, dh_T, input_grad=g)
+    g_full, dx_full, dh0_full = run(True)
+    launched, copied = [], []
+    real_dx, to_host = cuda_problems.input_gradient, CudaGRU.to_host
+    for mod in (cuda_problems, cuda_serial):
+        monkeypatch.setattr(mod, "input_gradient", lambda *a: launched.append(1) or real_dx(*a))
+    monkeypatch.setattr(CudaGRU, "to_host", lambda gru, d: copied.append(tuple(d.shape))
+                        or to_host(gru, d))
+    g, dx, dh0 = run(False)
+    assert dx is None and launched == [] and (T, B, I) not in copied
+    assert dx_full.shape == (T, B, I)
+    np.testing.assert_array_equal(dh0, dh0_full)
+    for k in g_full:
+        np.testing.assert_array_equal(g[k], g_full[k], err_msg=k)
+    run(True)
+    assert launched == [1] and (T, B, I) in copied           # (the counters do count)
+
 # ----------------------------------------------------------------------------------------------
 # serial forward and BPTT
 # ----------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
-from mgrit_gru.cuda.problems import input_grad
+from mgrit_gru.cuda.problems import input_gradient
 
 n, L2, B, H, I, T = 3, 2, 2, 4, 3, 5                         # intervals, layers, batch, hidden, input, steps
 
@@ -358,7 +358,7 @@ def test_residual_and_norms(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_project_and_input_grad_several_tiles(dtype):
+def test_project_and_input_gradient_several_tiles(dtype):
     """2 row tiles (the second partial), 2 reduction slabs, 2 column tiles: the CI sizes above
     fit one 16 x 16 tile, so a swapped grid axis or a lost slab passed them."""
     T, B, I, H = 7, 3, 20, 6           # 21 rows: 2 row tiles (2nd partial); I = 20: 2 slabs; 3H = 18: 2 col tiles
@@ -370,7 +370,7 @@ def test_project_and_input_grad_several_tiles(dtype):
     be.project(be.to_device(x), out=out)
     close(be.to_host(out), x @ p["weight_ih_l0"].T + p["bias_ih_l0"], dtype)
     dg = rng.standard_normal((T, B, 3 * H)).astype(dtype)      # dx = dg W_ih_l0: reduction over 18 > 16
-    close(be.to_host(input_grad(be, p, be.to_device(dg))), dg @ p["weight_ih_l0"], dtype)
+    close(be.to_host(input_gradient(be, p, be.to_device(dg))), dg @ p["weight_ih_l0"], dtype)
 
 
 

@@ -355,12 +355,13 @@ class CudaAdjointProblem(Problem):
                                          fwd.dt * span)
             gru.vjp_scan(h, idx, u, gates, tg, fwd.dt * span, fine=False, g=g, f=f)
 
-    def gradients(self, lo, hi, dx_on_device=False):
+    def gradients(self, lo, hi, dx_on_device=False, input_grad=True):
         """Parameter gradients (host arrays) and dx of the steps this problem stored.
 
         ``lo, hi``: the forward solve's own points. Deterministic device sums
         (`CudaGRU.param_grads`), dx = dgx_l0 W_ih_l0 by one `project` launch; then one copy
-        of each result to the host (dx stays on the device with ``dx_on_device``).
+        of each result to the host (dx stays on the device with ``dx_on_device``; it is None,
+        and neither launched nor copied, without ``input_grad``).
         """
         fwd, gru = self.fwd, self.gru
         first = fwd.store_from
@@ -374,9 +375,9 @@ class CudaAdjointProblem(Problem):
             tx = fwd.arange[first - fwd.t_offset: first - fwd.t_offset + n]
             gru.step(u[:n], tx, fwd.gx0, fwd.dt, u_next, fine=True)
         grads = gru.param_grads(x, u, dgx, dgh, u_next=u_next)
-        dx = input_grad(gru, fwd.params, dgx[:, 0])
-        return {k: gru.to_host(v) for k, v in grads.items()}, (dx if dx_on_device else
-                                                                gru.to_host(dx))
+        dx = input_gradient(gru, fwd.params, dgx[:, 0]) if input_grad else None
+        grads = {k: gru.to_host(v) for k, v in grads.items()}
+        return grads, (dx if dx is None or dx_on_device else gru.to_host(dx))
 
 
 def reversed_dy(gru, dy, rev):
@@ -406,7 +407,7 @@ def outputs_on_device(gru, u):
     return y.reshape(T1 - 1, B, H), h_T.reshape(L, B, H)
 
 
-def input_grad(gru, params, dgx0):
+def input_gradient(gru, params, dgx0):
     """dx = dgx0 @ W_ih_l0 on the device: (T, B, 3H) -> (T, B, I), one `project` launch (the
     projection kernel with the untransposed weight and a zero bias)."""
     W = getattr(gru, "_W_ih0", None)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..gru import _check_cotangent, check_cell, check_h0, check_sequence, gru_dims
 from .backend import GATES, CudaGRU, as_device, check_device, small_to_host, view
-from .problems import input_grad, outputs_on_device, reversed_dy, to_host
+from .problems import input_gradient, outputs_on_device, reversed_dy, to_host
 
 
 LAUNCHES = ("scan", "per_step")
@@ -85,7 +85,7 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, launches="scan"):
     return y, h_T, cache
 
 
-def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
+def backward_device(gru, params, cache, dy=None, lam=None, launches="scan", input_grad=True):
     """BPTT on device arrays: dy (T, B, H) on the host or the device, or None; lam (1, L, B, H)
     = λ_T, overwritten with λ_0. Returns (grads, dx) as device arrays.
 
@@ -118,10 +118,10 @@ def backward_device(gru, params, cache, dy=None, lam=None, launches="scan"):
             gru.vjp(hs[t:t + 1], lam, tix[t:t + 1], dt, lam, fine=True, gates=gates,
                     dg=(dgx, dgh))
     grads = gru.param_grads(cache["x"], hs, dgx, dgh)
-    return grads, input_grad(gru, params, dgx[:, 0])
+    return grads, (input_gradient(gru, params, dgx[:, 0]) if input_grad else None)
 
 
-def gru_backward(params, cache, dy=None, dh_T=None, launches="scan"):
+def gru_backward(params, cache, dy=None, dh_T=None, launches="scan", input_grad=True):
     """`mgrit_gru.gru.gru_backward` on the device for a cache from `gru_forward` (cuda)."""
     _check_launches(launches)
     L, I, H, dtype = gru_dims(params)
@@ -140,6 +140,8 @@ def gru_backward(params, cache, dy=None, dh_T=None, launches="scan"):
     dh_T = _check_cotangent(small_to_host(dh_T), (L, B, H), dtype, "dh_T")
     gru = CudaGRU(params, cache["cell"], dtype=dtype)         # this call's params, like NumPy's
     lam = gru.to_device((np.zeros((L, B, H), dtype) if dh_T is None else dh_T)[None])
-    grads, dx = backward_device(gru, params, cache, dy, lam, launches)
+    grads, dx = backward_device(gru, params, cache, dy, lam, launches, input_grad)
     grads = {k: gru.to_host(v) for k, v in grads.items()}
-    return grads, (dx if cache.get("device_io") else gru.to_host(dx)), gru.to_host(lam)[0]
+    if dx is not None and not cache.get("device_io"):
+        dx = gru.to_host(dx)
+    return grads, dx, gru.to_host(lam)[0]
