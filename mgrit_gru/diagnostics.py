@@ -431,10 +431,15 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
     residual history, and the largest error of y and h_T against `gru_forward`; with ``plot``
     (a .png path) saves the `plot_solve` figure there.
 
+    A solve that ran out of iterations because its residual stopped falling at the dtype's
+    round-off (float32 with the float64 default ``tol``) is said to have stalled, with a
+    tolerance it can reach.
+
     Returns
     -------
     dict
-        ``residual_history``, ``iterations``, ``converged``, ``err_y``, ``err_hT``, ``plot``.
+        ``residual_history``, ``iterations``, ``converged``, ``stalled``, ``err_y``, ``err_hT``,
+        ``plot``.
     """
     from .gru import gru_forward, init_gru
     from .solve import mgrit_forward
@@ -459,6 +464,12 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
     print_fn(f"iterations = {info.iterations}   converged = {info.converged}   "
              f"wall time = {info.wall_time:.3f} s")
     print_fn(f"max |y - y_serial| = {err_y:.3e}   max |h_T - h_T_serial| = {err_h:.3e}")
+    stalled = _stalled_at_roundoff(info, dtype, y_ref)
+    if stalled:
+        reach = 10.0 ** math.ceil(math.log10(10 * max(info.residual_history[-3:])))
+        print_fn(f"the residual stalled at {dtype.name} round-off (about "
+                 f"{info.residual_history[-1]:.0e}): tol={tol:g} is below what {dtype.name} "
+                 f"can reach; a tol of {reach:.0e} converges")
     if plot is not None:
         import matplotlib.pyplot as plt
         cf0 = info.options["cf"][0] if info.options.get("cf") else None
@@ -467,7 +478,18 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
         plt.close(fig)
         print_fn(f"plots saved to {plot}")
     return dict(residual_history=list(info.residual_history), iterations=info.iterations,
-                converged=info.converged, err_y=err_y, err_hT=err_h, plot=plot)
+                converged=info.converged, stalled=stalled, err_y=err_y, err_hT=err_h, plot=plot)
+
+
+def _stalled_at_roundoff(info, dtype, y):
+    """Whether an unconverged solve's residual stopped falling (less than 2x over its last two
+    cycles) at a height round-off explains: below 100 · eps · sqrt(entries) · max(|y|, 1),
+    the size of the rounding errors of the states the residual is taken over."""
+    hist = info.residual_history
+    if info.converged or len(hist) < 3 or not all(math.isfinite(r) for r in hist[-3:]):
+        return False
+    floor = 100 * np.finfo(dtype).eps * math.sqrt(y.size) * max(float(np.max(np.abs(y))), 1.0)
+    return hist[-1] > 0.5 * hist[-3] and max(hist[-3:]) < floor
 
 
 # ----------------------------------------------------------------------------------------------

@@ -59,6 +59,29 @@ def test_an_exact_one_level_solve_plots_without_a_log_scale_warning(tmp_path):
     assert res["iterations"] == 1 and (tmp_path / "l1.png").stat().st_size > 1000
 
 
+def test_solve_and_report_says_when_float32_round_off_stalls_the_residual():
+    said = []
+    small = dict(seq_len=32, hidden=16, batch=2, input_size=8, print_fn=said.append)
+    res = dg.solve_and_report(dtype="float32", iters=12, **small)   # tol: float64's 1e-9
+    assert not res["converged"] and res["stalled"]
+    assert res["err_y"] < 1e-6                               # the answer is as exact as float32
+    note = [s for s in said if "stalled" in s]
+    assert len(note) == 1 and note[0].startswith("the residual stalled at float32 round-off")
+    reach = float(note[0].rsplit("a tol of ", 1)[1].split()[0])
+    again = dg.solve_and_report(dtype="float32", iters=12, tol=reach, **{**small,
+                                                                          "print_fn": said.append})
+    assert again["converged"] and not again["stalled"]      # the tol it names is reachable
+    # unconverged for want of iterations, not round-off: no such note (float64 and float32)
+    for dtype in ("float64", "float32"):
+        said.clear()
+        res = dg.solve_and_report(dtype=dtype, iters=3, skip=False, **{**small, "seq_len": 256,
+                                                                        "print_fn": said.append})
+        assert not res["converged"] and not res["stalled"]
+        assert not any("stalled" in s for s in said)
+    said.clear()
+    assert dg.solve_and_report(iters=12, **small)["converged"] and not any("stalled" in s
+                                                                           for s in said)
+
 def test_error_vs_time_shows_finite_termination():
     problem, u, info = _solve(levels=2, cf=4, relax="F", max_iter=3)
     exact = problem.exact()
