@@ -288,7 +288,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
     ------
     dict
         On rank 0: per method ``forward_s``, ``backward_s``, ``train_step_s`` (median of whole
-        forward+backward runs), ``speedup_vs_bptt``, the cycles and final residuals of both
+        forward+backward runs; the backward computes the parameter gradients, not dx, as
+        training does), ``speedup_vs_bptt``, the cycles and final residuals of both
         solves, and ``grad_error``: the parameter gradients' relative 2-norm error against BPTT.
     """
     from .mgrit.comm import as_comm
@@ -316,7 +317,7 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
             t0 = time.perf_counter()
             cache = gru_forward(params, x, cell=cell, dt=dt)[2]
             t1 = time.perf_counter()
-            ref = gru_backward(params, cache, dy=dy)[0]          # parameter gradients
+            ref = gru_backward(params, cache, dy=dy, input_grad=False)[0]   # as training: no dx
             t2 = time.perf_counter()
             del cache
             if i:
@@ -353,7 +354,7 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
                 dys = TimeSlice(_x_rows(seed + 1, d0, d1, B, H, dtype), d0, T)
             t1 = time.perf_counter()
             grads, _, _, bwd = mgrit_backward(params, fwd, dys, gather="local", **base,
-                                              **bopts)
+                                              input_grad=False, **bopts)   # as training
             t2 = time.perf_counter()
             if i:                                            # keep numbers, not the solves'
                 walls = [comm.allreduce_max(t) for t in (t2 - t0, t1 - t0, t2 - t1)]
