@@ -23,7 +23,8 @@ import warnings
 
 import numpy as np
 
-from .checks import float_dtype, int_at_least, positive_float, positive_int, real_array
+from .checks import (check_flag, float_dtype, int_at_least, positive_float, positive_int,
+                     real_array)
 
 CELLS = ("classic", "implicit")
 
@@ -400,6 +401,13 @@ def caches_at(hs, gates, t):
     return caches
 
 
+def input_gradient(params, dgx0):
+    """dx = dgx0 W_ih_l0: the VJP of layer 0's input projection gx = W_ih x + b_ih, for the
+    cotangents dgx0 (T, B, 3H) of its gate inputs; (T, B, I)."""
+    T, B, G = dgx0.shape
+    return (dgx0.reshape(T * B, G) @ params["weight_ih_l0"]).reshape(T, B, -1)
+
+
 def param_grads(params, inputs, states, dgx, dgh):
     """Sum the parameter gradients over all steps in one matmul per tensor.
 
@@ -444,8 +452,7 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=Tru
     ``backend`` (None: the cache's) must match the `gru_forward` that made the cache; a cache
     from ``gru_forward(..., backend="cuda")`` runs BPTT on the GPU (`mgrit_gru.cuda.serial`).
     """
-    if not isinstance(input_grad, (bool, np.bool_)):
-        raise ValueError(f"input_grad must be True or False, got {input_grad!r}")
+    input_grad = check_flag(input_grad, "input_grad")
     made_by = cache.get("backend", "numpy") if isinstance(cache, dict) else None
     if backend not in (None, made_by):
         raise ValueError(f"backend={backend!r} but the cache comes from gru_forward with "
@@ -478,10 +485,7 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=Tru
                             out_dgx=[d[t] for d in dgx], out_dgh=[d[t] for d in dgh])[0]
     inputs = [x] + [hs[1:, k - 1] for k in range(1, L)]
     grads = param_grads(params, inputs, [hs[:-1, k] for k in range(L)], dgx, dgh)
-    if not input_grad:
-        return grads, None, lam
-    dx = (dgx[0].reshape(T * B, 3 * H) @ params["weight_ih_l0"]).reshape(T, B, I)
-    return grads, dx, lam
+    return grads, (input_gradient(params, dgx[0]) if input_grad else None), lam
 
 
 # ----------------------------------------------------------------------------------------------

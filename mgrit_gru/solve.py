@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import int_at_least, real_array
+from .checks import check_flag, int_at_least, real_array
 from .gru import (cell_update, check_cell, check_h0, check_sequence, check_unchanged, gru_dims,
-                  on_gpu, param_grads)
+                  input_gradient, on_gpu, param_grads)
 from .mgrit import MGRIT, Hierarchy, as_comm
 from .problems import GRUAdjointProblem, GRUForwardProblem
 
@@ -367,8 +367,7 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     _check_backend(backend)
     if gather not in GATHERS:
         raise ValueError(f"gather must be one of {GATHERS}, got {gather!r}")
-    if not isinstance(input_grad, (bool, np.bool_)):
-        raise ValueError(f"input_grad must be True or False, got {input_grad!r}")
+    input_grad = check_flag(input_grad, "input_grad")
     if not hasattr(fwd, "problem") or not isinstance(getattr(fwd, "problem", None),
                                                      GRUForwardProblem):
         if type(getattr(fwd, "problem", None)).__name__ != "CudaForwardProblem":
@@ -409,7 +408,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     _same_on_every_rank(comm_w, dy_given=dy is not None, dh_T_given=dh_T is not None,
                         levels=levels, cf=cf, relax=relax, max_iter=max_iter, tol=tol, skip=skip,
                         cycle=cycle, tol_type=tol_type, norm=norm, min_coarse=min_coarse,
-                        c_weight=c_weight, gather=gather, backend=backend)
+                        c_weight=c_weight, gather=gather, backend=backend,
+                        input_grad=input_grad)               # (else some ranks wait in dx's gather)
     lo, hi = fsolver.local_range
     states = fsolver.U[0]                                    # forward points lo - 1 .. hi
     problem = adj_cls(fproblem, states, lo - 1, dy_rows, dy_first, dh_T)
@@ -447,12 +447,8 @@ def mgrit_backward(params, fwd, dy=None, dh_T=None, *, levels=3, cf=4, relax="FC
     for k in names:
         grads[k] = flat[offset: offset + grads[k].size].reshape(params[k].shape).astype(dtype)
         offset += params[k].size
-    if backend != "cuda" and not input_grad:
-        dx_loc = None
-    elif backend != "cuda":
-        W_ih0 = params["weight_ih_l0"]
-        dgx0 = problem.dgx[0]
-        dx_loc = (dgx0.reshape(-1, 3 * H) @ W_ih0).reshape(dgx0.shape[0], B, I)
+    if backend != "cuda":
+        dx_loc = input_gradient(params, problem.dgx[0]) if input_grad else None
     # dh0 = λ_0, the adjoint's last point s = N (owned by the rank holding forward point 0)
     b_lo, b_hi = solver.local_range
     dh0 = solver.vec.to_host(lam[-1:])[0] if b_hi == T else None   # one point, not all λ

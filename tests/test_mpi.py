@@ -108,7 +108,9 @@ def test_one_level_gives_every_rank_steps_even_with_t_equal_p(ranks):
     ("levels", "the ranks disagree on levels (rank 0: 2, rank 1: 3, rank 2: 2): every rank "
                "must pass the same"),
     ("dy", "the ranks disagree on dy_given (rank 0: True, rank 1: False, rank 2: False): "
-           "every rank must pass the same; every rank needs dy")])
+           "every rank must pass the same; every rank needs dy"),
+    ("input_grad", "the ranks disagree on input_grad (rank 0: True, rank 1: False, rank 2: True)"
+                   ": every rank must pass the same")])
 def test_arguments_that_differ_between_ranks_end_the_job(mode, message):
     """A bad argument on one rank, options or a dy that differ between ranks: the job ends with
     the reason (it hung, or with dy on rank 0 alone gave wrong gradients without an error)."""

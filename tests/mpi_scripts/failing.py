@@ -13,6 +13,8 @@ MODE
   levels   rank 1 asks for 3 levels, the others for 2: every rank refuses before any message.
   dy       gather="root", then dy on rank 0 alone (where y is): every rank refuses the backward
            pass (the others would add a zero loss on their rows: wrong gradients, no error).
+  input_grad  rank 1 asks the backward for no dx, the others for dx gathered everywhere: every
+           rank refuses (rank 1 would return while the others wait for it in the gather).
 """
 import sys
 
@@ -52,6 +54,9 @@ y, h_T, fwd = mg.mgrit_forward(params, x, comm=comm, levels=levels, cf=4, max_it
 if mode == "dy":
     mg.mgrit_backward(params, fwd, dy=np.ones_like(y) if comm.rank == 0 else None, levels=2,
                       cf=4, gather="root")
+if mode == "input_grad":
+    mg.mgrit_backward(params, fwd, dy=np.ones_like(y), levels=2, cf=4, gather="all",
+                      input_grad=comm.rank != 1)
 comm.Barrier()                     # the healthy ranks would wait here for the failed one
 if comm.rank == 0:
     print("finished without an error", flush=True)
