@@ -698,9 +698,10 @@ def test_projection_refuses_sums_float64_cannot_hold_exactly():
     P = np.full((2, 1), 2.0 ** 25)                           # P·2^20 · 255 · 2 pixels > 2^53
     with pytest.raises(ValueError, match="projection_dim: 2 pixel features per frame are too "
                                          "many to project exactly"):
-        frames_mod._project(np.zeros((1, 2), np.uint8), P)
-    big = frames_mod._project(np.full((1, 2), 255, np.uint8), np.full((2, 1), 2.0 ** 20))
-    assert big[0, 0] == 2 ** 21                              # just inside: exact
+        frames_mod._integer_projection(P)
+    Q = frames_mod._integer_projection(np.full((2, 1), 2.0 ** 12))   # 2 · 255 · 2^32 < 2^53
+    big = frames_mod._project(np.full((1, 2), 255, np.uint8), Q)
+    assert big[0, 0] == 2 ** 13                              # inside: exact
 
 def test_cache_key_depends_on_every_option(tmp_path, monkeypatch):
     v = tmp_path / "r" / "c" / "v"; v.mkdir(parents=True); Image.new("RGB", (4, 4)).save(v / "f.png")

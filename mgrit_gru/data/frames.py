@@ -150,20 +150,27 @@ def _projection(F_in, projection_dim, seed):
     return np.rint(P / PROJECTION_GRID) * PROJECTION_GRID
 
 
-def _project(pixels, P):
-    """Features of frames given as uint8 ``pixels`` (n, F_raw): ``pixels / 255 @ P`` in float32.
+def _integer_projection(P):
+    """Q = P · 2^20 (integers held in float64) for `_project`, once per load; ValueError where
+    a frame's sum Σ pixel · Q could pass 2^53, above which float64 does not hold every integer."""
+    Q = P / PROJECTION_GRID                                  # integers, exactly
+    if Q.shape[0] * 255 * np.abs(Q).max(initial=0.0) >= 2.0 ** 53:
+        raise ValueError(f"projection_dim: {Q.shape[0]} pixel features per frame are too "
+                         "many to project exactly; choose a smaller size")
+    return Q
+
+
+def _project(pixels, Q):
+    """Features of frames given as uint8 ``pixels`` (n, F_raw): ``pixels / 255 @ P`` in float32,
+    with Q = `_integer_projection` (P).
 
     Exact before one rounding, hence the same bits for a frame whatever other frames share the
     call (a time window, another BLAS kernel, another summation order): pixels (integers < 2^8)
-    times P·2^20 (integers) are integers, and so are their sums while they stay below 2^53,
-    where float64 holds every integer. Only the scaling by 1 / (255 · 2^20) rounds.
+    times Q (integers) are integers, and so are their sums (below 2^53: checked with Q), where
+    float64 holds every integer. Only the scaling by 1 / (255 · 2^20) rounds.
     """
-    Q = P / PROJECTION_GRID                                  # integers, exactly
-    if pixels.shape[1] * 255 * np.abs(Q).max(initial=0.0) >= 2.0 ** 53:
-        raise ValueError(f"projection_dim: {pixels.shape[1]} pixel features per frame are too "
-                         "many to project exactly; choose a smaller size")
     S = pixels.astype(np.float64) @ Q                        # exact integer sums: any order
-    return (S / (255 * 2.0 ** 20)).astype(np.float32)        # one rounding, then to float32
+    return (S / (255 / PROJECTION_GRID)).astype(np.float32)  # one rounding, then to float32
 
 
 def _cache_key(root, videos, options):
@@ -264,9 +271,10 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                               "the videos again", stacklevel=2)              # rebuild it
 
     F_raw = size[0] * size[1] * (1 if grayscale else 3)
-    P = None if projection_dim is None else _projection(F_raw, int(projection_dim), seed)
+    Q = (None if projection_dim is None else
+         _integer_projection(_projection(F_raw, int(projection_dim), seed)))
     d0, d1 = (0, seq_len) if cache_path is not None else (t0, t1)   # the steps to decode
-    x = np.empty((len(videos), d1 - d0, F_raw if P is None else P.shape[1]), np.float32)
+    x = np.empty((len(videos), d1 - d0, F_raw if Q is None else Q.shape[1]), np.float32)
     y = np.empty(len(videos), np.int64)
     bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
                file=sys.stderr, dynamic_ncols=True)
@@ -279,7 +287,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                 pixels[u] = _decode_frame(frames[j], size, grayscale).reshape(-1)
             except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt files
                 raise ValueError(f"{frames[j]}: cannot read image ({type(e).__name__}: {e})") from None
-        feats = pixels.astype(np.float32) / np.float32(255) if P is None else _project(pixels, P)
+        feats = pixels.astype(np.float32) / np.float32(255) if Q is None else _project(pixels, Q)
         x[i] = feats[step_of]                                # used frame -> its output steps
         y[i] = label
     if cache_path is not None:
