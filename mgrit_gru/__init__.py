@@ -1,21 +1,40 @@
 """mgrit_gru: parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, ICLR 2022).
 
-Where things live: `gru` (the GRU math, step + VJP, serial forward/BPTT), `head` (classifier),
-`gradcheck`, `mgrit` (the generic solver: cycle, hierarchy, comm, problem), `problems` (the GRU
-forward and adjoint as MGRIT problems), `solve` (`mgrit_forward`, `mgrit_backward`), `data`,
-`optim`, `model` (the GRU classifier, one serial or MGRIT training step), `train` (the training
-loop, checkpoints, resume, ``mgrit-gru train``/``demo``), `cuda` (numba.cuda kernels),
-`diagnostics` (plots), `bench`, `cli`.
+The layers, each importing only those above it in this list:
+
+- `gru`, `head`, `gradcheck`: the math, NumPy only (`checks`: the argument rules)
+- `mgrit`: the generic solver; knows time stepping, not GRUs (`MGRITOptions`, `MGRIT`)
+- `problems`: the GRU forward pass and its adjoint as MGRIT problems
+- `cuda`: numba.cuda kernels and the device twins of those problems
+- `solve`: `mgrit_forward`/`mgrit_backward` and the backend they run on
+- `training`: data, classifier, optimisers, the training loop and its run folder
+- `tools`: command line, benchmarks, performance model, diagnostics (plots)
+
+``import mgrit_gru`` needs only NumPy; everything else is imported where it is used.
 """
 from ._threads import limit_blas_threads as _limit_blas_threads
 
 _limit_blas_threads()      # before NumPy starts its BLAS: one thread per rank under mpiexec -n P
-from .gru import (init_gru, gru_forward, gru_backward, step_forward, step_backward,
-                  cell_forward, cell_backward, gru_dims)
-from .head import init_head, head_forward, head_backward
-from .gradcheck import gradcheck, check_gru_gradients, GradcheckResult
-from .solve import mgrit_forward, mgrit_backward, input_rows, TimeSlice
-from .optim import SGD, Adam, clip_grad_norm, grad_norm
-from . import data
+from . import _moved
+from .checks import gru_dims
+from .gradcheck import GradcheckResult, check_gru_gradients, gradcheck
+from .gru import cell_backward, cell_forward, init_gru, step_backward, step_forward
+from .head import head_backward, head_forward, init_head
+from .mgrit import MGRITOptions
+from .solve import (TimeSlice, get_backend, gru_backward, gru_forward, input_rows,
+                    mgrit_backward, mgrit_forward)
+from .training.optim import SGD, Adam, clip_grad_norm, grad_norm
 
+_moved.install()
 __version__ = "0.1.0"
+
+_LAZY = {"data", "diagnostics", "train", "training", "tools", "cuda", "model", "optim",
+         "bench", "perfmodel", "cli"}
+
+
+def __getattr__(name):
+    """``mgrit_gru.diagnostics``, ``mgrit_gru.data``, ...: imported on first use."""
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(_moved.new_name(f"{__name__}.{name}"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@ on PATH (a compute node's bare environment) or where Python must be named, as in
 ``mpiexec -n 4 python -m mpi4py -m mgrit_gru bench ...``."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,10 +23,9 @@ import warnings
 
 import numpy as np
 
-from .checks import (check_flag, float_dtype, int_at_least, positive_float, positive_int,
-                     real_array)
-
-CELLS = ("classic", "implicit")
+from .checks import (CELLS, check_cell, check_cotangent, check_flag, check_sequence,
+                     check_unchanged, float_dtype, gru_dims, int_at_least, positive_int,
+                     require_cotangent)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,51 +71,6 @@ def init_gru(input_size, hidden_size, num_layers=1, seed=0, dtype=np.float64):
         for name, shape in shapes.items():
             params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
     return params
-
-
-def gru_dims(params):
-    """Check a GRU parameter dict and return ``(num_layers, input_size, hidden_size, dtype)``.
-
-    Raises ``ValueError`` naming the offending entry for missing or extra names, wrong shapes,
-    mixed or non-float dtypes, and NaN or Inf values.
-    """
-    if not isinstance(params, dict) or "weight_hh_l0" not in params:
-        raise ValueError("params must be a dict with nn.GRU names (weight_ih_l0, weight_hh_l0, ...)")
-    num_layers = 0
-    while f"weight_hh_l{num_layers}" in params:
-        num_layers += 1
-    W_hh0 = np.asarray(params["weight_hh_l0"])
-    if W_hh0.ndim != 2 or W_hh0.shape[0] != 3 * W_hh0.shape[1]:
-        raise ValueError(f"params['weight_hh_l0'] must have shape (3H, H), got {W_hh0.shape}")
-    H = W_hh0.shape[1]
-    I = np.asarray(params.get("weight_ih_l0", np.empty((0, 0)))).shape[-1]
-    if H < 1 or I < 1:
-        raise ValueError(f"params must have hidden_size and input_size >= 1, got H = {H}, I = {I} "
-                         f"(weight_hh_l0 {W_hh0.shape})")
-    dtype = W_hh0.dtype
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"params must be float32 or float64, got {dtype}")
-    expected = set()
-    for k in range(num_layers):
-        want = {f"weight_ih_l{k}": (3 * H, I if k == 0 else H), f"weight_hh_l{k}": (3 * H, H),
-                f"bias_ih_l{k}": (3 * H,), f"bias_hh_l{k}": (3 * H,)}
-        for name, shape in want.items():
-            expected.add(name)
-            if name not in params:
-                raise ValueError(f"params is missing {name!r}")
-            v = params[name]
-            if not isinstance(v, np.ndarray) or v.shape != shape:
-                raise ValueError(f"params[{name!r}] must be an array of shape {shape}, "
-                                 f"got {getattr(v, 'shape', type(v).__name__)}")
-            if v.dtype != dtype:
-                raise ValueError(f"params[{name!r}] has dtype {v.dtype}, the others {dtype}: "
-                                 "all parameters must share one dtype")
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"params[{name!r}] contains NaN or Inf")
-    extra = set(params) - expected
-    if extra:
-        raise ValueError(f"params has unexpected entries {sorted(extra)}")
-    return num_layers, I, H, dtype
 
 
 def layer_params(params, k):
@@ -329,7 +283,7 @@ def step_backward(params, caches, dh_new, cell="classic", dt=1.0, out_dgx=None, 
 # ----------------------------------------------------------------------------------------------
 # whole sequences: serial forward and backpropagation through time (the reference)
 # ----------------------------------------------------------------------------------------------
-def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
+def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     """Serial forward pass of the stacked GRU over a whole sequence (the reference).
 
     Parameters
@@ -343,9 +297,8 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     cell : {"classic", "implicit"}
     dt : float > 0
         Step size of the ODE view; ``cell="classic", dt=1`` is ``nn.GRU``.
-    backend : {"numpy", "cuda"}
-        "cuda": the same recurrence on the GPU, one persistent kernel launch for all steps
-        (`mgrit_gru.cuda.serial`); its cache holds device arrays, for ``gru_backward`` only.
+
+    ``mgrit_gru.gru_forward`` takes ``backend="cuda"`` too: the same recurrence on the GPU.
 
     Returns
     -------
@@ -356,11 +309,6 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0, backend="numpy"):
     cache : dict
         States and gate values of every step, for `gru_backward`.
     """
-    if backend == "cuda":
-        from .cuda.serial import gru_forward as cuda_forward
-        return cuda_forward(params, x, h0, cell, dt)
-    if backend != "numpy":
-        raise ValueError(f"backend must be 'numpy' or 'cuda', got {backend!r}")
     L, I, H, dtype = gru_dims(params)
     x, h0 = check_sequence(x, h0, L, I, H, dtype)
     cell, dt = check_cell(cell, dt)
@@ -426,7 +374,7 @@ def param_grads(params, inputs, states, dgx, dgh):
     return grads
 
 
-def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=True):
+def gru_backward(params, cache, dy=None, dh_T=None, input_grad=True):
     """Backpropagation through time for `gru_forward` (the serial reference gradients).
 
     Parameters
@@ -448,18 +396,8 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=Tru
         Same keys and shapes as ``params``.
     dx : ndarray (T, B, I) or None
     dh0 : ndarray (L, B, H)
-
-    ``backend`` (None: the cache's) must match the `gru_forward` that made the cache; a cache
-    from ``gru_forward(..., backend="cuda")`` runs BPTT on the GPU (`mgrit_gru.cuda.serial`).
     """
     input_grad = check_flag(input_grad, "input_grad")
-    made_by = cache.get("backend", "numpy") if isinstance(cache, dict) else None
-    if backend not in (None, made_by):
-        raise ValueError(f"backend={backend!r} but the cache comes from gru_forward with "
-                         f"backend={made_by!r}")
-    if made_by == "cuda":
-        from .cuda.serial import gru_backward as cuda_backward
-        return cuda_backward(params, cache, dy, dh_T, input_grad=input_grad)
     L, I, H, dtype = gru_dims(params)
     if not isinstance(cache, dict) or not {"hs", "gates", "x", "cell", "dt"} <= set(cache):
         raise ValueError("cache must be the third output of gru_forward")
@@ -473,8 +411,9 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=Tru
                          f"input_size {I}: not this model's cache")
     if cache.get("params") is not None:
         check_unchanged(cache["params"], params, "gru_forward")
-    dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
-    dh_T = _check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
+    dy = check_cotangent(dy, (T, B, H), dtype, "dy")
+    dh_T = check_cotangent(dh_T, (L, B, H), dtype, "dh_T")
+    require_cotangent(dy, dh_T, "gru_backward")
     dgx = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
     dgh = [np.empty((T, B, 3 * H), dtype) for _ in range(L)]
     lam = dh_T.copy() if dh_T is not None else np.zeros((L, B, H), dtype)   # λ_T = ∂L/∂u_T
@@ -486,72 +425,3 @@ def gru_backward(params, cache, dy=None, dh_T=None, backend=None, input_grad=Tru
     inputs = [x] + [hs[1:, k - 1] for k in range(1, L)]
     grads = param_grads(params, inputs, [hs[:-1, k] for k in range(L)], dgx, dgh)
     return grads, (input_gradient(params, dgx[0]) if input_grad else None), lam
-
-
-# ----------------------------------------------------------------------------------------------
-# input checks shared by the public entry points
-# ----------------------------------------------------------------------------------------------
-def check_cell(cell, dt):
-    """Validate ``cell`` and ``dt``; return them (dt as float)."""
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-    return cell, positive_float(dt, "dt")
-
-
-def on_gpu(a):
-    """Whether ``a`` lives on a GPU: a numba device array, or anything with
-    ``__cuda_array_interface__`` (CuPy, a PyTorch CUDA tensor). Needs no CUDA import."""
-    return bool(getattr(a, "__cuda_ndarray__", False)) or hasattr(a, "__cuda_array_interface__")
-
-
-def check_sequence(x, h0, L, I, H, dtype):
-    """Validate x (T, B, I) and h0 (L, B, H); return them as fresh arrays of ``dtype`` (copies:
-    the caches keep x, and a caller may reuse its buffer before the backward pass)."""
-    if on_gpu(x):
-        raise ValueError("x is a GPU array: use backend='cuda' (or copy it to the host)")
-    x = real_array(x, "x")
-    if x.ndim != 3:
-        raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")
-    T, B, I_x = x.shape
-    if T < 1 or B < 1:
-        raise ValueError(f"x must have at least one time step and one sequence, got shape {x.shape}")
-    if I_x != I:
-        raise ValueError(f"x has {I_x} features per step but the GRU's input_size is {I}")
-    x = np.array(x, dtype=dtype, order="C")                 # a copy, even of a matching array
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x contains NaN or Inf")
-    return x, check_h0(h0, L, B, H, dtype)
-
-
-def check_h0(h0, L, B, H, dtype):
-    """Validate h0 (L, B, H) (None: zeros); return it as a fresh array of ``dtype``."""
-    if h0 is None:
-        return np.zeros((L, B, H), dtype)
-    h0 = real_array(h0, "h0")
-    if h0.shape != (L, B, H):
-        raise ValueError(f"h0 must have shape (L, B, H) = {(L, B, H)}, got {h0.shape}")
-    h0 = np.array(h0, dtype=dtype)
-    if not np.all(np.isfinite(h0)):
-        raise ValueError("h0 contains NaN or Inf")
-    return h0
-
-
-def check_unchanged(snapshot, params, forward):
-    """ValueError unless ``params`` equal ``snapshot``, the copy the forward pass kept: an
-    optimiser updates them in place, and the stored gates belong to the old values."""
-    if set(snapshot) != set(params) or any(not np.array_equal(snapshot[k], params[k])
-                                           for k in params):
-        raise ValueError(f"params differ from the ones {forward} ran with (changed in place "
-                         f"since the forward pass?): run {forward} again")
-
-
-def _check_cotangent(d, shape, dtype, name):
-    if d is None:
-        return None
-    d = real_array(d, name)
-    if d.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
-    d = np.asarray(d, dtype=dtype)
-    if not np.all(np.isfinite(d)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return d

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gru import cell_update, gru_dims, step_backward, step_forward, step_workspace
+from .checks import choice, gru_dims
+from .gru import (cell_update, input_gradient, param_grads, step_backward, step_forward,
+                  step_workspace)
+from .mgrit.options import COARSE_INPUTS
 from .mgrit.problem import Problem
 
-COARSE_INPUTS = ("inject", "average")
 GATES = ("r", "z", "n", "ghn")
 
 
@@ -60,8 +62,7 @@ class GRUForwardBase(Problem):
     def __init__(self, params, x, h0, n_steps, cell, dt, coarse_input, t_offset, store_from):
         L, _, H, dtype = gru_dims(params)
         super().__init__((L, x.shape[1], H), dtype, n_steps)
-        if coarse_input not in COARSE_INPUTS:
-            raise ValueError(f"coarse_input must be one of {COARSE_INPUTS}, got {coarse_input!r}")
+        choice(coarse_input, "coarse_input", COARSE_INPUTS)
         self.params, self.cell, self.dt, self.coarse_input = params, cell, dt, coarse_input
         self.h0, self.t_offset = h0, int(t_offset)
         self.store_from = self.t_offset if store_from is None else int(store_from)
@@ -261,3 +262,24 @@ class GRUAdjointProblem(Problem):
         self._add_forcing(out, range(i0, i0 - t.step * n, -t.step))
         if g is not None:
             out += g
+
+    def gradients(self, lo, hi, dx_on_device=False, input_grad=True):
+        """Parameter gradients and dx of the steps this problem stored (``store=True``): the
+        forward steps ``store_from .. hi - 1`` of a forward solve owning points ``lo .. hi``.
+
+        One matmul per tensor over all those steps (`param_grads`); layer k >= 1 took Φ(u_i)'s
+        layer k-1 as its input, rebuilt from the gates (the iterate's u_{i+1} differs from it
+        at C-points until the forward solve has converged).
+        """
+        fwd, states = self.fwd, self.states
+        first = fwd.store_from
+        steps = slice(first - self.states_first, hi - self.states_first)   # rows of u_i
+        x_rows = fwd.x[first - fwd.t_offset: hi - fwd.t_offset]
+        g = fwd.gates
+        inputs = [x_rows] + [cell_update(states[steps, k - 1], g["z"][:, k - 1],
+                                         g["n"][:, k - 1], fwd.cell, fwd.dt)
+                             for k in range(1, self.L)]
+        grads = param_grads(fwd.params, inputs, [states[steps, k] for k in range(self.L)],
+                            self.dgx, self.dgh)
+        dx = input_gradient(fwd.params, self.dgx[0]) if input_grad else None
+        return grads, dx

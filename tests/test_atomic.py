@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mgrit_gru.atomic import atomic_write, save_figure
-from mgrit_gru.data import atomic_savez
+from mgrit_gru.training.data import atomic_savez
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mgrit_gru as mg
-from mgrit_gru import diagnostics
+from mgrit_gru.tools import diagnostics
 from mgrit_gru.gradcheck import gradcheck
 from mgrit_gru.mgrit import MGRITDivergedError
 
@@ -108,11 +108,15 @@ def test_backward_options_are_independent_of_the_forward_ones():
     assert out[3].iterations == 1 and max(_compare(out, ref).values()) <= 1e-9
 
 
-def test_no_cotangent_gives_zero_gradients_like_bptt():
+def test_no_cotangent_is_refused_like_bptt():
+    """Without dy and dh_T every gradient would be zero: both backward passes refuse it."""
     params, x, h0, _, _ = _problem(20, 1)
     _, _, fwd = mg.mgrit_forward(params, x, h0, **TIGHT)
-    grads, dx, dh0, _ = mg.mgrit_backward(params, fwd)
-    assert all(not g.any() for g in grads.values()) and not dx.any() and not dh0.any()
+    with pytest.raises(ValueError, match="mgrit_backward needs a cotangent: dy .* dh_T"):
+        mg.mgrit_backward(params, fwd)
+    cache = mg.gru_forward(params, x, h0)[2]
+    with pytest.raises(ValueError, match="gru_backward needs a cotangent: dy .* dh_T"):
+        mg.gru_backward(params, cache)
 
 
 @pytest.mark.parametrize("cell, layers", [("classic", 1), ("implicit", 2)])
@@ -454,7 +458,7 @@ TRAIN_STEP_KEYS = {"bench", "method", "ranks", "seq_len", "batch", "hidden", "dt
 
 
 def test_bench_train_step_prints_json_lines(capsys):
-    from mgrit_gru.cli import main
+    from mgrit_gru.tools.cli import main
     assert main(["bench", "--what", "train-step", "--hidden", "6", "--batch", "2",
                  "--seq-len", "48", "--repeat", "1", "--iters", "2", "--bwd-iters", "1"]) == 0
     recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -45,7 +45,7 @@ def test_any_rank_count_gives_the_serial_gradients(ranks):
 def test_bench_train_step_runs_distributed():
     """``mpiexec -n 2 mgrit-gru bench --what train-step``: rank 0 alone prints the four JSON
     records; the MGRIT ones ran on 2 ranks, and the converged one matches BPTT."""
-    proc, _ = mpirun(2, "-m", "mgrit_gru.cli", "bench", "--what", "train-step", "--hidden", "6",
+    proc, _ = mpirun(2, "-m", "mgrit_gru.tools.cli", "bench", "--what", "train-step", "--hidden", "6",
                      "--batch", "2", "--seq-len", "64", "--repeat", "1")
     assert proc.returncode == 0, proc.stderr
     recs = [json.loads(line) for line in proc.stdout.strip().splitlines()]

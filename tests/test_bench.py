@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgrit_gru.bench import _x_rows
-from mgrit_gru.cli import main
+from mgrit_gru.tools.bench import _x_rows
+from mgrit_gru.tools.cli import main
 
 KEYS = {"bench", "ranks", "seq_len", "batch", "hidden", "serial_s", "serial_us_per_step",
         "mgrit_s", "mgrit_per_iter_s", "phase_s", "phase_per_iter_s", "comm_s", "speedup",
@@ -44,7 +44,7 @@ def test_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(monkeypa
     import time
 
     import mgrit_gru.solve as solve
-    from mgrit_gru.bench import _median_run, bench_forward
+    from mgrit_gru.tools.bench import _median_run, bench_forward
     runs = [(3.0, 1.0, 2.0, "c"), (1.0, 0.5, 0.5, "a"), (2.0, 1.0, 1.0, "b"), (9.0, 4, 5, "d")]
     assert _median_run(runs) == (2.5, 1.0, 1.5, "b")
     assert _median_run(runs[:3]) == (2.0, 1.0, 1.0, "b")
@@ -59,14 +59,14 @@ def test_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(monkeypa
 
 
 def test_forward_bench_model_with_a_cf_per_level():
-    from mgrit_gru.bench import bench_forward
+    from mgrit_gru.tools.bench import bench_forward
     (rec,) = bench_forward(hidden=4, batch=1, seq_len=64, levels=3, cf=[4, 2], repeat=1)
     assert rec["cf"] == [4, 2] and rec["model_mgrit_s"] > 0
 
 
 def test_epoch_bench_times_epochs_after_a_warm_up(monkeypatch):
-    import mgrit_gru.train as tr
-    from mgrit_gru.bench import bench_epoch
+    import mgrit_gru.training as tr
+    from mgrit_gru.tools.bench import bench_epoch
     monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, "num_sequences": 80})
     recs = list(bench_epoch(seq_len=16, hidden=4, repeat=2))
     assert [r["solver"] for r in recs] == ["serial", "mgrit"]
@@ -94,7 +94,7 @@ def _mpiexec():
 def test_forward_bench_under_mpiexec_and_plot_scaling(tmp_path):
     pytest.importorskip("mpi4py")
     script = Path(sys.executable).parent / "mgrit-gru"
-    cli = [str(script)] if script.exists() else [sys.executable, "-m", "mgrit_gru.cli"]
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "mgrit_gru.tools.cli"]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     files = []
     for P in (1, 2):
@@ -121,7 +121,7 @@ def test_a_refused_bench_under_mpiexec_is_printed_once():
     """Every rank checks the options alike (`check_benchmark` under `agreed`): one message,
     not one per rank run together on one line."""
     pytest.importorskip("mpi4py")
-    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mgrit_gru.cli",
+    proc = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mgrit_gru.tools.cli",
                            "bench", "--what", "forward", "--seq-len", "16", "--levels", "6"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
@@ -157,7 +157,7 @@ def _scaling_record(P, T, levels, speedup):
 def test_plot_scaling_draws_other_solver_options_as_other_lines(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
-    from mgrit_gru.perfmodel import load_results, plot_scaling
+    from mgrit_gru.tools.perfmodel import load_results, plot_scaling
     recs = [_scaling_record(P, 4096, lev, s) for P, lev, s in
             ((1, 3, 0.4), (2, 3, 0.55), (1, 4, 1.3), (2, 4, 1.6))]
     f = tmp_path / "r.json"                                   # one pretty-printed object too
@@ -198,7 +198,7 @@ def test_x_rows_is_a_slice_of_the_whole():
 
 
 def test_plot_scaling_efficiency_and_model_lines():
-    from mgrit_gru.perfmodel import plot_scaling
+    from mgrit_gru.tools.perfmodel import plot_scaling
     recs = [{"bench": "forward", "ranks": P, "seq_len": 64, "batch": 1, "hidden": 8, "speedup": s, "model_speedup": m}
             for P, s, m in ((1, 0.5, 0.6), (4, 2.0, 2.4))]
     fig = plot_scaling(recs)

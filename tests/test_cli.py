@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgrit_gru.cli import main
+from mgrit_gru.tools.cli import main
 
 
 def test_gradcheck_passes_on_the_correct_model(capsys):
@@ -167,7 +167,7 @@ def test_abbreviated_flags_are_refused(argv, capsys):
 
 def test_an_error_another_rank_prints_is_not_printed_again(capsys, monkeypatch):
     """`agreed` marks an error a lower rank also raised (same_as_rank): exit 2, no copy."""
-    import mgrit_gru.diagnostics as diag
+    import mgrit_gru.tools.diagnostics as diag
 
     def same_as_rank_0(**kw):
         e = ValueError("d.npz: 'x' contains NaN")
@@ -179,7 +179,7 @@ def test_an_error_another_rank_prints_is_not_printed_again(capsys, monkeypatch):
 
 
 def test_flag_naming_rules():
-    from mgrit_gru.cli import _name_the_flag
+    from mgrit_gru.tools.cli import _name_the_flag
     flags = {"lr": "--lr", "backend": "--backend", "input_size": "--input"}
     assert _name_the_flag(ValueError("lr must be > 0"), flags) == "--lr must be > 0"
     assert _name_the_flag(ValueError("input_size must be >= 1"), flags) == "--input must be >= 1"
@@ -192,7 +192,7 @@ def test_flag_naming_rules():
 
 def test_ctrl_c_is_one_line_exit_130_and_a_new_empty_run_folder_goes(tmp_path, capsys,
                                                                      monkeypatch):
-    import mgrit_gru.train as tr
+    import mgrit_gru.training as tr
 
     def interrupted(options, out, **kw):
         os.makedirs(out, exist_ok=True)                      # as train does before epoch 1
@@ -255,7 +255,7 @@ def test_a_diverging_solve_is_a_message_not_a_traceback(capsys):
 
 def test_out_of_memory_is_a_message_not_a_traceback(capsys, monkeypatch):
     """numpy's "Unable to allocate ..." or the CUDA solve's MemoryError: exit 2, one line."""
-    import mgrit_gru.diagnostics as diag
+    import mgrit_gru.tools.diagnostics as diag
 
     def too_big(**kw):
         raise MemoryError("Unable to allocate 64.0 GiB for an array")

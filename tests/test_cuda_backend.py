@@ -15,7 +15,7 @@ from _cuda_helpers import nan
 from _nosim import run_without_simulator
 
 from mgrit_gru.cuda import CudaGRU, cuda_available
-from mgrit_gru.gru import gru_backward, gru_forward, init_gru
+from mgrit_gru import gru_backward, gru_forward, init_gru
 from mgrit_gru.mgrit.problem import NumpyVectors
 from mgrit_gru.solve import mgrit_backward, mgrit_forward
 
@@ -449,17 +449,13 @@ def test_mgrit_converged_cuda_equals_serial_bptt():
 def test_backend_mismatch_and_ranks_are_refused():
     p, x, h0, dy, _ = data(np.float64, 4, 1)
     _, _, fi = mgrit_forward(p, x, levels=1)
-    with pytest.raises(ValueError, match="other backend"):
+    with pytest.raises(ValueError, match="backend='cuda' but fwd was solved with backend='numpy'"):
         mgrit_backward(p, fi, dy, backend="cuda")
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="backend must be one of"):
         mgrit_forward(p, x, backend="tpu")
-
-    class TwoRanks:
-        size, rank = 2, 0
-
-    from mgrit_gru.solve import _problem_classes
+    from mgrit_gru.solve import get_backend
     with pytest.raises(NotImplementedError, match="one rank"):
-        _problem_classes("cuda", TwoRanks())
+        get_backend("cuda").problems(comm_size=2)
 
 
 @pytest.mark.parametrize("solver", ["mgrit", "serial"])
@@ -656,7 +652,7 @@ def test_vector_kernels_ptx_sm90():
 # the benchmark: refuses without a GPU; its logic on tiny sizes under the simulator
 # ----------------------------------------------------------------------------------------------
 def test_bench_cuda_refuses_without_gpu(capsys):
-    from mgrit_gru.cli import main
+    from mgrit_gru.tools.cli import main
     if cuda_available():
         pytest.skip("a GPU is present")
     assert main(["bench", "--what", "cuda", "--seq-len", "8"]) == 2
@@ -711,7 +707,7 @@ def test_cudnn_rows_build_the_gru_the_row_says(monkeypatch):
     and its rows say the classic cell (cuDNN's only one)."""
     import sys
 
-    from mgrit_gru.cuda.bench import _torch_rows
+    from mgrit_gru.tools.bench_cuda import _torch_rows
     built = []
     monkeypatch.setitem(sys.modules, "torch", _stub_torch(built))
     base = dict(bench="cuda", layers=3, dtype="float64", hidden=8, input=4, cell="implicit")
@@ -767,7 +763,7 @@ def test_a_failing_cudnn_baseline_costs_only_its_own_rows(monkeypatch, capsys):
     import sys
     import types
 
-    from mgrit_gru.cuda.bench import _torch_rows_or_none
+    from mgrit_gru.tools.bench_cuda import _torch_rows_or_none
 
     def oom(*a, **kw):
         raise RuntimeError("CUDA out of memory")
@@ -785,8 +781,8 @@ def test_bench_cuda_logic_under_the_simulator(tmp_path):
 
     from numba.cuda import config
 
-    from mgrit_gru.bench import bench_cuda
-    from mgrit_gru.cuda.bench import table
+    from mgrit_gru.tools.bench import bench_cuda
+    from mgrit_gru.tools.bench_cuda import table
     if not config.ENABLE_CUDASIM:
         pytest.skip("a real GPU run: the simulator is off")
     out = tmp_path / "r.json"
@@ -854,7 +850,7 @@ def test_a_pair_out_of_gpu_memory_costs_only_its_own_rows(monkeypatch, capsys):
 def test_the_bench_knows_out_of_memory_from_other_errors():
     from numba.cuda.cudadrv.driver import CudaAPIError
 
-    from mgrit_gru.cuda.bench import _out_of_memory
+    from mgrit_gru.tools.bench_cuda import _out_of_memory
 
     def api_error(code):                                     # the driver's error carries .code;
         e = CudaAPIError(code, "m")                          # the simulator's class keeps none
@@ -870,7 +866,7 @@ def test_scan_blocks_sweep_logic_under_the_simulator():
     under the simulator), its states equal to NumPy stepping and to the default grid's."""
     from numba.cuda import config
 
-    from mgrit_gru.cuda.bench import scan_blocks_sweep
+    from mgrit_gru.tools.bench_cuda import scan_blocks_sweep
     if not config.ENABLE_CUDASIM:
         pytest.skip("a real GPU run: the simulator is off")
     recs = scan_blocks_sweep(T=5, B=2, hidden=4, dtype="float64", blocks=(1, 2, 4), repeat=0)
@@ -953,7 +949,7 @@ def test_real_gpu_serial_h256():
 @pytest.mark.parametrize("solver", ["mgrit", "serial"])
 def test_training_step_on_cuda_equals_numpy(solver):
     """backend='cuda' reaches training: one classifier step gives the numpy step's loss/grads."""
-    from mgrit_gru.model import SolverOptions, forward_backward, init_classifier
+    from mgrit_gru.training.model import SolverOptions, forward_backward, init_classifier
     rng = np.random.default_rng(0)
     params = init_classifier(3, 4, 2, 3, seed=1)
     x, labels = rng.standard_normal((8, 2, 3)), np.array([0, 2])
@@ -1016,7 +1012,7 @@ def test_backend_cuda_without_a_gpu_says_so():
 def test_train_one_epoch_on_cuda_equals_numpy(tmp_path):
     """The whole loop (data, batches, solves, Adam, evaluation, checkpoint) with backend='cuda'
     gives the numpy backend's history and parameters (float64)."""
-    from mgrit_gru import train as tr
+    from mgrit_gru import training as tr
     cfg = dict(data="pulse", seq_len=8, num_sequences=8, hidden=3, batch_size=6,
                levels=2, cf=2, fwd_iters=2, bwd_iters=1, epochs=1, seed=0, test_fraction=0.25,
                dtype="float64")

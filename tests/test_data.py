@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mgrit_gru.data import (batches, frame_listing, load_frame_folder, load_npz, moving_objects,
+from mgrit_gru.training.data import (batches, frame_listing, load_frame_folder, load_npz, moving_objects,
                             noisy_sum_sign, npz_checksums, npz_shape, pulse_order, save_npz,
                             train_test_split)
-from mgrit_gru.data import frames as frames_mod
-from mgrit_gru.data.files import _read_rows
+from mgrit_gru.training.data import frames as frames_mod
+from mgrit_gru.training.data.files import _read_rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,7 +585,7 @@ def test_frame_folder_time_window_same_bits_under_other_blas_kernels(video_root,
     # the full load by 1 ulp (a float32 (N, T, F) @ (F, d) sums in another order for another T).
     # Forcing these kernels reproduced that here; each frame is now projected alone, in float64.
     script = ("import sys, numpy as np\n"
-              "from mgrit_gru.data import load_frame_folder\n"
+              "from mgrit_gru.training.data import load_frame_folder\n"
               "opts = dict(seq_len=8, size=(4, 3), projection_dim=5, seed=2)\n"
               "x = load_frame_folder(sys.argv[1], **opts)[0]\n"
               "for w in [(0, 1), (7, 8), (2, 6), (1, 8)]:\n"

@@ -3,8 +3,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from mgrit_gru import diagnostics as dg
-from mgrit_gru.cli import main
+from mgrit_gru.tools import diagnostics as dg
+from mgrit_gru.tools.cli import main
 from mgrit_gru.mgrit import MGRIT, Dahlquist
 
 matplotlib.use("Agg")

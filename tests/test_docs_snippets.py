@@ -70,7 +70,7 @@ DOC_PAGES = ["README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "do
 def test_command_lines_in_the_docs_parse():
     """Every mgrit-gru command shown in a shell block is one the CLI accepts (flags renamed or
     dropped must not leave the docs behind)."""
-    from mgrit_gru.cli import build_parser
+    from mgrit_gru.tools.cli import build_parser
     parser = build_parser()
     seen = 0
     for page in DOC_PAGES:

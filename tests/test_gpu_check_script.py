@@ -41,7 +41,7 @@ def test_the_script_has_its_three_python_blocks():
 
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_python_block_calls_bind_to_the_api(index, monkeypatch, tmp_path):
-    import mgrit_gru.cuda.bench as cb
+    import mgrit_gru.tools.bench_cuda as cb
     import mgrit_gru.solve as solve
     calls = []
 

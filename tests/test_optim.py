@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from mgrit_gru.optim import SGD, Adam, clip_grad_norm, grad_norm
+from mgrit_gru.training.optim import SGD, Adam, clip_grad_norm, grad_norm
 
 
 def one(v, dtype=np.float64):

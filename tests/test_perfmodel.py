@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mgrit_gru.perfmodel import StepCost, fit_step_cost, measure_step_cost, predict
+from mgrit_gru.tools.perfmodel import StepCost, fit_step_cost, measure_step_cost, predict
 
 
 def tiny(P, latency, **kw):

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgrit_gru import cli
-from mgrit_gru import train as tr
-from mgrit_gru.data import frame_listing, npz_checksums
-from mgrit_gru.model import SolverOptions, forward_backward, init_classifier, split_params
-from mgrit_gru.optim import Adam
+from mgrit_gru.tools import cli
+from mgrit_gru import training as tr
+from mgrit_gru.training import commands, loop
+from mgrit_gru.training.data import frame_listing, npz_checksums
+from mgrit_gru.training.model import SolverOptions, forward_backward, init_classifier, split_params
+from mgrit_gru.training.optim import Adam
 
 # a tiny synthetic video run: 4x4 frames, 20 frames, 48 videos
 TINY = dict(data="synthetic", seq_len=20, num_sequences=48, frame_size=4, hidden=6,
@@ -83,8 +84,8 @@ def test_backward_skip_is_its_own_option_and_costs_accuracy_at_one_iteration():
     with_skip, no_bwd_skip = err(), err(bwd_skip=False)
     assert err(bwd_skip=True) == with_skip                   # None means "as skip"
     assert no_bwd_skip < 0.3 * with_skip, (no_bwd_skip, with_skip)
-    assert SolverOptions(skip=False).mgrit_kwargs(1, backward=True)["skip"] is False
-    assert SolverOptions(bwd_skip=False).mgrit_kwargs(2)["skip"] is True   # forward keeps skip
+    assert SolverOptions(skip=False).backward_options.skip is False
+    assert SolverOptions(bwd_skip=False).forward_options.skip is True   # forward keeps skip
     with pytest.raises(ValueError, match="bwd_skip must be"):
         SolverOptions(bwd_skip="no")
     with pytest.raises(ValueError, match="skip must be True or False"):
@@ -224,12 +225,12 @@ def test_a_refused_or_failed_overwrite_keeps_the_old_run_and_a_fresh_one_replace
 
     def crash(*a, **kw):
         raise RuntimeError("crash in epoch 1 (simulated)")
-    orig, tr.train_step = tr.train_step, crash
+    orig, loop.train_step = loop.train_step, crash
     try:
         with pytest.raises(RuntimeError, match="simulated"):
             tr.train(out=str(out), overwrite=True, progress=False, verbose=False, **TINY)
     finally:
-        tr.train_step = orig
+        loop.train_step = orig
     assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
 
     calls = [0]
@@ -241,13 +242,13 @@ def test_a_refused_or_failed_overwrite_keeps_the_old_run_and_a_fresh_one_replace
         if calls[0] > per_epoch:
             raise RuntimeError("crash in epoch 2 (simulated)")
         return orig(*a, **kw)
-    tr.train_step = crash_in_epoch_2
+    loop.train_step = crash_in_epoch_2
     try:
         with pytest.raises(RuntimeError, match="simulated"):
             tr.train(out=str(out), overwrite=True, progress=False, verbose=False,
                      **{**TINY, "seed": 4})
     finally:
-        tr.train_step = orig
+        loop.train_step = orig
     assert [r["epoch"] for r in tr.read_metrics(out)] == [1]   # the new run's epoch alone
     ck = tr.load_checkpoint(out / "checkpoint.npz")
     assert ck.epoch == 1 and ck.config.seed == 4
@@ -325,13 +326,13 @@ def test_a_non_finite_gradient_stops_before_the_update():
 
     opt = Adam(params, lr=0.1)
     for clip in (1.0, 0.0):                                  # with and without clipping
-        orig = tr.forward_backward
-        tr.forward_backward = inf_grads
+        orig = loop.forward_backward
+        loop.forward_backward = inf_grads
         try:
             with pytest.raises(tr.TrainingDivergedError, match="gradient norm became inf"):
                 tr.train_step(params, opt, x, labels, opts, clip=clip)
         finally:
-            tr.forward_backward = orig
+            loop.forward_backward = orig
         assert all(np.array_equal(params[k], before[k]) for k in params)   # nothing updated
 
 
@@ -349,7 +350,7 @@ def test_an_update_that_overflows_the_dtype_is_a_divergence_not_a_bad_argument()
     """float32 with weight decay 1e40: the gradient is finite, the update is not; the next
     step used to fail with "params['weight_ih_l0'] contains NaN or Inf", as if given bad
     parameters."""
-    from mgrit_gru.model import SolverOptions, init_classifier
+    from mgrit_gru.training.model import SolverOptions, init_classifier
     params = init_classifier(3, 4, 1, 2, seed=0, dtype=np.float32)
     x = np.random.default_rng(0).normal(size=(6, 2, 3)).astype(np.float32)
     opt = tr.make_optimizer(tr.TrainConfig(optimizer="sgd", weight_decay=1e40, momentum=0.0),
@@ -371,7 +372,7 @@ def test_refuses_to_overwrite_or_resume_with_other_options(tmp_path):
 
 
 def test_npz_and_frame_folder_data(tmp_path):
-    from mgrit_gru.data import save_npz
+    from mgrit_gru.training.data import save_npz
     rng = np.random.default_rng(0)
     save_npz(tmp_path / "d.npz", rng.standard_normal((20, 10, 3)), np.arange(20) % 2)
     res = tr.train(data=f"npz:{tmp_path / 'd.npz'}", hidden=4, batch_size=8, levels=2, cf=2,
@@ -707,7 +708,7 @@ def test_python_train_warns_of_keywords_the_run_does_not_use(tmp_path):
                  verbose=False)
 
 def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
+    monkeypatch.setattr(commands, "DEMO", {**commands.DEMO, **TINY, "epochs": 1})
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "curves.png" in out and "residuals.png" in out
@@ -716,7 +717,7 @@ def test_cli_demo_prints_where_its_plots_are(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_does_not_overwrite_another_run(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(tr, "DEMO", {**tr.DEMO, **TINY, "epochs": 1})
+    monkeypatch.setattr(commands, "DEMO", {**commands.DEMO, **TINY, "epochs": 1})
     _run(tmp_path, "mine", hidden=5)                         # a user's run, not the demo's
     before = _ckpt_arrays(tmp_path / "mine" / "checkpoint.npz")
     assert cli.main(["demo", "--out", str(tmp_path / "mine"), "--no-progress"]) == 2
@@ -744,8 +745,8 @@ def test_config_refuses_bad_values_by_name(kw, message):
     (["--seq-len", "0"], "--seq-len must be >= 1, got 0"),
     (["--fwd-iters", "0"], "--fwd-iters must be >= 1, got 0"),
     (["--bwd-iters", "-1"], "--bwd-iters must be >= 1, got -1"),
-    (["--relax", "FCFC"], "error: --relax must be 'F' or 'FCF'"),
-    (["--cf", "1"], "error: --cf must be >= 2"),
+    (["--relax", "FCFC"], "error: --relax must be one of ('F', 'FCF'), got 'FCFC'"),
+    (["--cf", "1"], "error: --cf must be an integer >= 2, got 1"),
     (["--lr", "-1"], "error: --lr must be a finite number > 0, got -1.0"),
     (["--lr", "0"], "error: --lr must be a finite number > 0, got 0.0"),
     (["--weight-decay", "-1"], "error: --weight-decay must be a finite number >= 0"),
@@ -811,7 +812,7 @@ def test_two_ranks_train_like_one_process(tmp_path):
     one = str(tmp_path / "one")
     assert cli.main(["train", *TINY_CLI, "--out", one]) == 0
     two = str(tmp_path / "two")
-    proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *TINY_CLI, "--out", two])
+    proc = _mpirun(2, ["-m", "mgrit_gru.tools.cli", "train", *TINY_CLI, "--out", two])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("epoch 2/2") == 1               # rank 0 alone prints
     assert "2 rank(s)" in proc.stdout
@@ -835,7 +836,7 @@ def test_a_write_error_on_rank_0_ends_every_rank(tmp_path):
     full disk would) the job must end with the error, not leave rank 1 waiting forever."""
     out = tmp_path / "run"
     (out / "checkpoint.npz").mkdir(parents=True)
-    proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *TINY_CLI, "--out", str(out)],
+    proc = _mpirun(2, ["-m", "mgrit_gru.tools.cli", "train", *TINY_CLI, "--out", str(out)],
                    timeout=60)
     assert proc.returncode != 0
     assert "mgrit-gru: error:" in proc.stderr and "checkpoint.npz" in proc.stderr
@@ -855,7 +856,7 @@ def test_an_error_every_rank_meets_is_printed_once(tmp_path):
                            "'x' contains NaN or Inf"),
                           (["--resume"], "no checkpoint to resume"),         # the run folder
                           (["--seq-len", "16", "--levels", "6"], "is deeper than T=16 allows")):
-        proc = _mpirun(2, ["-m", "mgrit_gru.cli", "train", *args, "--out",
+        proc = _mpirun(2, ["-m", "mgrit_gru.tools.cli", "train", *args, "--out",
                            str(tmp_path / "run")], timeout=60)
         assert proc.returncode != 0
         assert proc.stderr.count("mgrit-gru: error:") == 1, proc.stderr
@@ -867,7 +868,7 @@ MPI_SCRIPT = r'''
 import json, numpy as np
 from mpi4py import MPI
 from mgrit_gru import init_gru, mgrit_forward, mgrit_backward
-from mgrit_gru.train import TrainConfig, prepare_data
+from mgrit_gru.training import TrainConfig, prepare_data
 comm = MPI.COMM_WORLD
 # each rank holds only its time rows of the data
 cfg = TrainConfig(seq_len=64, num_sequences=8, frame_size=4, levels=3, cf=4)
@@ -912,9 +913,9 @@ def test_ranks_hold_only_their_rows_and_free_their_communicators(tmp_path):
 NPZ_SCRIPT = r'''
 import json, sys, numpy as np
 from mpi4py import MPI
-from mgrit_gru.train import TrainConfig, prepare_data
+from mgrit_gru.training import TrainConfig, prepare_data
 comm = MPI.COMM_WORLD
-import mgrit_gru.data.files as files
+import mgrit_gru.training.data.files as files
 read = []                             # the windows streamed from the file
 stream = files._read_rows
 files._read_rows = lambda zf, a, b: read.append([a, b]) or stream(zf, a, b)
@@ -934,7 +935,7 @@ if comm.rank == 0:
 
 @needs_mpi
 def test_ranks_read_only_their_rows_of_an_npz_file(tmp_path):
-    from mgrit_gru.data import save_npz
+    from mgrit_gru.training.data import save_npz
     rng = np.random.default_rng(0)
     save_npz(tmp_path / "d.npz", rng.standard_normal((10, 64, 3)), np.arange(10) % 2)
     script = tmp_path / "npz_ranks.py"
@@ -975,8 +976,8 @@ def test_a_nan_in_one_ranks_rows_ends_every_rank_and_touches_no_file(tmp_path):
 FRAMES_SCRIPT = r'''
 import json, sys, numpy as np
 from mpi4py import MPI
-import mgrit_gru.data.frames as frames
-from mgrit_gru.train import TrainConfig, prepare_data
+import mgrit_gru.training.data.frames as frames
+from mgrit_gru.training import TrainConfig, prepare_data
 comm = MPI.COMM_WORLD
 decoded = []                          # the frame files this rank decodes
 decode = frames._decode_frame

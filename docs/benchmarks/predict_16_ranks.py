@@ -4,14 +4,14 @@ The step costs (fine: a + b n with the measured samples; coarse: a + b n), the s
 set-up per step and the latency (20 µs assumed: one rank sends nothing; 0-100 µs move these
 predictions by under 1 %) of the T = 4096, B = 32, H = 256 record of
 forward_P1_T4096.json (2-vCPU machine, float32, 3 levels, cf 4, FCF, 2 iterations, skip) go into
-`mgrit_gru.perfmodel.predict` for T = 16384 on P = 16 ranks at 3, 4 and 5 levels. "calibrated"
+`mgrit_gru.tools.perfmodel.predict` for T = 16384 on P = 16 ranks at 3, 4 and 5 levels. "calibrated"
 divides by the one-rank ratio measured / model of the same record (the model prices the batched
 steps only). Run from the repository root:  python docs/benchmarks/predict_16_ranks.py
 """
 import json
 import os
 
-from mgrit_gru.perfmodel import StepCost, predict
+from mgrit_gru.tools.perfmodel import StepCost, predict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 rec = next(r for r in json.load(open(os.path.join(HERE, "forward_P1_T4096.json")))

@@ -54,7 +54,7 @@ echo "real-GPU tests: rc=$?"; tail -25 "$OUT/pytest_real.log" | cut -c1-400
 # 2. timings: serial (persistent, per-step) vs MGRIT vs cuDNN, H = 256, float32
 timeout 200 python3 - > /dev/null 2> "$OUT/bench_table.txt" <<'PY'
 import json, os
-from mgrit_gru.cuda.bench import bench_cuda
+from mgrit_gru.tools.bench_cuda import bench_cuda
 pairs = [(16384, 1), (65536, 1), (16384, 32), (65536, 32), (4096, 1), (1024, 1), (1024, 32),
          (4096, 32)]
 for r in bench_cuda(pairs=pairs, hidden=256, dtype="float32", cell="implicit", repeat=3,
@@ -90,7 +90,7 @@ echo "profile: rc=$?"
 # 3b. the persistent scan's grid size (barrier cost vs items per block), T = 4096, B = 1 and 32
 timeout 35 python3 - > "$OUT/scan_blocks.jsonl" 2>&1 <<'PY'
 import json
-from mgrit_gru.cuda.bench import scan_blocks_sweep
+from mgrit_gru.tools.bench_cuda import scan_blocks_sweep
 for B, blocks in ((1, (4, 8, 16, 32)), (32, (16, 32, 64, 132))):
     for r in scan_blocks_sweep(T=4096, B=B, blocks=blocks):
         print(json.dumps(r), flush=True)

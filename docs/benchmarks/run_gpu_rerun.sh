@@ -10,7 +10,7 @@ S=$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --no-compile --
 export MGRIT_GRU_REAL_CUDA=1
 timeout 230 python3 - > "$OUT/bench_cuda.jsonl" 2> "$OUT/bench_table.txt" <<'PY'
 import json, os
-from mgrit_gru.cuda.bench import bench_cuda
+from mgrit_gru.tools.bench_cuda import bench_cuda
 pairs = [(65536, 1), (16384, 32), (65536, 32)]
 for r in bench_cuda(pairs=pairs, hidden=256, dtype="float32", cell="implicit", repeat=3,
                     out=os.environ["OUT"] + "/bench_cuda.json", deadline_s=90):

@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from mgrit_gru.model import SolverOptions
-from mgrit_gru.train import TrainConfig, evaluate_arrays, prepare_data, train
+from mgrit_gru.training.model import SolverOptions
+from mgrit_gru.training import TrainConfig, evaluate_arrays, prepare_data, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETTINGS = dict(data="synthetic", seq_len=512, num_sequences=1280, frame_size=16, noise=0.1,

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mgrit_gru import diagnostics as dg  # noqa: E402
+from mgrit_gru.tools import diagnostics as dg  # noqa: E402
 from mgrit_gru import gru_forward, init_gru, mgrit_forward  # noqa: E402
 from mgrit_gru.mgrit import MGRIT, Dahlquist  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from ..checks import float_dtype
-from ..gru import check_cell, gru_dims
+from ..checks import check_cell, gru_dims
 from .kernels import MAX_H, RED, TILE, kernels, project_grid, threads
 from .scan_kernels import NI, NT, scan_kernels
 

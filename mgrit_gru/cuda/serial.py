@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gru import _check_cotangent, check_cell, check_h0, check_sequence, gru_dims
+from ..checks import (check_cell, check_cotangent, check_h0, check_sequence, gru_dims,
+                      require_cotangent)
 from .backend import GATES, CudaGRU, as_device, check_device, small_to_host, view
 from .problems import input_gradient, outputs_on_device, reversed_dy, to_host
 
@@ -134,10 +135,11 @@ def gru_backward(params, cache, dy=None, dh_T=None, launches="scan", input_grad=
                          "not this model's cache")
     d_dy = as_device(dy)                                     # on the GPU: used in place
     if d_dy is None:
-        dy = _check_cotangent(dy, (T, B, H), dtype, "dy")
+        dy = check_cotangent(dy, (T, B, H), dtype, "dy")
     else:
         dy = check_device(d_dy, "dy", (T, B, H), dtype, contiguous=True)
-    dh_T = _check_cotangent(small_to_host(dh_T), (L, B, H), dtype, "dh_T")
+    dh_T = check_cotangent(small_to_host(dh_T), (L, B, H), dtype, "dh_T")
+    require_cotangent(dy, dh_T, "gru_backward")
     gru = CudaGRU(params, cache["cell"], dtype=dtype)         # this call's params, like NumPy's
     lam = gru.to_device((np.zeros((L, B, H), dtype) if dh_T is None else dh_T)[None])
     grads, dx = backward_device(gru, params, cache, dy, lam, launches, input_grad)

@@ -22,19 +22,17 @@ the residual norm per iteration, so the answer does not depend on the number of 
 from __future__ import annotations
 
 import math
-from numbers import Real
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import check_flag, positive_int
+from ..checks import check_flag
 from .comm import as_comm
 from .hierarchy import Hierarchy
+from .options import MGRITOptions
 from .problem import rows_of
-
-RELAXATIONS = ("F", "FCF")
 
 
 class MGRITDivergedError(FloatingPointError):
@@ -80,93 +78,43 @@ class MGRITInfo:
         return self.residual_history[-1] if self.residual_history else self.initial_residual
 
 
-CYCLES = ("V", "F")
-
-
-def _per_level(value, n_levels, name, allowed=None):
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_levels
-    if len(values) != n_levels:
-        raise ValueError(f"{name} has {len(values)} entries, expected one per level ({n_levels})")
-    if allowed is not None:
-        for v in values:
-            if v not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
-    return values
-
-
 class MGRIT:
     """Multigrid reduction in time for a batched one-step `Problem`.
 
     Parameters
     ----------
     problem : Problem
-    levels : int
-        Number of levels (1 = sequential stepping).
-    cf : int or list of int
-        Coarsening factor(s), >= 2: one for every coarsening, or a list of ``levels - 1``.
-    relax : {"F", "FCF"} or list of them, one per level
-    c_weight : float
-        Weight ω of C-relaxation: u_C <- (1 - ω) u_C + ω Φ(u_{C-1}).
-    cycle : {"V", "F"}
-    max_iter : int
-        Most cycles.
-    tol : float
-        Stop when ||r|| <= tol (``tol_type="absolute"``) or <= tol * first measured ||r||.
-    tol_type : {"absolute", "relative"}
-        How ``tol`` is read (see ``tol``).
-    norm : {"2", "max"}
-        Norm over time of the C-point residuals.
-    skip : bool
-        XBraid's skip: no fine-grid work on the first down-cycle.
-    min_coarse : int
-        Fewest intervals allowed on the coarsest level.
+    options : MGRITOptions, optional
+        Levels, coarsening, relaxation, cycle, stopping rule, skip (defaults: `MGRITOptions`'s).
     comm : None or mpi4py communicator
     verbose : bool
         Print XBraid-style iteration lines (rank 0).
     record_iterates : bool
         Keep a copy of this rank's fine iterate after every cycle (for diagnostics).
-    divergence_factor : float
-        Stop and report divergence when ||r|| exceeds this times the first measured ||r||.
     fine_ranges : list of (lo, hi), optional
         Explicit fine points per rank (see `Hierarchy`).
     trace : bool
         Record every building block as ``(level, op)`` in ``info.trace`` (op: "F", "C",
         "residual", "restrict", "correct", "coarsest"), for `diagnostics.plot_cycle`.
+    **option_values
+        Any `MGRITOptions` field (``levels=2, cf=2``), applied on top of ``options``.
     """
 
-    def __init__(self, problem, levels=3, cf=4, relax="FCF", c_weight=1.0, cycle="V",
-                 max_iter=10, tol=1e-9, tol_type="absolute", norm="2", skip=True, min_coarse=1,
-                 comm=None, verbose=False, record_iterates=False, divergence_factor=1e8,
-                 fine_ranges=None, trace=False):
+    def __init__(self, problem, options=None, *, comm=None, verbose=False,
+                 record_iterates=False, fine_ranges=None, trace=False, **option_values):
+        self.options = opts = MGRITOptions.build(options, **option_values)
         self.problem = problem
         self.comm = as_comm(comm)
-        self.hier = Hierarchy(problem.n_steps, cf, levels, min_coarse, self.comm.rank,
-                              self.comm.size, fine_ranges)
+        self.hier = Hierarchy(problem.n_steps, opts.cfs, opts.levels, opts.min_coarse,
+                              self.comm.rank, self.comm.size, fine_ranges)
         self.levels = self.hier.levels
-        self.relax = _per_level(relax, len(self.levels), "relax", RELAXATIONS)
-        if cycle not in CYCLES:
-            raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
-        max_iter = positive_int(max_iter, "max_iter")
-        if isinstance(tol, bool) or not (isinstance(tol, Real) and math.isfinite(tol)
-                                         and tol >= 0):
-            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-        if tol_type not in ("absolute", "relative"):
-            raise ValueError(f"tol_type must be 'absolute' or 'relative', got {tol_type!r}")
-        if norm not in ("2", "max", 2):
-            raise ValueError(f"norm must be '2' or 'max', got {norm!r}")
-        if isinstance(c_weight, bool) or not (isinstance(c_weight, Real)
-                                              and 0.0 < c_weight <= 2.0):
-            raise ValueError(f"c_weight must lie in (0, 2], got {c_weight!r}")
-        if isinstance(divergence_factor, bool) or not (isinstance(divergence_factor, Real)
-                                                       and divergence_factor > 0):
-            raise ValueError(f"divergence_factor must be a number > 0 (inf: never stop), got "
-                             f"{divergence_factor!r}")
-        trace = check_flag(trace, "trace")
-        self.cycle, self.max_iter, self.tol, self.tol_type = cycle, int(max_iter), float(tol), tol_type
-        self.norm, self.skip, self.c_weight = str(norm), check_flag(skip, "skip"), float(c_weight)
+        self.relax = opts.relax_per_level
+        self.cycle, self.max_iter, self.tol, self.tol_type = (opts.cycle, opts.max_iter,
+                                                              opts.tol, opts.tol_type)
+        self.norm, self.skip, self.c_weight = opts.norm, opts.skip, opts.c_weight
+        self.divergence_factor = opts.divergence_factor
         self.verbose = check_flag(verbose, "verbose")
         self.record_iterates = check_flag(record_iterates, "record_iterates")
-        self.divergence_factor = float(divergence_factor)
         self.vec = problem.vec
         self.U = [None] * len(self.levels)                   # per level: ghost + owned points
         self.G = [None] * len(self.levels)                   # per level: FAS forcing (l > 0)
@@ -174,7 +122,7 @@ class MGRIT:
         # vector operations that only queue work (a GPU's) may ask for a wait at each timer's
         # ends, so that phase_times / level_times measure the work, not the queueing
         self._sync = self.vec.synchronize if getattr(self.vec, "sync_timers", False) else None
-        self.trace = [] if trace else None
+        self.trace = [] if check_flag(trace, "trace") else None
 
     def _log(self, l, op):
         if self.trace is not None:
@@ -469,10 +417,8 @@ class MGRIT:
                 raise ValueError(f"u_init must have shape {want} (every fine point), got "
                                  f"{getattr(u_init, 'shape', type(u_init).__name__)}")
         skip = self.skip and u_init is None                  # never discard a caller's guess
-        info = MGRITInfo(options=dict(levels=len(self.levels), cf=self.hier.cfs, relax=self.relax,
-                                      cycle=self.cycle, max_iter=self.max_iter, tol=self.tol,
-                                      tol_type=self.tol_type, norm=self.norm, skip=skip,
-                                      ranks=self.comm.size))
+        info = MGRITInfo(options={**self.options.to_dict(), "cf": self.hier.cfs,
+                                  "relax": self.relax, "skip": skip, "ranks": self.comm.size})
         self._timers = {}
         comm_t0 = self.comm.comm_time
         t_start = time.perf_counter()

@@ -29,8 +29,8 @@ import zipfile
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..checks import check_time_window, float_dtype, positive_int
+from ...atomic import atomic_write
+from ...checks import check_time_window, float_dtype, positive_int
 
 
 def _validate(x, y, where, num_classes=None, step0=0, min_classes=1):

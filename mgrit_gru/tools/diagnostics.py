@@ -28,9 +28,9 @@ from numbers import Real
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from .atomic import save_figure
-from .checks import int_at_least, nonneg_float, positive_float
-from .mgrit.hierarchy import Hierarchy
+from ..atomic import save_figure
+from ..checks import int_at_least, positive_float
+from ..mgrit.hierarchy import Hierarchy
 
 OPS = ("F", "C", "residual", "restrict", "correct", "coarsest")
 """Operations recorded in a trace (see `mgrit_gru.mgrit.MGRIT`'s ``trace``)."""
@@ -266,8 +266,8 @@ def cycle_trace(levels, cf, relax="FCF", cycle="V", skip=True, iterations=1, min
         For a bad option, or a hierarchy whose replay grid would exceed `MAX_REPLAY_STEPS`
         time steps (record the real solve's trace with ``trace=True`` instead).
     """
-    from .mgrit import MGRIT, Dahlquist
-    from .mgrit.hierarchy import coarsening_factors
+    from ..mgrit import MGRIT, Dahlquist
+    from ..mgrit.hierarchy import coarsening_factors
     levels = int_at_least(levels, "levels", 1)
     iterations = int_at_least(iterations, "iterations", 1)
     min_coarse = int_at_least(min_coarse, "min_coarse", 1)
@@ -422,14 +422,16 @@ def plot_solve(info, exact=None, cf=None, labels=None):
 
 
 def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell="classic",
-                     dt=1.0, levels=3, cf=4, relax="FCF", iters=10, tol=1e-9, skip=True,
-                     coarse_input="inject", seed=0, dtype="float64", plot=None, verbose=True,
-                     print_fn=print):
+                     dt=1.0, options=None, seed=0, dtype="float64", plot=None, verbose=True,
+                     print_fn=print, iters=None, **option_values):
     """Random GRU and inputs, solved by MGRIT and serially; print the comparison, save plots.
 
     The work behind ``mgrit-gru solve``. Prints XBraid-style iteration lines (``verbose``), the
     residual history, and the largest error of y and h_T against `gru_forward`; with ``plot``
     (a .png path) saves the `plot_solve` figure there.
+
+    ``options`` (an `MGRITOptions`; default: 10 iterations, the other defaults) or its fields
+    as keywords (``iters`` stands for ``max_iter``) set the solve.
 
     A solve that ran out of iterations because its residual stopped falling at the dtype's
     round-off (float32 with the float64 default ``tol``) is said to have stalled, with a
@@ -441,21 +443,26 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
         ``residual_history``, ``iterations``, ``converged``, ``stalled``, ``err_y``, ``err_hT``,
         ``plot``.
     """
-    from .gru import gru_forward, init_gru
-    from .solve import mgrit_forward
+    from ..gru import gru_forward, init_gru
+    from ..mgrit import MGRITOptions
+    from ..solve import mgrit_forward
     dtype = np.dtype(dtype)
     dt = positive_float(dt, "dt")                            # before it is printed with :g
-    tol = nonneg_float(tol, "tol")                           # the options the header shows,
-    Hierarchy(seq_len, cf, levels)                           # checked before it is printed
+    if iters is not None:
+        option_values["max_iter"] = iters
+    if options is None:
+        option_values.setdefault("max_iter", 10)
+    o = MGRITOptions.build(options, **option_values)         # the options the header shows,
+    Hierarchy(seq_len, o.cfs, o.levels, o.min_coarse)        # checked before it is printed
     params = init_gru(input_size, hidden, layers, seed=seed, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
     print_fn(f"MGRIT solve: T={seq_len} B={batch} I={input_size} H={hidden} L={layers} "
-             f"cell={cell} dt={dt:g} levels={levels} cf={cf} relax={relax} max_iter={iters} "
-             f"tol={tol:g} skip={skip} coarse_input={coarse_input} dtype={dtype.name}")
-    y, h_T, info = mgrit_forward(params, x, cell=cell, dt=dt, levels=levels, cf=cf, relax=relax,
-                                 max_iter=iters, tol=tol, skip=skip, coarse_input=coarse_input,
-                                 verbose=verbose, record_iterates=plot is not None,
+             f"cell={cell} dt={dt:g} levels={o.levels} cf={o.cf} relax={o.relax} "
+             f"max_iter={o.max_iter} tol={o.tol:g} skip={o.skip} coarse_input={o.coarse_input} "
+             f"dtype={dtype.name}")
+    y, h_T, info = mgrit_forward(params, x, options=o, cell=cell, dt=dt, verbose=verbose,
+                                 record_iterates=plot is not None,
                                  trace=plot is not None)   # the cycle diagram as it ran
     y_ref, h_ref, cache = gru_forward(params, x, cell=cell, dt=dt)
     err_y = float(np.max(np.abs(y - y_ref)))
@@ -468,7 +475,7 @@ def solve_and_report(seq_len=64, hidden=8, batch=2, input_size=4, layers=1, cell
     if stalled:
         reach = 10.0 ** math.ceil(math.log10(10 * max(info.residual_history[-3:])))
         print_fn(f"the residual stalled at {dtype.name} round-off (about "
-                 f"{info.residual_history[-1]:.0e}): tol={tol:g} is below what {dtype.name} "
+                 f"{info.residual_history[-1]:.0e}): tol={o.tol:g} is below what {dtype.name} "
                  f"can reach; a tol of {reach:.0e} converges")
     if plot is not None:
         import matplotlib.pyplot as plt
@@ -625,8 +632,8 @@ def gradient_error_grid(params, x, dy=None, dh_T=None, fwd_iters=(1, 2, 3, 4),
         iterations.
     fwd_res, bwd_res : ndarray, same shape (only with ``return_residuals``)
     """
-    from .gru import gru_backward, gru_forward
-    from .solve import mgrit_backward, mgrit_forward
+    from ..gru import gru_backward, gru_forward
+    from ..solve import mgrit_backward, mgrit_forward
     for bad in ("max_iter", "tol", "comm"):
         if bad in options:
             raise ValueError(f"gradient_error_grid sets {bad} itself")

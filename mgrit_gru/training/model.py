@@ -21,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .checks import check_flag, nonneg_float, positive_float, positive_int
-from .gru import gru_backward, gru_forward, init_gru
-from .head import head_backward, head_forward, init_head
-from .mgrit.cycle import _per_level
-from .mgrit.hierarchy import coarsening_factors
-from .solve import TimeSlice, mgrit_backward, mgrit_forward
+from ..checks import check_cell, check_flag, choice, positive_int
+from ..gru import init_gru
+from ..head import head_backward, head_forward, init_head
+from ..mgrit import MGRITOptions
+from ..solve import BACKENDS, TimeSlice, gru_backward, gru_forward, mgrit_backward, mgrit_forward
 
 HEAD_KEYS = ("weight_out", "bias_out")
 SOLVERS = ("serial", "mgrit")
@@ -59,35 +58,6 @@ def model_dims(params):
     L = sum(1 for k in gru if k.startswith("weight_hh_l"))
     return (gru["weight_ih_l0"].shape[1], gru["weight_hh_l0"].shape[1], L,
             head["weight_out"].shape[0])
-
-
-def _level_list(value, name, cast):
-    """A per-level option given as a scalar, a list, or a comma-separated string."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts:
-            raise ValueError(f"{name} is empty")
-        try:
-            values = [cast(p) for p in parts]
-        except ValueError:
-            raise ValueError(f"{name} must be one value or a comma-separated list per level, "
-                             f"got {value!r}") from None
-        return values[0] if len(values) == 1 else values
-    if isinstance(value, (list, tuple)):
-        return [_cast(v, name, cast) for v in value]
-    return _cast(value, name, cast)
-
-
-def _cast(v, name, cast):
-    """One level's value as ``cast`` (int or str); ValueError naming ``name`` if it is not one
-    (a float cf such as 2.9 is refused, not truncated)."""
-    if cast is int:
-        whole = isinstance(v, (int, np.integer)) or \
-            (isinstance(v, (float, np.floating)) and float(v).is_integer())
-        if isinstance(v, bool) or not whole:
-            raise ValueError(f"{name} must be an integer (per level), got {v!r}")
-        return int(v)
-    return cast(v)
 
 
 @dataclass
@@ -139,36 +109,33 @@ class SolverOptions:
     bwd_skip: object = None
 
     def __post_init__(self):
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.backend not in ("numpy", "cuda"):
-            raise ValueError(f"backend must be 'numpy' or 'cuda', got {self.backend!r}")
-        self.cf = _level_list(self.cf, "cf", int)
-        self.relax = _level_list(self.relax, "relax", str)
-        for name in ("levels", "fwd_iters", "bwd_iters"):
+        choice(self.solver, "solver", SOLVERS)
+        choice(self.backend, "backend", BACKENDS)
+        self.cell, self.dt = check_cell(self.cell, self.dt)
+        for name in ("fwd_iters", "bwd_iters"):
             setattr(self, name, positive_int(getattr(self, name), name))
-        for c in (self.cf if isinstance(self.cf, list) else [self.cf]):
-            if c < 2:
-                raise ValueError(f"cf must be >= 2, got {c}")
-        for r in (self.relax if isinstance(self.relax, list) else [self.relax]):
-            if r not in ("F", "FCF"):
-                raise ValueError(f"relax must be 'F' or 'FCF' (per level), got {r!r}")
-        # the counts too, by the solver's own rules, here and not at the first solve (a run
-        # refused then had already written its files)
-        coarsening_factors(self.cf, self.levels)
-        _per_level(self.relax, self.levels, "relax")
-        self.tol = nonneg_float(self.tol, "tol")
-        if self.cell not in ("classic", "implicit"):
-            raise ValueError(f"cell must be 'classic' or 'implicit', got {self.cell!r}")
-        self.dt = positive_float(self.dt, "dt")
-        self.skip = check_flag(self.skip, "skip")
         if self.bwd_skip is not None:                        # None: as skip
             self.bwd_skip = check_flag(self.bwd_skip, "bwd_skip")
+        # every solver field checked here, by MGRITOptions' rules, and not at the first solve
+        # (a run refused then had already written its files)
+        fwd = self.forward_options
+        self.levels, self.tol, self.skip = fwd.levels, fwd.tol, fwd.skip
+        self.cf = list(fwd.cf) if isinstance(fwd.cf, tuple) else fwd.cf       # "4" -> 4,
+        self.relax = list(fwd.relax) if isinstance(fwd.relax, tuple) else fwd.relax   # "F,FCF"
+        self.coarse_input = fwd.coarse_input                                 # -> a list
 
-    def mgrit_kwargs(self, iters, backward=False):
-        skip = self.bwd_skip if backward and self.bwd_skip is not None else self.skip
-        return dict(levels=self.levels, cf=self.cf, relax=self.relax, max_iter=iters,
-                    tol=self.tol, skip=skip)
+    @property
+    def forward_options(self):
+        """The `MGRITOptions` of the forward solve."""
+        return MGRITOptions(levels=self.levels, cf=self.cf, relax=self.relax,
+                            max_iter=self.fwd_iters, tol=self.tol, skip=self.skip,
+                            coarse_input=self.coarse_input)
+
+    @property
+    def backward_options(self):
+        """The `MGRITOptions` of the backward (adjoint) solve."""
+        skip = self.skip if self.bwd_skip is None else self.bwd_skip
+        return self.forward_options.replace(max_iter=self.bwd_iters, skip=skip)
 
     def to_dict(self):
         return asdict(self)
@@ -195,10 +162,8 @@ def _final_state(gru, x, opts, comm):
             raise ValueError("solver='serial' needs the whole sequence, got a TimeSlice")
         _, h_T, cache = gru_forward(gru, x, cell=opts.cell, dt=opts.dt, backend=opts.backend)
         return h_T, cache
-    _, h_T, info = mgrit_forward(gru, x, cell=opts.cell, dt=opts.dt, comm=comm,
-                                 coarse_input=opts.coarse_input, gather="local",
-                                 backend=opts.backend,
-                                 **opts.mgrit_kwargs(opts.fwd_iters))
+    _, h_T, info = mgrit_forward(gru, x, options=opts.forward_options, cell=opts.cell,
+                                 dt=opts.dt, comm=comm, gather="local", backend=opts.backend)
     return h_T, info
 
 
@@ -233,9 +198,9 @@ def forward_backward(params, x, labels, opts, comm=None):
     if opts.solver == "serial":                              # (dx: not needed, not computed)
         grads, _, _ = gru_backward(gru, state, dh_T=dh_T, input_grad=False)
     else:
-        grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T, comm=comm, gather="local",
-                                            backend=opts.backend, input_grad=False,
-                                            **opts.mgrit_kwargs(opts.bwd_iters, backward=True))
+        grads, _, _, binfo = mgrit_backward(gru, state, dh_T=dh_T,
+                                            options=opts.backward_options, comm=comm,
+                                            gather="local", input_grad=False)
         res.update(fwd_residual=state.final_residual, bwd_residual=binfo.final_residual,
                    fwd_iterations=state.iterations, bwd_iterations=binfo.iterations)
     grads.update(hgrads)

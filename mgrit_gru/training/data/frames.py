@@ -40,9 +40,8 @@ import warnings
 import zipfile
 
 import numpy as np
-from tqdm import tqdm
 
-from ..checks import check_time_window, positive_int
+from ...checks import check_time_window, positive_int
 from .files import _member, _open_npz, _read_rows, atomic_savez
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -276,6 +275,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     d0, d1 = (0, seq_len) if cache_path is not None else (t0, t1)   # the steps to decode
     x = np.empty((len(videos), d1 - d0, F_raw if Q is None else Q.shape[1]), np.float32)
     y = np.empty(len(videos), np.int64)
+    from tqdm import tqdm                                    # only while decoding
     bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
                file=sys.stderr, dynamic_ncols=True)
     for i, (label, vdir, frames) in enumerate(bar):

@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from .atomic import atomic_write
-from .checks import positive_float, positive_int
-from .gru import gru_backward, gru_forward, init_gru
-from .mgrit.hierarchy import Hierarchy
+from ..atomic import atomic_write
+from ..checks import positive_float, positive_int
+from ..gru import gru_backward, gru_forward, init_gru
+from ..mgrit.hierarchy import Hierarchy
 
 
 def _median_time(fn, repeat):
@@ -158,9 +158,9 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
     """
     import json
 
-    from .mgrit.comm import as_comm
-    from .problems import GRUForwardProblem
-    from .solve import TimeSlice, input_rows, mgrit_forward
+    from ..mgrit.comm import as_comm
+    from ..problems import GRUForwardProblem
+    from ..solve import TimeSlice, input_rows, mgrit_forward
 
     world = _world()
     comm = as_comm(world)
@@ -292,8 +292,8 @@ def bench_train_step(hidden=256, batch=32, seq_len=4096, input_size=None, layers
         training does), ``speedup_vs_bptt``, the cycles and final residuals of both
         solves, and ``grad_error``: the parameter gradients' relative 2-norm error against BPTT.
     """
-    from .mgrit.comm import as_comm
-    from .solve import TimeSlice, input_rows, mgrit_backward, mgrit_forward
+    from ..mgrit.comm import as_comm
+    from ..solve import TimeSlice, input_rows, mgrit_backward, mgrit_forward
 
     world = _world()
     comm = as_comm(world)
@@ -404,7 +404,7 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
         Per solver: ``epoch_s`` (median), ``epoch_times``, ``step_s``, ``steps_per_epoch``,
         ``final_test_acc``, ``speedup_vs_serial``, the last MGRIT residuals.
     """
-    from .train import DEMO, TrainConfig, train
+    from ..training import DEMO, TrainConfig, train
 
     world = _world()
     rank = 0 if world is None else world.Get_rank()
@@ -454,7 +454,7 @@ def bench_cuda(seq_len=None, batch=None, hidden=256, input_size=None, layers=1, 
     goes to stderr at the end, ``out`` gets the full results as JSON. Raises ValueError without
     a GPU (the CLI exits 2). See `mgrit_gru.cuda.bench`.
     """
-    from .cuda.bench import bench_cuda as run                # numba only when asked for
+    from .bench_cuda import bench_cuda as run                # numba only when asked for
     yield from run(seq_lens=(seq_len,) if seq_len else tuple(seq_lens),
                    batches=(batch,) if batch else tuple(batches), hidden=hidden,
                    input_size=input_size, layers=layers, cell=cell, dtype=dtype, levels=levels,

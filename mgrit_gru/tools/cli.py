@@ -17,8 +17,57 @@ import os
 import sys
 import time
 
-from .mgrit.comm import RankFailed
-from .mgrit.cycle import MGRITDivergedError
+from ..mgrit.comm import RankFailed
+from ..mgrit.cycle import MGRITDivergedError
+
+
+def _per_level(cast):
+    """argparse type of a per-level flag: "4" -> 4, "4,2" -> [4, 2] (`checks.per_level`)."""
+    def parse(text):
+        from ..checks import per_level
+        try:
+            return per_level(text, "value", cast)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one value or a comma-separated "
+                                             "list per level") from None
+    parse.__name__ = "per-level " + cast.__name__
+    return parse
+
+
+def _mgrit_flags(p, defaults=None, skip_help=None):
+    """Declare the `MGRITOptions` flags (--levels, --cf, --relax, --tol, --skip/--no-skip,
+    --coarse-input) on ``p``: once for every subcommand, so they read and check alike.
+
+    ``defaults`` (an `MGRITOptions`) sets each flag's default and names it in the help; without
+    it every default is None (the subcommand's own, or a resumed run's checkpoint's).
+    """
+    d = defaults.to_dict() if defaults is not None else {}
+    said = lambda name, text: f"{text} (default {d[name]})" if name in d else text
+    p.add_argument("--levels", type=int, default=d.get("levels"),
+                   help=said("levels", "MGRIT levels; 1 = sequential stepping"))
+    p.add_argument("--cf", type=_per_level(int), default=d.get("cf"),
+                   help=said("cf", "coarsening factor, or one per coarsening: 4,2 with "
+                                   "--levels 3"))
+    p.add_argument("--relax", type=_per_level(str), default=d.get("relax"),
+                   help=said("relax", "F or FCF, or one per level: FCF,F,F with --levels 3"))
+    p.add_argument("--tol", type=float, default=d.get("tol"),
+                   help=said("tol", "stop a solve once its residual is below this"))
+    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=d.get("skip"),
+                   help=skip_help or said("skip", "XBraid's skip: no fine-grid work on the "
+                                                  "first down-cycle"))
+    p.add_argument("--coarse-input", choices=("inject", "average"),
+                   default=d.get("coarse_input"),
+                   help=said("coarse_input", "a coarse step's input: the fine one at the "
+                                             "interval start (inject, the paper) or the mean"))
+
+
+def _mgrit_options(args, **more):
+    """The `MGRITOptions` of parsed flags (`_mgrit_flags`'); flags left at None keep the
+    options' defaults; ``more``: options not given as flags (max_iter)."""
+    from ..mgrit import MGRITOptions
+    given = {k: getattr(args, k) for k in ("levels", "cf", "relax", "tol", "skip",
+                                           "coarse_input") if getattr(args, k, None) is not None}
+    return MGRITOptions(**given, **more)
 
 
 def _add_gradcheck(subparsers):
@@ -40,7 +89,7 @@ def _add_gradcheck(subparsers):
 
     def handler(args):
         _one_process("gradcheck")
-        from .gradcheck import check_gru_gradients
+        from ..gradcheck import check_gru_gradients
         res = check_gru_gradients(cell=args.cell, num_layers=args.layers, dt=args.dt,
                                   seq_len=args.seq_len, batch=args.batch,
                                   input_size=args.input, hidden_size=args.hidden,
@@ -74,13 +123,10 @@ def _add_bench(subparsers):
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--repeat", type=int, help="timed runs; the median is reported")
     p.add_argument("--seed", type=int)
-    # MGRIT options (bench --what forward); under `mpiexec -n P` it runs distributed
-    p.add_argument("--levels", type=int, help="MGRIT levels (forward default 3)")
-    p.add_argument("--cf", type=int, help="coarsening factor (forward default 4)")
+    # MGRIT options (bench --what forward, train-step); under `mpiexec -n P` it runs
+    # distributed; None: the benchmark's default (3 levels, cf 4, FCF, skip)
+    _mgrit_flags(p)
     p.add_argument("--iters", type=int, help="MGRIT iterations, tol 0 (forward default 2)")
-    p.add_argument("--relax", choices=("F", "FCF"), help="relaxation (forward default FCF)")
-    p.add_argument("--no-skip", dest="skip", action="store_false", default=None,
-                   help="do fine-grid work on the first down-cycle too")
     p.add_argument("--no-model", dest="model", action="store_false", default=None,
                    help="forward: skip the step-cost measurement and the model's prediction")
     p.add_argument("--out", help="forward, cuda: also write the records (rank 0) to this JSON "
@@ -107,8 +153,8 @@ def _add_bench(subparsers):
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
         from .bench import check_benchmark
-        from .mgrit import agreed
-        from .train import world_comm
+        from ..mgrit import agreed
+        from ..training import world_comm
         comm = world_comm()
         agreed(comm, lambda: check_benchmark(what, **options))   # a refusal printed once
         if comm is None or comm.Get_rank() == 0:
@@ -136,14 +182,9 @@ def _add_solve(subparsers):
     p.add_argument("--cell", choices=("classic", "implicit"), default="classic",
                    help="fine-level cell (coarse levels are implicit)")
     p.add_argument("--dt", type=float, default=1.0, help="fine step size (default 1)")
-    p.add_argument("--levels", type=int, default=3, help="MGRIT levels (default 3)")
-    p.add_argument("--cf", type=int, default=4, help="coarsening factor (default 4)")
-    p.add_argument("--relax", choices=("F", "FCF"), default="FCF")
+    from ..mgrit import MGRITOptions
+    _mgrit_flags(p, MGRITOptions())
     p.add_argument("--iters", type=int, default=10, help="most MGRIT cycles (default 10)")
-    p.add_argument("--tol", type=float, default=1e-9, help="absolute residual tolerance")
-    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=True,
-                   help="XBraid's skip: no fine work on the first down-cycle (default on)")
-    p.add_argument("--coarse-input", choices=("inject", "average"), default="inject")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, metavar="OUT.png", help="save the plots here")
@@ -153,10 +194,8 @@ def _add_solve(subparsers):
         from .diagnostics import solve_and_report
         solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
                          input_size=args.input, layers=args.layers, cell=args.cell,
-                         dt=args.dt, levels=args.levels, cf=args.cf, relax=args.relax,
-                         iters=args.iters, tol=args.tol, skip=args.skip,
-                         coarse_input=args.coarse_input, seed=args.seed, dtype=args.dtype,
-                         plot=args.plot)
+                         dt=args.dt, options=_mgrit_options(args, max_iter=args.iters),
+                         seed=args.seed, dtype=args.dtype, plot=args.plot)
         return 0
 
     p.set_defaults(handler=handler)
@@ -201,21 +240,13 @@ def _train_options(p):
     g.add_argument("--cell", choices=("classic", "implicit"), help="fine-level cell (classic)")
     g.add_argument("--dt", type=float, help="fine step size (default 1)")
     g.add_argument("--solver", choices=("mgrit", "serial"), help="mgrit (default) or serial BPTT")
-    g.add_argument("--levels", type=int, help="MGRIT levels (default 3)")
-    g.add_argument("--cf", help="coarsening factor, or one per coarsening (levels - 1 of "
-                   "them): 4,2 with --levels 3 (default 4)")
-    g.add_argument("--relax", help="F or FCF, or one per level: FCF,F,F with --levels 3 "
-                   "(default FCF)")
+    _mgrit_flags(g)                                          # defaults: TrainConfig's
     g.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default 2)")
     g.add_argument("--bwd-iters", type=int, help="backward MGRIT iterations (default 1)")
-    g.add_argument("--tol", type=float, help="stop a solve below this residual (default 1e-9)")
-    g.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None,
-                   help="XBraid's skip (default on)")
     g.add_argument("--bwd-skip", action=argparse.BooleanOptionalAction, default=None,
                    help="skip for the backward solve alone (default: as --skip); with skip one "
                         "backward iteration's gradient is ~37%% off BPTT, without 3%% (bench "
                         "--what train-step, T 4096, H 256)")
-    g.add_argument("--coarse-input", choices=("inject", "average"))
     g.add_argument("--backend", choices=("numpy", "cuda"),
                    help="numpy (default) or cuda: the GRU steps on one GPU")
     g = p.add_argument_group("optimisation")
@@ -248,7 +279,7 @@ def _add_train(subparsers):
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     def handler(args):
-        from .train import train_from_options
+        from ..training import train_from_options
         if args.resume and args.overwrite:
             raise ValueError("--resume continues the run in --out and --overwrite starts it "
                              "afresh: pass one of them")
@@ -279,7 +310,7 @@ def _add_evaluate(subparsers):
     p.add_argument("--json", action="store_true", help="print one JSON line")
 
     def handler(args):
-        from .train import CHECKPOINT, evaluate_checkpoint, world_comm
+        from ..training import CHECKPOINT, evaluate_checkpoint, world_comm
         if os.path.isdir(args.checkpoint):                   # a run folder: its checkpoint
             args.checkpoint = os.path.join(args.checkpoint, CHECKPOINT)
         comm = world_comm()
@@ -309,7 +340,7 @@ def _add_demo(subparsers):
     p.add_argument("--no-progress", action="store_true")
 
     def handler(args):
-        from .train import demo, world_comm
+        from ..training import demo, world_comm
         over = {"solver": args.solver}
         if args.epochs is not None:
             over["epochs"] = args.epochs
@@ -334,7 +365,7 @@ SUBCOMMANDS = [_add_gradcheck, _add_bench, _add_solve, _add_plot_scaling, _add_t
 
 def build_parser():
     """The ``mgrit-gru`` argument parser with every subcommand in `SUBCOMMANDS`."""
-    from . import __version__
+    from .. import __version__
     parser = argparse.ArgumentParser(
         prog="mgrit-gru",
         description="Parallel-in-time training of GRU networks with MGRIT (Moon & Cyr, 2022).")
@@ -455,7 +486,7 @@ def _end_the_mpi_job(code):
     """Under ``mpiexec -n P`` (P > 1), end every rank: an error that only one rank met (rank 0
     alone writes the checkpoint and metrics) would otherwise leave the others waiting in the
     solver's next message forever."""
-    from .train import world_comm
+    from ..training import world_comm
     comm = world_comm()
     if comm is not None:
         sys.stderr.flush()
@@ -466,7 +497,7 @@ def _end_the_mpi_job(code):
 def _one_process(command):
     """ValueError under ``mpiexec -n P`` (P > 1): every rank would run the same whole job and
     write the same files at once."""
-    from .train import world_comm
+    from ..training import world_comm
     if world_comm() is not None:
         raise ValueError(f"mgrit-gru {command} runs on one process; under mpiexec use train, "
                          "evaluate, demo, bench --what forward, train-step or epoch, or the "

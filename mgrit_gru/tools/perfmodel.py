@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .atomic import save_figure
-from .checks import check_flag, int_at_least
-from .mgrit.hierarchy import Hierarchy
+from ..atomic import save_figure
+from ..checks import int_at_least
+from ..mgrit.hierarchy import Hierarchy
 
 
 @dataclass(frozen=True)
@@ -276,10 +276,10 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     -------
     Prediction
     """
-    from .mgrit.cycle import CYCLES, RELAXATIONS, _per_level
-    iters, skip = int_at_least(iters, "iters", 1), check_flag(skip, "skip")   # as the solver
-    if cycle not in CYCLES:
-        raise ValueError(f"cycle must be 'V' or 'F', got {cycle!r}")
+    from ..mgrit import MGRITOptions
+    iters = int_at_least(iters, "iters", 1)
+    opts = MGRITOptions(levels=levels, cf=cf, relax=relax, skip=skip, cycle=cycle,
+                        min_coarse=min_coarse)               # checked as the solver checks them
     for name, v in (("latency", latency), ("bandwidth", bandwidth), ("state_bytes", state_bytes),
                     ("proj_per_step", proj_per_step)):
         if isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) and
@@ -293,7 +293,7 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     serial_step = fine(1) + proj_per_step if serial_step is None else float(serial_step)
     hiers = [Hierarchy(T, cf, levels, min_coarse, p, P) for p in range(P)]
     n_lev = len(hiers[0].levels)
-    relax_l = _per_level(relax, n_lev, "relax", RELAXATIONS)   # as the solver checks them
+    relax_l = opts.relax_per_level
     costs = [fine] + [coarse] * (n_lev - 1)
     msg = latency + state_bytes / bandwidth
     allred = 2 * math.ceil(math.log2(P)) * latency if P > 1 else 0.0
@@ -353,8 +353,8 @@ def measure_step_cost(params, batch, *, level=0, cell="classic", ns=(1, 2, 4, 8,
     cost : StepCost
     samples : list of (n, seconds)
     """
-    from .gru import gru_dims
-    from .problems import GRUForwardProblem
+    from ..checks import gru_dims
+    from ..problems import GRUForwardProblem
     L, I, H, pdtype = gru_dims(params)
     dtype = pdtype if dtype is None else np.dtype(dtype)
     n_max = max(ns)

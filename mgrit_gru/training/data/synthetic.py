@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_time_window, float_dtype, int_at_least, nonneg_float, positive_int
+from ...checks import check_time_window, float_dtype, int_at_least, nonneg_float, positive_int
 
 
 # ----------------------------------------------------------------------------------------------

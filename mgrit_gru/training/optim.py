@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checks import check_flag, int_at_least, nonneg_float, positive_float, real_array
+from ..checks import check_flag, int_at_least, nonneg_float, positive_float, real_array
 
 PREFIX = "optim."
 

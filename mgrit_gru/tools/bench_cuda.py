@@ -48,8 +48,8 @@ from numba import cuda
 from ..atomic import atomic_write
 from ..gru import init_gru
 from ..solve import mgrit_backward, mgrit_forward
-from .backend import _is_out_of_memory, cuda_available, flush_pending_frees
-from .serial import gru_backward, gru_forward
+from ..cuda.backend import _is_out_of_memory, cuda_available, flush_pending_frees
+from ..cuda.serial import gru_backward, gru_forward
 
 TORCH_CHUNK = 16384                  # cuDNN refuses a 65536-step sequence (NOT_SUPPORTED, H200,
                                      # torch 2.11): longer ones run as chunks, the state carried
@@ -116,7 +116,7 @@ def launch_cost(hidden, input_size, dtype, reps=200):
     one-point `axpby` (5 arguments) and of a one-row `gru_step` (21 arguments), then one
     synchronize. The kernels themselves take a few µs, so this is numba's dispatch and argument
     marshalling: what every MGRIT operation pays once, whatever T is."""
-    from .backend import CudaGRU
+    from ..cuda.backend import CudaGRU
     dtype = np.dtype(dtype)
     gru = CudaGRU(init_gru(input_size, hidden, 1, seed=0, dtype=dtype), "implicit", dtype=dtype)
     u = gru.to_device(np.zeros((1, 1, 1, hidden), dtype))
@@ -147,7 +147,7 @@ def scan_blocks_sweep(T=4096, B=1, hidden=256, dtype="float32", blocks=(1, 2, 4,
     must be 0; ``error_vs_numpy`` is the default grid's relative error against NumPy stepping
     (`mgrit_gru.gru.gru_forward`)."""
     from ..gru import gru_forward as numpy_forward
-    from .backend import CudaGRU
+    from ..cuda.backend import CudaGRU
     dtype = np.dtype(dtype)
     H = hidden
     params = init_gru(H, H, 1, seed=0, dtype=dtype)
