@@ -298,8 +298,6 @@ def gru_forward(params, x, h0=None, cell="classic", dt=1.0):
     dt : float > 0
         Step size of the ODE view; ``cell="classic", dt=1`` is ``nn.GRU``.
 
-    ``mgrit_gru.gru_forward`` takes ``backend="cuda"`` too: the same recurrence on the GPU.
-
     Returns
     -------
     y : ndarray (T, B, H)

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # One GPU check for the CUDA backend (see docs/cuda.md), run from the
 # repository root on the GPU machine:  bash docs/benchmarks/run_gpu_check.sh
-# Before the session, on a machine with network, put a numpy 2.4 wheel for CPython 3.12 in .whl/
+# Beforehand, on a machine with network, put a numpy 2.4 wheel for CPython 3.12 in .whl/
 # (the GPU machine's numpy 2.5 breaks numba-cuda 0.30.4):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl numpy==2.4.6
 # .whl/ is git-ignored: when the check runs on another machine, copy .whl/ there with the tree.
 #
-# Starting the machine may itself take minutes of the session's device time (an H200 took ~5 of
-# 15 on 2026-11-26): run this once, with timeout_s of about 555, and give the machine back.
+# Starting the machine may itself take minutes (an H200 took ~5 on 2026-11-26): where GPU time
+# is rationed, run this once with a limit of about 555 s and release the machine after.
 # Order (most wanted first, each step time-boxed; at most 535 s of time boxes in all):
 #   1. the real-GPU tests (production sizes): first the persistent scans at several grid sizes
 #      alone (a hang there means the grid barrier deadlocked: stop), then kernels, MGRIT and
 #      serial against NumPy
-#   2. the benchmark, T = 16384, B = 1 first (the target), then T = 65536, B = 1, then
+#   2. the benchmark, T = 16384, B = 1 first (the target), then T = 65536, B = 1, then
 #      B = 32 at T = 16384 and 65536 (the latter never measured: the deadline cut it on
 #      2026-11-27), the short sequences last; JSON rewritten after each (T, B)
 #   3. a host profile of one MGRIT forward+backward (where the launch overhead goes), then the

@@ -58,7 +58,7 @@ def bench_gru(hidden=256, batch=32, seq_len=1024, input_size=None, layers=1, cel
     Parameters
     ----------
     hidden, batch, seq_len : int
-        H, B, T (defaults: the issue's reference size 256, 32, 1024).
+        H, B, T (defaults: the reference size 256, 32, 1024).
     input_size : int, optional
         I; equal to `hidden` by default.
     layers : int

@@ -364,7 +364,7 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
     GPU (and not simulating) it raises ValueError before doing anything. ``out``: write
     {"device", "options", "records"} as JSON. ``pairs``: an explicit order of (T, B) instead of
     seq_lens x batches (the most wanted first); ``deadline_s``: start no new (T, B) after that
-    many seconds (a time-limited GPU session keeps what it finished).
+    many seconds (a time-limited GPU run keeps what it finished).
     """
     from numba.cuda import config
     if simulate:
@@ -442,7 +442,7 @@ def table(records):
                      f"{'' if res is None else f'{res:.2e}':>11}"
                      f"{'' if err is None else f'{err:.2e}':>15}")
     by = {(r["seq_len"], r["batch"], r["run"]): r["seconds"] for r in records}
-    for (T, B, run), sec in by.items():                      # the issue's comparisons, per (T, B)
+    for (T, B, run), sec in by.items():                      # the target's comparisons, per (T, B)
         if run != "mgrit_forward_backward":
             continue
         io = next((r.get("host_io_s") for r in records if r["seq_len"] == T
