@@ -1,9 +1,8 @@
 """One BLAS thread per MPI rank, unless the user chose otherwise.
 
 Under ``mpiexec -n P`` every rank's NumPy starts its BLAS (OpenBLAS, MKL) with one thread per
-core, so P ranks run P x cores threads on the cores and wait on each other: measured on 2 cores,
-``mpiexec -n 2 mgrit-gru demo`` took 6.5 s an epoch, 0.5 s with ``OMP_NUM_THREADS=1`` (one
-process: 0.6 s). The parallelism of this package under MPI is the time axis, one rank per core.
+core, so P ranks run P x cores threads on the cores and wait on each other (docs/cluster.md
+gives the cost). The parallelism of this package under MPI is the time axis, one rank per core.
 
 BLAS reads these variables once, when NumPy is imported: `limit_blas_threads` runs first thing in
 ``mgrit_gru/__init__.py``, so it takes effect for ``mgrit-gru`` and for scripts that import

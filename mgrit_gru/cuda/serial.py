@@ -8,9 +8,8 @@ dx, dh0 (backward) coming out, once per call.
 
 ``launches="per_step"`` keeps the naive baseline: one `CudaGRU.step` launch per step (the
 backward: one `axpby` for the output cotangent and one `vjp`), bound by the host cost of a
-launch from Python (argument marshalling of ~20 arrays): 410 µs per forward step on the H200
-(B = 1, H = 256; docs/benchmarks), against 6.75 µs for the persistent scan.
-The benchmark reports both.
+launch from Python (argument marshalling of ~20 arrays), tens of times slower than the
+persistent scan at B = 1 (docs/cuda.md has the measurements). The benchmark reports both.
 """
 from __future__ import annotations
 
