@@ -235,6 +235,11 @@ def _train_options(p):
     g.add_argument("--cache-dir", help="frames: decoded-frame cache folder")
     g.add_argument("--test-fraction", type=float, help="held-out fraction (default 0.2)")
     g = p.add_argument_group("model and solver")
+    g.add_argument("--preset", choices=("torchbraid",),
+                   help="start from a named set of options; flags given override its values. "
+                        "torchbraid: the authors' code (implicit cell on every level, 2 layers, "
+                        "H 100, 3 levels, cf 4, forward FCF, backward F on the fine level and "
+                        "FCF below, 2 fwd / 1 bwd iterations, skip)")
     g.add_argument("--hidden", type=int, help="hidden size H (default 64)")
     g.add_argument("--layers", type=int, help="stacked GRU layers (default 1)")
     g.add_argument("--cell", choices=("classic", "implicit"), help="fine-level cell (classic)")
@@ -243,6 +248,9 @@ def _train_options(p):
     _mgrit_flags(g)                                          # defaults: TrainConfig's
     g.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default 2)")
     g.add_argument("--bwd-iters", type=int, help="backward MGRIT iterations (default 1)")
+    g.add_argument("--bwd-relax", type=_per_level(str),
+                   help="relaxation of the backward solve, one or one per level: F,FCF,FCF "
+                        "(default: as --relax)")
     g.add_argument("--bwd-skip", action=argparse.BooleanOptionalAction, default=None,
                    help="skip for the backward solve alone (default: as --skip); with skip one "
                         "backward iteration's gradient is ~37%% off BPTT, without 3%% (bench "

@@ -8,6 +8,7 @@ from ..mgrit import agreed
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig, _unused_options
 from .loop import train
+from .presets import resolve
 from .runfolder import _mismatch
 
 DEMO = dict(data="synthetic", seq_len=128, num_sequences=640, frame_size=16, noise=0.1,
@@ -61,18 +62,21 @@ def train_from_options(options, out, resume=False, overwrite=False, progress=Tru
                        verbose=True, comm="world"):
     """`train` with ``options`` (TrainConfig fields; None = not given).
 
-    Options not given take `TrainConfig`'s defaults, or, with ``resume``, the checkpoint's (so
-    ``--resume --epochs 10`` is enough to continue a run).
+    Options not given take the ``preset``'s values if one is given, else `TrainConfig`'s
+    defaults, or, with ``resume``, the checkpoint's (so ``--resume --epochs 10`` is enough to
+    continue a run).
     """
     comm = world_comm() if comm == "world" else comm
 
     def config():
         given = {k: v for k, v in options.items() if v is not None}
+        preset = given.pop("preset", None)
         base = TrainConfig().to_dict()
         ckpt_path = os.path.join(out, CHECKPOINT)
         if resume and os.path.isfile(ckpt_path):
             base = load_checkpoint(ckpt_path).config.to_dict()
-        cfg = TrainConfig.from_dict({**base, **given})
+        # a preset fills what the flags leave out; a flag given wins
+        cfg = TrainConfig.from_dict({**base, **(resolve(preset, given) if preset else given)})
         unused = _unused_options(given, cfg)
         if unused:                                           # as bench: refused, not ignored
             raise ValueError("this run would not use " + "; ".join(unused))

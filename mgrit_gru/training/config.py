@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..checks import positive_int
+from ..checks import choice, positive_int
 from .model import SolverOptions
+from .presets import PRESETS, resolve
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -31,7 +32,9 @@ class TrainConfig:
     ``test_fraction`` of the sequences (seeded split) is held out.
 
     Model: ``hidden``, ``layers``, ``cell``, ``dt``. Solver: ``solver`` and the MGRIT options
-    (see `SolverOptions`). Optimiser: ``optimizer`` ("adam" or "sgd"), ``lr``, ``momentum`` (SGD),
+    (see `SolverOptions`; ``bwd_relax`` and ``bwd_skip`` of the backward solve, None: as the
+    forward's). ``preset``: the name of the `presets` entry the run started from (a record;
+    `TrainConfig.with_preset` applies one). Optimiser: ``optimizer`` ("adam" or "sgd"), ``lr``, ``momentum`` (SGD),
     ``weight_decay`` (L2, as torch), ``clip`` (max gradient norm, 0 = off). Loop:
     ``batch_size``, ``epochs``, ``seed`` (data, initialisation and batch order), ``dtype``.
     """
@@ -58,6 +61,7 @@ class TrainConfig:
     tol: float = 1e-9
     skip: bool = True
     bwd_skip: object = None
+    bwd_relax: object = None
     coarse_input: str = "inject"
     backend: str = "numpy"
     optimizer: str = "adam"
@@ -69,6 +73,7 @@ class TrainConfig:
     epochs: int = 5
     seed: int = 0
     dtype: str = "float64"
+    preset: str | None = None
 
     # options that may change between a run and its resumption
     RESUMABLE = ("epochs", "cache_dir", "backend")
@@ -80,6 +85,9 @@ class TrainConfig:
                 setattr(self, f.name, v.item())
         opts = self.solver_options()                         # validates the solver fields
         self.cf, self.relax = opts.cf, opts.relax            # "4" -> 4, "FCF,F" -> [...]
+        self.bwd_relax = opts.bwd_relax
+        if self.preset is not None:
+            choice(self.preset, "preset", tuple(PRESETS))
         _data_kind(self.data)
         for name in ("num_sequences", "num_classes", "frame_size", "hidden", "layers",
                      "batch_size", "epochs"):
@@ -113,11 +121,16 @@ class TrainConfig:
         return SolverOptions(solver=self.solver, cell=self.cell, dt=self.dt, levels=self.levels,
                              cf=self.cf, relax=self.relax, fwd_iters=self.fwd_iters,
                              bwd_iters=self.bwd_iters, tol=self.tol, skip=self.skip,
-                             bwd_skip=self.bwd_skip,
+                             bwd_skip=self.bwd_skip, bwd_relax=self.bwd_relax,
                              coarse_input=self.coarse_input, backend=self.backend)
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def with_preset(cls, name, **given):
+        """The config of preset ``name`` (`presets.PRESETS`) with ``given`` options on top."""
+        return cls(**resolve(name, given))
 
     @classmethod
     def from_dict(cls, d):
@@ -146,7 +159,7 @@ _DATA_ONLY = {"num_sequences": ("synthetic", "pulse"), "noise": ("synthetic", "p
               "num_classes": ("synthetic",), "frame_size": ("synthetic", "frames"),
               "projection_dim": ("frames",), "cache_dir": ("frames",)}
 _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
-               "coarse_input")
+               "bwd_relax", "coarse_input")
 
 
 def _unused_options(given, cfg, python=False):

@@ -125,6 +125,17 @@ def _say(line):
     tqdm.write(line)                                         # does not break a running bar
 
 
+def _solver_line(opts):
+    """``levels 3, cf 4, relax FCF / bwd F,FCF,FCF, 2 fwd / 1 bwd iterations, skip``."""
+    f, b = opts.forward_options, opts.backward_options
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    skip = ("skip" if f.skip else "no skip") if f.skip == b.skip else \
+        f"skip {'on' if f.skip else 'off'} / bwd {'on' if b.skip else 'off'}"
+    relax = show(f.relax) + ("" if f.relax == b.relax else f" / bwd {show(b.relax)}")
+    return (f"levels {f.levels}, cf {show(f.cf)}, relax {relax}, {f.max_iter} fwd / "
+            f"{b.max_iter} bwd iterations, {skip}")
+
+
 def _fmt_res(v):
     return "-" if v is None or not math.isfinite(v) else f"{v:.2e}"
 
@@ -132,7 +143,7 @@ def _fmt_res(v):
 
 
 def train(config=None, out=None, resume=False, overwrite=False, comm=None, progress=True,
-          verbose=True, plots=True, **options):
+          verbose=True, plots=True, preset=None, **options):
     """Train the classifier; write metrics, checkpoints and plots to ``out`` (if given).
 
     Parameters
@@ -158,12 +169,20 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         One summary line per epoch on rank 0.
     plots : bool
         Save the PNGs at the end.
+    preset : str, optional
+        Start from a named set of options (``"torchbraid"``: the authors' network and solver,
+        `mgrit_gru.training.presets`); keyword ``options`` override its values.
 
     Returns
     -------
     TrainResult
     """
-    if config is None:
+    if preset is not None:
+        if config is not None:
+            raise ValueError("give preset with keyword options, not with a config (a config "
+                             "already holds every option)")
+        config = TrainConfig.with_preset(preset, **options)
+    elif config is None:
         config = TrainConfig(**options)
     elif options:
         config = TrainConfig.from_dict({**config.to_dict(), **options})
@@ -224,9 +243,8 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "
         f"GRU {cfg.layers}x{cfg.hidden} {cfg.cell}; solver {cfg.solver}"
-        + (f" (levels {cfg.levels}, cf {cfg.cf}, {cfg.relax}, {cfg.fwd_iters} fwd / "
-           f"{cfg.bwd_iters} bwd iterations)" if cfg.solver == "mgrit" else " (exact BPTT)")
-        + f"; {n_ranks} rank(s)")
+        + (f" ({_solver_line(opts)})" if cfg.solver == "mgrit" else " (exact BPTT)")
+        + (f"; preset {cfg.preset}" if cfg.preset else "") + f"; {n_ranks} rank(s)")
 
     n_batches = math.ceil(len(data.y_train) / cfg.batch_size)
     epochs_bar = _bar(range(first_epoch, cfg.epochs + 1), rank, progress, desc="epochs",

@@ -76,7 +76,10 @@ class SolverOptions:
     cf : int or list of int
         Coarsening factor (per level).
     relax : {"F", "FCF"} or list
-        Relaxation (per level).
+        Relaxation (per level) of the forward solve.
+    bwd_relax : {"F", "FCF"}, list or None
+        Relaxation (per level) of the backward solve; None: as ``relax``. The authors' code
+        relaxes the adjoint with F on the fine level and FCF below.
     fwd_iters, bwd_iters : int
         Most MGRIT cycles of the forward and the backward (adjoint) solve; the paper and
         TorchBraid train with 2 and 1.
@@ -107,6 +110,7 @@ class SolverOptions:
     coarse_input: str = "inject"
     backend: str = "numpy"
     bwd_skip: object = None
+    bwd_relax: object = None
 
     def __post_init__(self):
         choice(self.solver, "solver", SOLVERS)
@@ -123,6 +127,9 @@ class SolverOptions:
         self.cf = list(fwd.cf) if isinstance(fwd.cf, tuple) else fwd.cf       # "4" -> 4,
         self.relax = list(fwd.relax) if isinstance(fwd.relax, tuple) else fwd.relax   # "F,FCF"
         self.coarse_input = fwd.coarse_input                                 # -> a list
+        if self.bwd_relax is not None:                       # None: as relax
+            bwd = self.backward_options.relax
+            self.bwd_relax = list(bwd) if isinstance(bwd, tuple) else bwd
 
     @property
     def forward_options(self):
@@ -135,7 +142,8 @@ class SolverOptions:
     def backward_options(self):
         """The `MGRITOptions` of the backward (adjoint) solve."""
         skip = self.skip if self.bwd_skip is None else self.bwd_skip
-        return self.forward_options.replace(max_iter=self.bwd_iters, skip=skip)
+        relax = self.relax if self.bwd_relax is None else self.bwd_relax
+        return self.forward_options.replace(max_iter=self.bwd_iters, skip=skip, relax=relax)
 
     def to_dict(self):
         return asdict(self)
