@@ -225,12 +225,15 @@ def _train_options(p):
     """The model/data/solver/optimiser flags of ``train`` (default None: TrainConfig's default,
     or the checkpoint's with --resume); `mgrit_gru.train.TrainConfig` documents each."""
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="synthetic | pulse | npz:PATH | frames:ROOT (default synthetic)")
+    g.add_argument("--data", help="synthetic | event | pulse | npz:PATH | frames:ROOT (default "
+                                  "synthetic)")
     g.add_argument("--seq-len", type=int, help="time steps T (default 256; npz: the file's)")
     g.add_argument("--num-sequences", type=int, help="built-in tasks: sequences (default 1024)")
     g.add_argument("--num-classes", type=int, help="synthetic: classes (default 4)")
     g.add_argument("--frame-size", type=int, help="synthetic/frames: frame side (default 16)")
     g.add_argument("--noise", type=float, help="built-in tasks: noise std (default 0.1)")
+    g.add_argument("--distractors", type=int,
+                   help="event: late look-alike events per sequence (default 4)")
     g.add_argument("--projection-dim", type=int, help="frames: random projection to D features")
     g.add_argument("--cache-dir", help="frames: decoded-frame cache folder")
     g.add_argument("--test-fraction", type=float, help="held-out fraction (default 0.2)")
@@ -308,7 +311,8 @@ def _add_evaluate(subparsers):
         description="Evaluate OUT/checkpoint.npz on its run's test split, or on --data.")
     p.add_argument("checkpoint", help="a checkpoint.npz written by mgrit-gru train, or its run "
                                       "folder")
-    p.add_argument("--data", help="synthetic | pulse | npz:PATH | frames:ROOT (default: the run's)")
+    p.add_argument("--data", help="synthetic | event | pulse | npz:PATH | frames:ROOT (default: "
+                                  "the run's)")
     p.add_argument("--split", choices=("test", "train", "all"),
                    help="default: test for the run's own data, all for other data")
     p.add_argument("--solver", choices=("mgrit", "serial"), help="default: the run's")

@@ -11,17 +11,21 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..checks import choice, positive_int
+from ..checks import choice, int_at_least, positive_int
 from .model import SolverOptions
 from .presets import PRESETS, resolve
 
 OPTIMIZERS = ("adam", "sgd")
+BUILT_IN = ("synthetic", "event", "pulse")
+# the data kinds whose number of classes is an option (the others': the data's own)
+CLASSES_GIVEN = ("synthetic", "event")
 
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (stored in the checkpoint as JSON).
 
-    Data: ``data`` is ``"synthetic"`` (`moving_objects` videos), ``"pulse"`` (`pulse_order`),
+    Data: ``data`` is ``"synthetic"`` (`moving_objects` videos), ``"event"`` (`early_event`,
+    with ``distractors`` late events), ``"pulse"`` (`pulse_order`),
     ``"npz:PATH"`` (`load_npz`) or ``"frames:ROOT"`` (`load_frame_folder`). ``seq_len`` is T
     (default 256 for the built-in tasks; an npz file's own T; required for frame folders).
     ``num_sequences``, ``num_classes``, ``frame_size`` and ``noise`` shape the built-in tasks
@@ -45,6 +49,7 @@ class TrainConfig:
     num_classes: int = 4
     frame_size: int = 16
     noise: float = 0.1
+    distractors: int = 4
     projection_dim: int | None = None
     cache_dir: str | None = None
     test_fraction: float = 0.2
@@ -92,6 +97,7 @@ class TrainConfig:
         for name in ("num_sequences", "num_classes", "frame_size", "hidden", "layers",
                      "batch_size", "epochs"):
             positive_int(getattr(self, name), name)
+        int_at_least(self.distractors, "distractors", 0)
         if self.seq_len is not None:
             positive_int(self.seq_len, "seq_len")
         if self.projection_dim is not None:
@@ -145,18 +151,18 @@ def _data_kind(spec):
     """``(kind, argument)`` of a data spec; ValueError naming the spec if unknown."""
     if not isinstance(spec, str):
         raise ValueError(f"data must be a string, got {spec!r}")
-    if spec in ("synthetic", "pulse"):
+    if spec in BUILT_IN:
         return spec, None
     kind, colon, arg = spec.partition(":")
     if colon and kind in ("npz", "frames") and arg:
         return kind, arg
-    raise ValueError(f"unknown data spec {spec!r}: use 'synthetic', 'pulse', 'npz:PATH' or "
-                     "'frames:ROOT'")
+    raise ValueError(f"unknown data spec {spec!r}: use 'synthetic', 'event', 'pulse', "
+                     "'npz:PATH' or 'frames:ROOT'")
 
 
 # options that only some data kinds use, and those only MGRIT uses
-_DATA_ONLY = {"num_sequences": ("synthetic", "pulse"), "noise": ("synthetic", "pulse"),
-              "num_classes": ("synthetic",), "frame_size": ("synthetic", "frames"),
+_DATA_ONLY = {"num_sequences": BUILT_IN, "noise": BUILT_IN, "num_classes": CLASSES_GIVEN,
+              "distractors": ("event",), "frame_size": ("synthetic", "frames"),
               "projection_dim": ("frames",), "cache_dir": ("frames",)}
 _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
                "bwd_relax", "coarse_input")

@@ -8,7 +8,7 @@ import numpy as np
 from ..mgrit import agreed
 from ..solve import TimeSlice, input_rows
 from .config import _data_kind
-from .data import (load_frame_folder, load_npz, moving_objects, npz_shape, pulse_order,
+from .data import (early_event, load_frame_folder, load_npz, moving_objects, npz_shape, pulse_order,
                    train_test_split)
 
 @dataclass
@@ -29,7 +29,7 @@ class Dataset:
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
               projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False,
-              training=True):
+              training=True, distractors=4):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
@@ -48,6 +48,13 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
                               noise=noise, seed=seed, dtype=np.float32, time_window=time_window)
         desc = (f"synthetic moving-object videos: {num_sequences} x {T} frames of "
                 f"{frame_size}x{frame_size}, {num_classes} classes")
+        return x, y, num_classes, desc
+    if kind == "event":
+        T = 256 if seq_len is None else seq_len
+        x, y = early_event(num_sequences, T, num_classes=num_classes, distractors=distractors,
+                           noise=noise, seed=seed, dtype=np.float32, time_window=time_window)
+        desc = (f"early event: {num_sequences} x {T} steps, {num_classes} classes, "
+                f"{distractors} distractors")
         return x, y, num_classes, desc
     if kind == "pulse":
         T = 256 if seq_len is None else seq_len
@@ -111,9 +118,9 @@ def _prepare_data(cfg, comm, progress, training=True):
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed,
-                training=training)
+                training=training, distractors=cfg.distractors)
     window = None
-    if kind == "synthetic":                                  # render only our own time rows
+    if kind in ("synthetic", "event"):                       # make only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
         window = _time_slice(cfg, T, comm)
     elif kind == "npz":                                      # read only our own time rows

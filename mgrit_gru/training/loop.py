@@ -30,7 +30,7 @@ import numpy as np
 from ..mgrit import MGRITDivergedError, agreed
 from .checkpoint import (CHECKPOINT, STEP_KEYS, _append_metrics, _write_metrics,
                          load_checkpoint, read_metrics, save_checkpoint)
-from .config import TrainConfig, _data_kind, _unused_options
+from .config import CLASSES_GIVEN, TrainConfig, _data_kind, _unused_options
 from .data import batches
 from .datasets import Dataset, _as_input, _check_backend_ranks, prepare_data
 from .model import forward_backward, init_classifier, predict_logits
@@ -238,7 +238,7 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     # one has an epoch to replace it with (a run that fails in its first epoch loses nothing)
     replace_old = ckpt is None and out is not None and rank == 0
     saved_cfg = replace(cfg, data=_absolute_data(cfg.data),   # (the new path, if it moved)
-                        num_classes=cfg.num_classes if _data_kind(cfg.data)[0] == "synthetic"
+                        num_classes=cfg.num_classes if _data_kind(cfg.data)[0] in CLASSES_GIVEN
                         else data.num_classes)                  # the data's own, not the option
     n_ranks = 1 if comm is None else comm.Get_size()
     say(f"{data.description}; {len(data.y_train)} train / {len(data.y_test)} test; "

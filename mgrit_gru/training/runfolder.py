@@ -6,7 +6,7 @@ import os
 
 from ..mgrit.hierarchy import Hierarchy
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, _data_kind
+from .config import CLASSES_GIVEN, TrainConfig, _data_kind
 from .data import frame_listing, npz_checksums
 
 def _absolute_data(spec):
@@ -26,7 +26,7 @@ def _mismatch(a, b, other_file=False):
     da["data"], db["data"] = _absolute_data(da["data"]), _absolute_data(db["data"])
     kind_a, kind_b = _data_kind(da["data"])[0], _data_kind(db["data"])[0]
     free = set(TrainConfig.RESUMABLE)
-    if kind_a == kind_b != "synthetic":
+    if kind_a == kind_b and kind_a not in CLASSES_GIVEN:
         free.add("num_classes")
     if kind_a == kind_b == "npz" and other_file:
         free.add("data")

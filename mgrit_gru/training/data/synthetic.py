@@ -2,6 +2,8 @@
 
 - `moving_objects`: small video frames of a blob drifting on a torus; the class is the drift
   direction. A video task in the spirit of HMDB51 whose label needs the *whole* sequence.
+- `early_event`: the class is an event near the start, followed by look-alike distractors: a
+  long-memory task on which exact and inexact gradients train differently.
 - `pulse_order`: two channels, one pulse each; which pulse came first (quick demos).
 - `noisy_sum_sign`: one noisy channel; the sign of its sum (the simplest memory task).
 
@@ -114,6 +116,74 @@ def moving_objects(n, seq_len, frame_size=16, num_classes=4, noise=0.1, seed=0,
             e *= noise
             xc += e
     return x.reshape(n, t_hi - t_lo, S * S), y
+
+
+# ----------------------------------------------------------------------------------------------
+# an early event among distractors: a task that needs long memory
+# ----------------------------------------------------------------------------------------------
+def early_event(n, seq_len, num_classes=4, distractors=4, noise=0.1, seed=0, dtype=np.float32,
+                event_len=4, window=12, time_window=None):
+    """The class is the channel of an event in the first ``window`` steps; later events on
+    random channels are distractors.
+
+    ``num_classes`` channels of Gaussian noise N(0, noise²). Sequence i has one event on channel
+    y_i: ``event_len`` consecutive steps of +1, starting uniformly in
+    ``[0, window - event_len]``. Then ``distractors`` events of the same shape, each on a channel
+    drawn uniformly from all of them and starting uniformly in ``[window, T - event_len]``.
+
+    What it tests: the answer sits at the start and the end of the sequence carries nothing
+    about it (the distractors are independent of the class and look exactly like the event),
+    so a model must carry the early event across the whole sequence, T - window steps, past
+    events that look the same. The gradient that teaches it must flow back the same distance:
+    the task tells a method that carries credit over long spans from one that does not. Chance
+    is 1 / num_classes; a model that reads the last event is at chance too.
+
+    Parameters
+    ----------
+    n, seq_len : int
+        Number of sequences and their length T (>= window + event_len with distractors).
+    num_classes : int >= 2, optional
+        Classes = channels.
+    distractors : int >= 0, optional
+        Late events per sequence (the difficulty, with ``noise`` and T).
+    noise : float >= 0, optional
+    seed : int, optional
+    dtype : float32 or float64, optional
+    event_len, window : int, optional
+        Steps of one event; the early part in which the class event starts and ends.
+    time_window : (start, stop), optional
+        Only rows start..stop-1: exactly ``x[:, start:stop]`` of the full data set.
+
+    Returns
+    -------
+    x : ndarray (n, T, num_classes) (or the ``time_window``'s rows)
+    y : ndarray (n,) int64, balanced over the classes
+    """
+    n = positive_int(n, "n")
+    T = positive_int(seq_len, "seq_len")
+    C = int_at_least(num_classes, "num_classes", 2)
+    k = int_at_least(distractors, "distractors", 0)
+    event_len = positive_int(event_len, "event_len")
+    window = int_at_least(window, "window", event_len)
+    noise = nonneg_float(noise, "noise")
+    dtype = float_dtype(dtype)
+    if T < window or (k and T < window + event_len):
+        raise ValueError(f"seq_len must be >= {window + event_len if k else window} (window "
+                         f"{window}{f' + a distractor of {event_len} steps' if k else ''}), "
+                         f"got {T}")
+    start, stop = (0, T) if time_window is None else check_time_window(time_window, T)
+    rng = np.random.default_rng(int_at_least(seed, "seed", 0))
+    y = rng.permutation(np.arange(n) % C).astype(np.int64)
+    t_event = rng.integers(0, window - event_len + 1, n)
+    t_late = rng.integers(window, max(T - event_len, window) + 1, (n, k))
+    c_late = rng.integers(0, C, (n, k))
+    x = noise * rng.standard_normal((n, T, C))
+    steps = np.arange(event_len)
+    rows = np.arange(n)[:, None]
+    np.add.at(x, (rows, t_event[:, None] + steps, y[:, None]), 1.0)
+    for j in range(k):
+        np.add.at(x, (rows, t_late[:, j, None] + steps, c_late[:, j, None]), 1.0)
+    return x[:, start:stop].astype(dtype), y
 
 
 # ----------------------------------------------------------------------------------------------
