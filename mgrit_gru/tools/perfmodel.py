@@ -1,22 +1,22 @@
-"""A performance model of time-parallel MGRIT: the critical path of the solver's schedule.
+"""A performance model of time-parallel MGRIT: the real solver, replayed on stand-in ranks.
 
-The model replays exactly the sequence of phases that `mgrit_gru.mgrit.MGRIT.solve` runs (skip,
-V- or F-cycle, F or FCF relaxation, residual + Allreduce, FAS restriction, pipelined coarsest
-solve, correction, final F-relaxation) on the real `Hierarchy` ownership of P ranks, with one
-clock per rank:
+`predict` runs `mgrit_gru.mgrit.MGRIT.solve` itself, once per rank of P simulated ranks (one
+thread each, in this process), on a *costing problem* whose states are one number and whose
+``step`` does no arithmetic but charges its cost to the calling rank's clock, talking through a
+*stand-in communicator* that moves those clocks instead of states. So the model follows whatever
+the solver does (skip, V/F-cycles, F/FCF relaxation, FAS restriction, the pipelined coarsest
+solve, the final F-relaxation) on the real `Hierarchy` ownership. The costs:
 
 - a batched step over n states (one call of the problem's ``step``) costs ``a + b n`` seconds
   (`StepCost`; measure it with `measure_step_cost`: ``a`` is the per-call overhead — Python,
   kernel launch, weights through the cache — and ``b`` the cost per state);
 - a point-to-point message (one state, ``state_bytes``) arrives ``latency + state_bytes /
   bandwidth`` after it is sent; a rank that needs it waits (its clock jumps to the arrival);
-- the Allreduce of the residual synchronises all clocks and adds ``2 ceil(log2 P)`` latencies;
-- the coarsest level is solved sequentially and pipelined rank to rank: rank p starts when rank
-  p - 1 has sent its last coarsest point.
+- an Allreduce synchronises all clocks and adds ``2 ceil(log2 P)`` latencies.
 
-The predicted MGRIT time is the largest clock at the end (plus the rank's share of the input
-projection); the serial time is ``T`` serial steps. Along with the time, the model returns the
-critical path itself: how many step calls, states and messages lie on it.
+The predicted MGRIT time is the largest clock at the end (each rank starts with its share of the
+input projection); the serial time is ``T`` serial steps. Along with the time, the model returns
+the critical path itself: how many step calls, states and messages lie on it.
 
 It ignores vector operations (copies, the FAS update), cache effects beyond the linear cost,
 and the CPU sharing of oversubscribed runs: it predicts a machine with one core per rank.
@@ -24,14 +24,17 @@ and the CPU sharing of oversubscribed runs: it predicts a machine with one core 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..atomic import save_figure
 from ..checks import int_at_least
-from ..mgrit.hierarchy import Hierarchy
+from ..mgrit import MGRIT, MGRITOptions, Problem, SerialComm
+from ..mgrit.problem import NumpyVectors
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ class Prediction:
     comm_time : float
         Time the critical path spends in message latency and Allreduces.
     phases : dict
-        Seconds of each phase (relax, residual, restrict, coarsest) on the critical path.
+        Seconds of each phase on the critical path: the solver's timed phases (relax, residual,
+        restrict, coarsest; as `MGRITInfo.phase_times`) and the set-up (setup).
     """
 
     time: float
@@ -112,136 +116,198 @@ class _Path:
         return arrival.copy() if arrival.t > self.t else self
 
 
-class _Schedule:
-    def __init__(self, hiers, costs, relax, cycle, skip, msg_time, allreduce_time):
-        self.h, self.P = hiers, len(hiers)
-        self.costs, self.relax, self.cycle, self.skip = costs, relax, cycle, skip
-        self.msg_time, self.allreduce_time = msg_time, allreduce_time
-        self.n_levels = len(hiers[0].levels)
-        self.clock = [_Path() for _ in range(self.P)]
+class _Deadlock(RuntimeError):
+    """Every rank still running waits for a message or a reduction no rank will provide."""
 
-    def lv(self, p, l):
-        return self.h[p].levels[l]
 
-    def send(self, p):
-        a = self.clock[p].copy()
-        a.t += self.msg_time
-        a.comm += self.msg_time
-        a.msgs += 1
-        return a
+class _Ranks:
+    """P simulated ranks in one process: their clocks, mailboxes, Allreduce and totals.
 
-    @staticmethod
-    def _count(lv, offset, start=None):
-        lo = max(lv.lo, 1) if start is None else start
-        first = lo + (offset - lo) % lv.cf
-        return 0 if first > lv.hi else (lv.hi - first) // lv.cf + 1
+    Rank p's thread only touches ``clock[p]``, except inside the Allreduce, when all ranks wait.
+    A rank that fails, or a wait no running rank can end, makes every waiting rank raise.
+    """
 
-    # phases, one per solver method ----------------------------------------------------------
-    def f_relax(self, l):
-        cost = self.costs[l]
-        inbox = {}                                          # rank -> arrival of its ghost
-        for p in range(self.P):                             # messages only flow to the right
-            lv = self.lv(p, l)
-            if lv.empty:
-                continue
-            for k in range(lv.cf):
-                if k > 0:
-                    if lv.lo % lv.cf == k and lv.left is not None:
-                        self.clock[p] = self.clock[p].wait(inbox[p])
-                    n = self._count(lv, k)
-                    if n:
-                        self.clock[p].work(cost(n), 1, n, "relax")
-                if lv.hi % lv.cf == k and lv.right is not None:
-                    inbox[lv.right] = self.send(p)
-            if lv.lo % lv.cf == 0 and lv.lo > 0 and lv.left is not None:
-                self.clock[p] = self.clock[p].wait(inbox[p])
+    def __init__(self, P, msg_time, allreduce_time):
+        self.P, self.msg_time, self.allreduce_time = P, msg_time, allreduce_time
+        self.clock = [_Path() for _ in range(P)]
+        # whole-run totals per rank (the clocks hold the critical path)
+        self.calls, self.states, self.sent = [0] * P, [0] * P, [0] * P
+        # one condition per rank, all on one lock: a message wakes its receiver only
+        lock = threading.Lock()
+        self._cv = [threading.Condition(lock) for _ in range(P)]
+        # arrivals by (dest, source, tag); what each blocked rank waits for; the Allreduce's
+        # values so far and its last result
+        self._mail, self._waiting, self._joined, self._result = {}, {}, {}, None
+        self._running = P
+        self.error = None
 
-    def phi_at_c(self, l, phase="residual"):
-        for p in range(self.P):
-            lv = self.lv(p, l)
-            if lv.empty:
-                continue
-            n = self._count(lv, 0)
-            if n:
-                self.clock[p].work(self.costs[l](n), 1, n, phase)
+    def charge(self, p, n, cost, phase):
+        self.clock[p].work(cost(n), 1, n, phase)
+        self.calls[p] += 1
+        self.states[p] += n
 
-    def allreduce(self):
-        worst = max(self.clock, key=lambda c: c.t).copy()
-        worst.t += self.allreduce_time
-        worst.comm += self.allreduce_time
-        self.clock = [worst.copy() for _ in range(self.P)]
+    def post(self, p, dest, tag):
+        arrival = self.clock[p].copy()
+        arrival.t += self.msg_time
+        arrival.comm += self.msg_time
+        arrival.msgs += 1
+        self.sent[p] += 1
+        key = (dest, p, tag)
+        with self._cv[p]:
+            self._mail.setdefault(key, deque()).append(arrival)
+            if self._waiting.get(dest) == key:
+                del self._waiting[dest]
+                self._cv[dest].notify()
 
-    def restrict(self, l, fas):
-        if not fas:
-            return
-        inbox = {}
-        for p in range(self.P):
-            lc = self.lv(p, l + 1)
-            if lc.empty:
-                continue
-            if lc.right is not None:
-                inbox[lc.right] = self.send(p)
-            if lc.left is not None:
-                self.clock[p] = self.clock[p].wait(inbox[p])
-            n = lc.hi - max(lc.lo, 1) + 1
-            if n > 0:
-                self.clock[p].work(self.costs[l + 1](n), 1, n, "restrict")
+    def take(self, p, source, tag):
+        key = (p, source, tag)
+        with self._cv[p]:
+            if not self._mail.get(key):
+                self._block(p, key)
+            arrival = self._mail[key].popleft()
+        self.clock[p] = self.clock[p].wait(arrival)
 
-    def coarsest(self, l):
-        cost, prev = self.costs[l], None
-        for p in range(self.P):
-            lv = self.lv(p, l)
-            if lv.empty:
-                continue
-            if lv.left is not None:
-                self.clock[p] = self.clock[p].wait(prev)
-            n = lv.hi - max(lv.lo, 1) + 1
-            if n > 0:
-                self.clock[p].work(n * cost(1), n, n, "coarsest")
-            prev = self.send(p)
+    def allreduce(self, p, value, op):
+        with self._cv[p]:
+            self._joined[p] = value
+            if len(self._joined) < self.P:
+                self._block(p, "allreduce")
+                return self._result
+            # the last to arrive: everyone continues from the latest clock (lowest rank on ties)
+            worst = max(self.clock, key=lambda c: c.t).copy()
+            worst.t += self.allreduce_time
+            worst.comm += self.allreduce_time
+            self.clock = [worst.copy() for _ in range(self.P)]
+            self._result = op(self._joined[r] for r in range(self.P))
+            self._joined = {}
+            for r in [r for r, w in self._waiting.items() if w == "allreduce"]:
+                del self._waiting[r]
+                self._cv[r].notify()
+            return self._result
 
-    # the cycle, as in cycle.py ---------------------------------------------------------------
-    def relax_level(self, l):
-        self.f_relax(l)
-        if self.relax[l] == "FCF":
-            self.phi_at_c(l, "relax")
-            self.f_relax(l)
+    def _block(self, p, what):
+        """Wait (holding the condition) until another rank removes us from ``_waiting``."""
+        self._waiting[p] = what
+        self._check_deadlock()
+        while p in self._waiting and self.error is None:
+            self._cv[p].wait()
+        if self.error is not None:
+            raise _Deadlock(f"rank {p} stopped: {self.error}")
 
-    def coarse_cycle(self, l, kind, skip_down):
-        if l == self.n_levels - 1:
-            self.coarsest(l)
-            return
-        if skip_down:
-            self.restrict(l, False)
-        else:
-            self.relax_level(l)
-            self.phi_at_c(l)
-            self.restrict(l, True)
-        self.solve_below(l + 1, kind, skip_down)
-        self.f_relax(l)
+    def _check_deadlock(self):
+        if self._running and len(self._waiting) == self._running and self.error is None:
+            self._fail(_Deadlock(f"ranks {sorted(self._waiting)} wait for each other"))
 
-    def solve_below(self, l, kind, skip_down):
-        self.coarse_cycle(l, kind, skip_down)
-        if kind == "F" and l < self.n_levels - 1:
-            self.coarse_cycle(l, "V", False)
+    def _fail(self, error):
+        self.error = error
+        for cv in self._cv:
+            cv.notify()
 
-    def solve(self, iters):
-        if self.n_levels == 1:
-            self.coarsest(0)
-            self.allreduce()
-            return
-        for k in range(iters):
-            if k == 0 and self.skip:
-                self.solve_below(1, self.cycle, True)
-            else:
-                self.relax_level(0)
-                self.phi_at_c(0)
-                self.allreduce()
-                self.restrict(0, True)
-                self.solve_below(1, self.cycle, False)
-        self.f_relax(0)                                     # final F-relaxation + residual
-        self.phi_at_c(0)
-        self.allreduce()
+    def done(self, p, error=None):
+        with self._cv[p]:
+            self._running -= 1
+            if error is not None and self.error is None:
+                self._fail(error)
+            self._check_deadlock()
+
+
+class _StandInComm(SerialComm):
+    """Rank ``rank`` of `_Ranks`, seen through the calls the solver makes (`mgrit.comm`).
+
+    A subclass of `SerialComm` only so that `as_comm` passes it to the solver unchanged.
+    """
+
+    def __init__(self, ranks, rank):
+        super().__init__()
+        self.ranks, self.rank, self.size = ranks, rank, ranks.P
+
+    def isend(self, arr, dest, tag):
+        self.ranks.post(self.rank, dest, tag)
+
+    def recv(self, buf, source, tag):
+        self.ranks.take(self.rank, source, tag)
+
+    def allreduce_sum(self, x):
+        return self.ranks.allreduce(self.rank, x, sum)
+
+    def allreduce_max(self, x):
+        return self.ranks.allreduce(self.rank, x, max)
+
+    def bcast(self, obj, root=0):
+        raise NotImplementedError("the MGRIT solve broadcasts nothing")
+
+
+class _Vectors(NumpyVectors):
+    """Vector operations on one-number states, with a residual that never reaches 0 or grows:
+    with ``tol = 0`` every solve runs exactly ``max_iter`` cycles."""
+
+    def empty(self, n):
+        return self.zeros(n)
+
+    def diff_norm(self, a, b, norm="2"):
+        return 1.0 if len(a) else 0.0
+
+
+class _CostingProblem(Problem):
+    """T time steps of nothing: each ``step`` charges ``costs[level](n)`` to rank ``rank``.
+
+    The defaults of ``sweep`` and ``march`` (a GRU problem on the CPU keeps them too) make the
+    same batched ``step`` calls.
+    """
+
+    def __init__(self, T, ranks, rank, costs):
+        super().__init__((1,), np.float64, T)
+        self.vec = _Vectors(self.shape, self.dtype)
+        self.ranks, self.rank, self.costs = ranks, rank, costs
+        self.phase = None
+
+    def initial(self):
+        return np.zeros(self.shape)
+
+    def step(self, level, u, t, span, out, g=None, store=False):
+        self.ranks.charge(self.rank, len(t), self.costs[level], self.phase)
+
+
+class _Replay(MGRIT):
+    """The solver itself; its phase timer also tells the costing problem what it charges."""
+
+    def _timed(self, l, phase):
+        self.problem.phase = phase
+        return super()._timed(l, phase)
+
+
+def _replay(T, P, options, costs, msg_time=0.0, allreduce_time=0.0, proj_per_step=0.0):
+    """Run ``MGRIT(options).solve()`` on P stand-in ranks (one thread each); the `_Ranks`.
+
+    ``costs[l]`` prices a step on level l (one `StepCost` per level).
+    """
+    ranks = _Ranks(P, msg_time, allreduce_time)
+    solvers = [_Replay(_CostingProblem(T, ranks, p, costs), options,
+                       comm=_StandInComm(ranks, p)) for p in range(P)]
+    for p, s in enumerate(solvers):
+        # each rank projects its own rows of the input before the solve
+        lo, hi = s.levels[0].lo, s.levels[0].hi
+        ranks.clock[p].work(proj_per_step * (hi - max(lo, 1) + 1), 0, 0, "setup")
+    errors = [None] * P
+
+    def run(p):
+        try:
+            solvers[p].solve()
+        except BaseException as e:
+            # kept for the caller's thread, which raises it
+            errors[p] = e
+        ranks.done(p, errors[p])
+
+    threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in range(P)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # the first rank's own failure, rather than the others' stopping because of it
+    failed = [e for e in errors if e is not None]
+    if failed:
+        raise next((e for e in failed if not isinstance(e, _Deadlock)), failed[0])
+    return ranks
 
 
 def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, levels=3,
@@ -276,10 +342,12 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     -------
     Prediction
     """
-    from ..mgrit import MGRITOptions
     iters = int_at_least(iters, "iters", 1)
+    T = int_at_least(T, "n_steps (sequence length)", 1)
+    P = int_at_least(P, "size", 1)
+    # checked as the solver checks them
     opts = MGRITOptions(levels=levels, cf=cf, relax=relax, skip=skip, cycle=cycle,
-                        min_coarse=min_coarse)               # checked as the solver checks them
+                        min_coarse=min_coarse, max_iter=iters, tol=0.0)
     for name, v in (("latency", latency), ("bandwidth", bandwidth), ("state_bytes", state_bytes),
                     ("proj_per_step", proj_per_step)):
         if isinstance(v, bool) or not (isinstance(v, (int, float, np.number)) and
@@ -291,18 +359,10 @@ def predict(T, P, *, step_cost, serial_step=None, coarse_step_cost=None, cf=4, l
     coarse = fine if coarse_step_cost is None else (
         coarse_step_cost if isinstance(coarse_step_cost, StepCost) else StepCost(*coarse_step_cost))
     serial_step = fine(1) + proj_per_step if serial_step is None else float(serial_step)
-    hiers = [Hierarchy(T, cf, levels, min_coarse, p, P) for p in range(P)]
-    n_lev = len(hiers[0].levels)
-    relax_l = opts.relax_per_level
-    costs = [fine] + [coarse] * (n_lev - 1)
     msg = latency + state_bytes / bandwidth
     allred = 2 * math.ceil(math.log2(P)) * latency if P > 1 else 0.0
-    sched = _Schedule(hiers, costs, relax_l, cycle, skip, msg, allred)
-    for p in range(P):                                      # each rank projects its own rows
-        lo, hi = hiers[p].levels[0].lo, hiers[p].levels[0].hi
-        sched.clock[p].work(proj_per_step * (hi - max(lo, 1) + 1), 0, 0, "setup")
-    sched.solve(iters)
-    end = max(sched.clock, key=lambda c: c.t)
+    ranks = _replay(T, P, opts, [fine] + [coarse] * (opts.levels - 1), msg, allred, proj_per_step)
+    end = max(ranks.clock, key=lambda c: c.t)
     serial = T * serial_step
     speedup = serial / end.t if end.t > 0 else float("inf")
     return Prediction(time=end.t, serial_time=serial, speedup=speedup, efficiency=speedup / P,
@@ -412,13 +472,15 @@ def load_results(paths):
                 text = f.read().strip()
         except OSError as e:
             raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
-        except UnicodeDecodeError:                           # an image, an npz, ...
+        # an image, an npz, ...
+        except UnicodeDecodeError:
             raise ValueError(f"{path}: not a bench JSON file (not text)") from None
         if not text:
             continue
         try:
+            # a list, or one (pretty) object
             if text.startswith("[") or (text.startswith("{") and "\n{" not in text):
-                data = json.loads(text)                      # a list, or one (pretty) object
+                data = json.loads(text)
                 found = data if isinstance(data, list) else data.get("records", [data])
             else:
                 found = [json.loads(line) for line in text.splitlines() if line.strip()]
