@@ -27,6 +27,11 @@ from .training.optim import SGD, Adam, clip_grad_norm, grad_norm
 
 _moved.install()
 __version__ = "0.1.0"
+__all__ = ["gru_dims", "GradcheckResult", "check_gru_gradients", "gradcheck", "cell_backward",
+           "cell_forward", "init_gru", "step_backward", "step_forward", "head_backward",
+           "head_forward", "init_head", "MGRITOptions", "TimeSlice", "get_backend",
+           "gru_backward", "gru_forward", "input_rows", "mgrit_backward", "mgrit_forward", "SGD",
+           "Adam", "clip_grad_norm", "grad_norm"]
 
 _LAZY = {"data", "diagnostics", "train", "training", "tools", "cuda", "model", "optim",
          "bench", "perfmodel", "cli"}

@@ -138,18 +138,41 @@ def _add_bench(subparsers):
                         "(default 1e-5)")
     p.add_argument("--conv-max-iter", type=int,
                    help="train-step: most cycles of the converged MGRIT run (default 30)")
+    g = p.add_argument_group("time-to-accuracy")
+    g.add_argument("--methods", help="comma-separated: serial, mgrit (the flags' options), "
+                                     "mgrit:F/B (iterations), +noskip (no backward skip), "
+                                     "mgrit:auto (accuracy-controlled); default serial,mgrit")
+    g.add_argument("--seeds", type=int, help="seeds per method (default 3), from --seed on")
+    g.add_argument("--epochs", type=int, help="epochs per run (default 10)")
+    g.add_argument("--target", type=float,
+                   help="test accuracy to reach (default 95%% of serial's final accuracy)")
+    g.add_argument("--data", help="a data spec (default event: the early-event task)")
+    g.add_argument("--num-sequences", type=int, help="built-in tasks: sequences (default 1024)")
+    g.add_argument("--distractors", type=int, help="event: late look-alike events (default 4)")
+    g.add_argument("--noise", type=float, help="built-in tasks: noise std (default 0.1)")
+    g.add_argument("--lr", type=float, help="learning rate (default 1e-2)")
+    g.add_argument("--max-iters", type=int, help="cap of mgrit:auto's solves (default 10)")
+    g.add_argument("--preset", choices=("torchbraid",),
+                   help="the network and solver of a training preset (flags given win)")
+    g.add_argument("--grad-batches", type=int,
+                   help="fixed training batches on which the gradient is compared with BPTT "
+                        "each epoch (default 2)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar")
 
     def handler(args):
         from .bench import run_benchmark
         options = {k: v for k, v in vars(args).items()
                    if k not in ("command", "handler", "what", "backend")}
         what = args.what or ("cuda" if args.backend == "cuda" else "gru")
+        if what == "time-to-accuracy":                       # trains on either backend
+            options["backend"] = args.backend
         if args.backend == "numpy" and what == "cuda":
             raise ValueError("--what cuda is the GPU benchmark; it does not run with --backend "
                              "numpy (leave --backend out, or pick another --what)")
         if what in ("gru", "cuda"):                          # one process, one set of timings
             _one_process(f"bench --what {what}")
-        if args.backend == "cuda" and what != "cuda":
+        if args.backend == "cuda" and what not in ("cuda", "time-to-accuracy"):
             raise ValueError(f"--backend cuda runs the GPU benchmark (--what cuda); --what {what} "
                              "runs on the CPU (NumPy)")
         from .bench import check_benchmark
@@ -251,6 +274,13 @@ def _train_options(p):
     _mgrit_flags(g)                                          # defaults: TrainConfig's
     g.add_argument("--fwd-iters", type=int, help="forward MGRIT iterations (default 2)")
     g.add_argument("--bwd-iters", type=int, help="backward MGRIT iterations (default 1)")
+    g.add_argument("--fwd-rtol", type=float,
+                   help="accuracy-controlled forward solves: iterate until the residual drops "
+                        "by this factor (at most --max-iters cycles) instead of --fwd-iters")
+    g.add_argument("--bwd-rtol", type=float,
+                   help="the same for the backward solves, instead of --bwd-iters")
+    g.add_argument("--max-iters", type=int,
+                   help="cap of the accuracy-controlled solves (default 10)")
     g.add_argument("--bwd-relax", type=_per_level(str),
                    help="relaxation of the backward solve, one or one per level: F,FCF,FCF "
                         "(default: as --relax)")

@@ -25,7 +25,7 @@ from .data import atomic_savez
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 FORMAT = 1
-STEP_KEYS = ("loss", "acc", "fwd_residual", "bwd_residual")
+STEP_KEYS = ("loss", "acc", "fwd_residual", "bwd_residual", "fwd_iters", "bwd_iters")
 
 def save_checkpoint(path, params, optimizer, epoch, cfg, steps, data=None):
     """Write the checkpoint atomically (temporary file in the same folder, then rename);

@@ -67,6 +67,9 @@ class TrainConfig:
     skip: bool = True
     bwd_skip: object = None
     bwd_relax: object = None
+    fwd_rtol: object = None
+    bwd_rtol: object = None
+    max_iters: int = 10
     coarse_input: str = "inject"
     backend: str = "numpy"
     optimizer: str = "adam"
@@ -128,6 +131,8 @@ class TrainConfig:
                              cf=self.cf, relax=self.relax, fwd_iters=self.fwd_iters,
                              bwd_iters=self.bwd_iters, tol=self.tol, skip=self.skip,
                              bwd_skip=self.bwd_skip, bwd_relax=self.bwd_relax,
+                             fwd_rtol=self.fwd_rtol, bwd_rtol=self.bwd_rtol,
+                             max_iters=self.max_iters,
                              coarse_input=self.coarse_input, backend=self.backend)
 
     def to_dict(self):
@@ -165,7 +170,7 @@ _DATA_ONLY = {"num_sequences": BUILT_IN, "noise": BUILT_IN, "num_classes": CLASS
               "distractors": ("event",), "frame_size": ("synthetic", "frames"),
               "projection_dim": ("frames",), "cache_dir": ("frames",)}
 _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
-               "bwd_relax", "coarse_input")
+               "bwd_relax", "fwd_rtol", "bwd_rtol", "max_iters", "coarse_input")
 
 
 def _unused_options(given, cfg, python=False):

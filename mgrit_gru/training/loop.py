@@ -132,8 +132,10 @@ def _solver_line(opts):
     skip = ("skip" if f.skip else "no skip") if f.skip == b.skip else \
         f"skip {'on' if f.skip else 'off'} / bwd {'on' if b.skip else 'off'}"
     relax = show(f.relax) + ("" if f.relax == b.relax else f" / bwd {show(b.relax)}")
-    return (f"levels {f.levels}, cf {show(f.cf)}, relax {relax}, {f.max_iter} fwd / "
-            f"{b.max_iter} bwd iterations, {skip}")
+    budget = lambda o: (f"rtol {o.tol:g} (<= {o.max_iter})" if o.tol_type == "relative"
+                        else str(o.max_iter))
+    return (f"levels {f.levels}, cf {show(f.cf)}, relax {relax}, {budget(f)} fwd / "
+            f"{budget(b)} bwd iterations, {skip}")
 
 
 def _fmt_res(v):
@@ -266,6 +268,8 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
             steps["acc"].append(res.correct / res.batch)
             steps["fwd_residual"].append(np.nan if res.fwd_residual is None else res.fwd_residual)
             steps["bwd_residual"].append(np.nan if res.bwd_residual is None else res.bwd_residual)
+            steps["fwd_iters"].append(res.fwd_iterations)
+            steps["bwd_iters"].append(res.bwd_iterations)
             bar.set_postfix(loss=f"{res.loss:.3f}", acc=f"{correct / seen:.3f}",
                             res_f=_fmt_res(res.fwd_residual), res_b=_fmt_res(res.bwd_residual),
                             refresh=False)
@@ -281,7 +285,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
                   "eval_seconds": time.perf_counter() - t1,
                   "last_fwd_residual": None if res is None else res.fwd_residual,
                   "last_bwd_residual": None if res is None else res.bwd_residual,
-                  "steps": len(steps["loss"]), "solver": cfg.solver, "ranks": n_ranks}
+                  "steps": len(steps["loss"]), "solver": cfg.solver, "ranks": n_ranks,
+                  "fwd_iters": int(sum(steps["fwd_iters"][-n_batches:])),
+                  "bwd_iters": int(sum(steps["bwd_iters"][-n_batches:]))}
         history.append(record)
         test = ("no test split" if test_loss is None else
                 f"test loss {test_loss:.4f} acc {100 * test_acc:.1f}%")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..checks import check_cell, check_flag, choice, positive_int
+from ..checks import check_cell, check_flag, choice, positive_float, positive_int
 from ..gru import init_gru
 from ..head import head_backward, head_forward, init_head
 from ..mgrit import MGRITOptions
@@ -77,6 +77,13 @@ class SolverOptions:
         Coarsening factor (per level).
     relax : {"F", "FCF"} or list
         Relaxation (per level) of the forward solve.
+    fwd_rtol, bwd_rtol : float or None
+        Accuracy-controlled solves: instead of ``fwd_iters`` (``bwd_iters``) cycles, iterate
+        until the residual has dropped by this factor from the first one measured, at most
+        ``max_iters`` cycles. Each step's iterations are what the solver needed: a forward
+        solve that converges worse as the weights train gets more of them.
+    max_iters : int
+        The cap of the accuracy-controlled solves.
     bwd_relax : {"F", "FCF"}, list or None
         Relaxation (per level) of the backward solve; None: as ``relax``. The authors' code
         relaxes the adjoint with F on the fine level and FCF below.
@@ -111,13 +118,22 @@ class SolverOptions:
     backend: str = "numpy"
     bwd_skip: object = None
     bwd_relax: object = None
+    fwd_rtol: object = None
+    bwd_rtol: object = None
+    max_iters: int = 10
 
     def __post_init__(self):
         choice(self.solver, "solver", SOLVERS)
         choice(self.backend, "backend", BACKENDS)
         self.cell, self.dt = check_cell(self.cell, self.dt)
-        for name in ("fwd_iters", "bwd_iters"):
+        for name in ("fwd_iters", "bwd_iters", "max_iters"):
             setattr(self, name, positive_int(getattr(self, name), name))
+        for name in ("fwd_rtol", "bwd_rtol"):
+            if getattr(self, name) is not None:
+                rtol = positive_float(getattr(self, name), name)
+                if rtol >= 1:
+                    raise ValueError(f"{name} must lie in (0, 1), got {rtol}")
+                setattr(self, name, rtol)
         if self.bwd_skip is not None:                        # None: as skip
             self.bwd_skip = check_flag(self.bwd_skip, "bwd_skip")
         # every solver field checked here, by MGRITOptions' rules, and not at the first solve
@@ -135,18 +151,27 @@ class SolverOptions:
     def forward_options(self):
         """The `MGRITOptions` of the forward solve."""
         return MGRITOptions(levels=self.levels, cf=self.cf, relax=self.relax,
-                            max_iter=self.fwd_iters, tol=self.tol, skip=self.skip,
-                            coarse_input=self.coarse_input)
+                            skip=self.skip, coarse_input=self.coarse_input,
+                            **_stopping(self.fwd_rtol, self.fwd_iters, self.max_iters, self.tol))
 
     @property
     def backward_options(self):
         """The `MGRITOptions` of the backward (adjoint) solve."""
         skip = self.skip if self.bwd_skip is None else self.bwd_skip
         relax = self.relax if self.bwd_relax is None else self.bwd_relax
-        return self.forward_options.replace(max_iter=self.bwd_iters, skip=skip, relax=relax)
+        return self.forward_options.replace(
+            skip=skip, relax=relax,
+            **_stopping(self.bwd_rtol, self.bwd_iters, self.max_iters, self.tol))
 
     def to_dict(self):
         return asdict(self)
+
+
+def _stopping(rtol, iters, max_iters, tol):
+    """A solve's stopping options: a fixed budget, or a relative tolerance under a cap."""
+    if rtol is None:
+        return dict(max_iter=iters, tol=tol, tol_type="absolute")
+    return dict(max_iter=max_iters, tol=rtol, tol_type="relative")
 
 
 @dataclass
