@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from dataclasses import replace
 import platform
 import time
 
@@ -22,6 +23,7 @@ from ..atomic import atomic_write
 from ..checks import positive_float, positive_int
 from ..gru import gru_backward, gru_forward, init_gru
 from ..mgrit.hierarchy import Hierarchy
+from . import time_to_accuracy
 
 
 def _median_time(fn, repeat):
@@ -93,6 +95,23 @@ def bench_gru(hidden=256, batch=32, seq_len=1024, input_size=None, layers=1, cel
            "forward_backward_us_per_step": 1e6 * t_both / seq_len, **_machine()}
 
 
+_SPEEDUP_KIND = {False: "batching over intervals on one rank (no time parallelism)",
+                 True: "time-parallel over the ranks (batching over intervals included)"}
+
+
+def _rel_error(a, ref):
+    """``||a - ref|| / ||ref||`` in float64."""
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    return float(np.linalg.norm(a - ref) / np.linalg.norm(ref))
+
+
+def _relative_residual(info):
+    """The final residual over the first one measured (1 for a one-cycle solve)."""
+    first = info.initial_residual or (info.residual_history[0] if info.residual_history
+                                      else None)
+    return None if not first else float(info.final_residual / first)
+
+
 def _x_rows(seed, start, stop, batch, size, dtype, chunk=256):
     """Rows ``start..stop-1`` of a random input sequence, the same whichever rank makes them
     (row chunks come from generators seeded by (seed, chunk)), so no rank needs all of x."""
@@ -129,7 +148,11 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
     serial forward (the others wait), and rank 0 prints one summary line per size with the
     slowest rank's times (``mgrit_s``: the median over the timed runs of the slowest rank's
     wall time; ``comm_s`` and ``frelax_sweep_s`` are maxima over ranks), the speedup and the
-    efficiency. ``phase_s``, ``phase_per_iter_s`` and ``mgrit_per_iter_s`` are rank 0's (the
+    efficiency. Every record carries the accuracy of that speed: ``rel_error_vs_serial``
+    (``||y - y_serial|| / ||y_serial||`` on the same inputs; ``h_T_rel_error_vs_serial`` the
+    final states'), ``final_residual`` and ``relative_residual`` (final over first measured).
+    On one rank ``speedup`` is the gain of batching over intervals, not time parallelism
+    (``speedup_kind`` says which; ``efficiency`` is None there). ``phase_s``, ``phase_per_iter_s`` and ``mgrit_per_iter_s`` are rank 0's (the
     final F-relaxation after the last cycle included in ``phase_s``); ``per_rank`` lists every
     rank's own times and communication time. ``latency_s`` is measured between ranks 0 and 1
     under mpiexec, assumed (20 µs, ``latency_measured`` false) on one process. ``out`` writes
@@ -197,6 +220,13 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                     runs.append((comm.allreduce_max(wall), wall, info))
             runs.sort(key=lambda r: r[0])
             mgrit_s = float(np.median([r[0] for r in runs]))    # median of the slowest rank's
+            # --- the accuracy of that speed: one more solve, y on rank 0, against serial ------
+            y, h_T, _ = mgrit_forward(params, xs, comm=world, gather="root", **opts)
+            y_err = h_err = None
+            if rank == 0:
+                y_ref, h_ref, _ = gru_forward(params, _x_rows(seed, 0, seq_len, B, I, dtype),
+                                              cell=cell, dt=dt)
+                y_err, h_err = _rel_error(y, y_ref), _rel_error(h_T, h_ref)
             _, own_s, info = runs[(len(runs) - 1) // 2]     # details: the (lower) median run
             solver = info.solver
             n_cycles = len(info.cycle_times)
@@ -218,7 +248,11 @@ def bench_forward(hidden=None, batch=None, seq_len=4096, input_size=None, layers
                    "serial_s": serial_s, "serial_us_per_step": 1e6 * serial_step,
                    "mgrit_s": mgrit_s, "mgrit_per_iter_s": float(np.mean(info.cycle_times)),
                    "cycles": n_cycles, "final_residual": info.final_residual,
-                   "speedup": serial_s / mgrit_s, "efficiency": serial_s / mgrit_s / P,
+                   "relative_residual": _relative_residual(info),
+                   "rel_error_vs_serial": y_err, "h_T_rel_error_vs_serial": h_err,
+                   "speedup": serial_s / mgrit_s,
+                   "speedup_kind": _SPEEDUP_KIND[P > 1],
+                   "efficiency": serial_s / mgrit_s / P if P > 1 else None,
                    "phase_s": info.phase_times,
                    "phase_per_iter_s": {k: v / max(n_cycles, 1)
                                         for k, v in info.phase_times.items()},
@@ -402,7 +436,9 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
     ------
     dict
         Per solver: ``epoch_s`` (median), ``epoch_times``, ``step_s``, ``steps_per_epoch``,
-        ``final_test_acc``, ``speedup_vs_serial``, the last MGRIT residuals.
+        ``final_test_acc``, ``speedup_vs_serial`` beside ``grad_rel_error`` (the gradient's
+        relative error against BPTT at the final weights, first training batch; 0 for
+        serial), the last MGRIT residuals.
     """
     from ..training import DEMO, TrainConfig, train
 
@@ -424,6 +460,7 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
         if rank != 0:
             continue
         warmup_s, times = res.history[0]["seconds"], [r["seconds"] for r in res.history[1:]]
+        grad_err = _final_gradient_error(res)
         epoch_s = float(np.median(times))
         serial_s = epoch_s if solver == "serial" else serial_s
         n_steps = res.history[0]["steps"]
@@ -436,16 +473,30 @@ def bench_epoch(seq_len=None, hidden=None, batch=None, layers=None, cell=None, d
                         "epoch_s": epoch_s, "epoch_times": times, "warmup_epoch_s": warmup_s,
                         "step_s": epoch_s / n_steps,
                         "speedup_vs_serial": serial_s / epoch_s,
-                        "final_test_acc": last["test_acc"],
+                        "final_test_acc": last["test_acc"], "grad_rel_error": grad_err,
                         "last_fwd_residual": last["last_fwd_residual"],
                         "last_bwd_residual": last["last_bwd_residual"], **_machine()})
     yield from records
 
 
+def _final_gradient_error(res):
+    """The relative error of the run's gradient against BPTT at its final weights, on the
+    first training batch (one process: the error does not depend on the ranks)."""
+    from ..training.data import batches
+    from ..training.datasets import prepare_data
+    cfg = res.config
+    data = prepare_data(replace(cfg, solver="serial"))
+    x, y = next(batches(data.x_train, data.y_train, cfg.batch_size, shuffle=False))
+    x = x.astype(cfg.dtype)
+    ref_opts = replace(cfg, solver="serial").solver_options()
+    return time_to_accuracy.gradient_agreement(res.params, [((x, x), y)], cfg.solver_options(),
+                                               ref_opts)[0]
+
+
 def bench_cuda(seq_len=None, batch=None, hidden=256, input_size=None, layers=1, cell="implicit",
                dtype="float32", levels=3, cf=4, iters=2, bwd_iters=1, relax="FCF", repeat=5,
                seed=0, out=None, seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32),
-               torch=True, simulate=False):
+               torch=True, simulate=False, accuracy_rows=True):
     """One GPU: serial stepping vs MGRIT forward, backward, forward+backward (and cuDNN's
     nn.GRU when PyTorch is importable), T = 1024..65536, B = 1 and 32, H = 256, float32.
 
@@ -459,56 +510,13 @@ def bench_cuda(seq_len=None, batch=None, hidden=256, input_size=None, layers=1, 
                    batches=(batch,) if batch else tuple(batches), hidden=hidden,
                    input_size=input_size, layers=layers, cell=cell, dtype=dtype, levels=levels,
                    cf=cf, iters=iters, bwd_iters=bwd_iters, relax=relax, repeat=repeat,
-                   seed=seed, torch=torch, simulate=simulate, out=out)
-
-
-def bench_time_to_accuracy(methods="serial,mgrit", seeds=3, target=None, epochs=None,
-                           seq_len=None, hidden=None, batch=None, layers=None, cell=None,
-                           dtype=None, seed=0, data=None, num_sequences=None, distractors=None,
-                           noise=None, lr=None, levels=None, cf=None, relax=None, tol=None,
-                           skip=None, coarse_input=None, iters=None, bwd_iters=None,
-                           max_iters=None, preset=None, grad_batches=2, backend=None, out=None,
-                           progress=True):
-    """Serial BPTT against MGRIT budgets: test accuracy against training seconds, seed by seed
-    (`mgrit_gru.tools.time_to_accuracy`).
-
-    ``methods``: comma-separated, e.g. ``serial,mgrit:2/1,mgrit:2/1+noskip,mgrit:auto``.
-    Options left at None take the benchmark's defaults (the early-event task, T 256, H 32,
-    1024 sequences, 10 epochs), then the ``preset``'s, then what is given. Under ``mpiexec -n
-    P`` the MGRIT methods split the time axis. Yields one record per (method, seed, epoch), then
-    one summary per method (time to ``target`` beside the final accuracy and the gradient's
-    error against BPTT); rank 0 prints the table to stderr.
-    """
-    from . import time_to_accuracy as tta
-    defaults = dict(data="event", seq_len=256, hidden=32, num_sequences=1024, epochs=10)
-    given = {k: v for k, v in dict(
-        epochs=epochs, seq_len=seq_len, hidden=hidden, batch_size=batch, layers=layers,
-        cell=cell, dtype=dtype, data=data, num_sequences=num_sequences, distractors=distractors,
-        noise=noise, lr=lr, levels=levels, cf=cf, relax=relax, tol=tol, skip=skip,
-        coarse_input=coarse_input, fwd_iters=iters, bwd_iters=bwd_iters, max_iters=max_iters,
-        backend=backend).items() if v is not None}
-    if preset is not None:
-        from ..training.presets import resolve
-        config = {**defaults, **resolve(preset, given)}
-    else:
-        config = {**defaults, **given}
-    world = _world()
-    records, summary = tta.run(methods.split(",") if isinstance(methods, str) else methods,
-                               seeds=seeds, first_seed=seed, target=target,
-                               grad_batches=grad_batches, comm=world, out=out,
-                               progress=progress, **config)
-    if world is not None and world.Get_rank() != 0:
-        return
-    import sys
-    print(tta.table(summary), file=sys.stderr)
-    machine = _machine()
-    for r in records + summary:
-        yield {**r, **machine}
+                   seed=seed, torch=torch, simulate=simulate, out=out,
+                   accuracy_rows=accuracy_rows)
 
 
 BENCHMARKS = {"gru": bench_gru, "forward": bench_forward,
               "train-step": bench_train_step, "epoch": bench_epoch, "cuda": bench_cuda,
-              "time-to-accuracy": bench_time_to_accuracy}
+              "time-to-accuracy": time_to_accuracy.bench}
 """Benchmark name -> function yielding result dicts. Extend by adding entries."""
 
 

@@ -267,7 +267,8 @@ def synced_timers():
             os.environ["MGRIT_GRU_SYNC_TIMERS"] = old
 
 
-def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows):
+def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows,
+                accuracy_rows=True):
     """The serial (persistent and, up to ``per_step_max``, per-step) and MGRIT rows of one
     (T, B), appended to ``rows`` as they are measured (a failure keeps the ones before it). A
     function of its own so that its device arrays (state and gate tables, the solves' levels:
@@ -351,12 +352,74 @@ def _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, r
                      us_per_step=1e6 * s / T, residual=fi.final_residual,
                      residual_backward=bres[3].final_residual,
                      error_vs_serial=bwd_err(bres), **mg))
+    bres = fi = d_x = d_dy = None
+    if not accuracy_rows:
+        return
+    _accurate_row(params, x, dy, cell, fopts, bopts, repeat, base, rows, bwd_err)
+    if cell != "classic":                                    # cuDNN's cell: a like-for-like row
+        _classic_row(params, x, dy, fopts, bopts, repeat, base, rows)
+
+
+# budgets tried, cheapest first, for the row whose gradients are within 1e-2 of serial's:
+# (forward iterations, backward iterations, backward skip)
+ACCURATE_BUDGETS = ((2, 1, True), (2, 1, False), (3, 2, False), (4, 3, False), (6, 5, False),
+                    (8, 8, False), (12, 12, False))
+ACCURATE_ERROR = 1e-2
+
+
+def _accurate_row(params, x, dy, cell, fopts, bopts, repeat, base, rows, bwd_err):
+    """MGRIT forward+backward at the cheapest budget of `ACCURATE_BUDGETS` whose error
+    against serial is below `ACCURATE_ERROR`: what the speed costs when the gradients must be
+    right. No row when none reaches it (a line on stderr says so)."""
+    T = x.shape[0]
+    for iters, bwd_iters, skip in ACCURATE_BUDGETS:
+        f, b = dict(fopts, max_iter=iters), dict(bopts, max_iter=bwd_iters, skip=skip)
+
+        def fb():
+            fi = mgrit_forward(params, x, backend="cuda", **f)[2]
+            return mgrit_backward(params, fi, dy, backend="cuda", **b), fi
+        bres, fi = fb()
+        err = bwd_err(bres)
+        if err < ACCURATE_ERROR:
+            s, reps, (bres, fi) = _timed(fb, repeat)
+            rows.append(dict(base, run="mgrit_forward_backward_accurate", seconds=s,
+                             repeat=reps, us_per_step=1e6 * s / T, residual=fi.final_residual,
+                             residual_backward=bres[3].final_residual,
+                             error_vs_serial=bwd_err(bres), levels=f["levels"], cf=f["cf"],
+                             relax=f["relax"], iters=iters, bwd_iters=bwd_iters,
+                             bwd_skip=skip))
+            return
+    print(f"T={T}: no budget up to {ACCURATE_BUDGETS[-1][:2]} iterations brought MGRIT's "
+          f"gradients within {ACCURATE_ERROR} of serial's", file=sys.stderr)
+
+
+def _classic_row(params, x, dy, fopts, bopts, repeat, base, rows):
+    """MGRIT forward+backward with the classic fine cell (nn.GRU's, which cuDNN runs) and
+    its error against serial stepping of that cell: the same-cell comparison."""
+    T = x.shape[0]
+    f = dict(fopts, cell="classic")
+    c = gru_forward(params, x, cell="classic")[2]
+    ref = gru_backward(params, c, dy)
+    c = None
+
+    def fb():
+        fi = mgrit_forward(params, x, backend="cuda", **f)[2]
+        return mgrit_backward(params, fi, dy, backend="cuda", **bopts), fi
+    s, reps, (bres, fi) = _timed(fb, repeat)
+    err = max([_rel(bres[0][k], ref[0][k]) for k in ref[0]]
+              + [_rel(bres[1], ref[1]), _rel(bres[2], ref[2])])
+    rows.append(dict(base, cell="classic", run="mgrit_forward_backward_classic", seconds=s,
+                     repeat=reps, us_per_step=1e6 * s / T, residual=fi.final_residual,
+                     residual_backward=bres[3].final_residual, error_vs_serial=err,
+                     levels=f["levels"], cf=f["cf"], relax=f["relax"], iters=f["max_iter"],
+                     bwd_iters=bopts["max_iter"]))
 
 
 def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                input_size=None, layers=1, cell="implicit", dtype="float32", levels=3, cf=4,
                iters=2, bwd_iters=1, relax="FCF", repeat=5, seed=0, torch=True,
-               simulate=False, out=None, per_step_max=1024, pairs=None, deadline_s=None):
+               simulate=False, out=None, per_step_max=1024, pairs=None, deadline_s=None,
+               accuracy_rows=True):
     """Yield one record per (T, B, run); see the module docstring.
 
     ``simulate=True`` runs under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, tiny sizes only:
@@ -364,7 +427,9 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
     GPU (and not simulating) it raises ValueError before doing anything. ``out``: write
     {"device", "options", "records"} as JSON. ``pairs``: an explicit order of (T, B) instead of
     seq_lens x batches (the most wanted first); ``deadline_s``: start no new (T, B) after that
-    many seconds (a time-limited GPU run keeps what it finished).
+    many seconds (a time-limited GPU run keeps what it finished). ``accuracy_rows``: also
+    time MGRIT at the cheapest budget whose gradients are within 1e-2 of serial's, and with
+    the classic fine cell (cuDNN's) when ``cell`` is another.
     """
     from numba.cuda import config
     if simulate:
@@ -398,7 +463,8 @@ def bench_cuda(seq_lens=(1024, 4096, 16384, 65536), batches=(1, 32), hidden=256,
                     layers=layers, cell=cell, dtype=dtype.name)
         rows, failed = [], None
         try:
-            _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows)
+            _numba_rows(params, x, dy, cell, fopts, bopts, repeat, per_step_max, base, rows,
+                        accuracy_rows)
         except Exception as e:                               # the GPU's memory, at big (T, B)
             if not _out_of_memory(e):
                 raise
@@ -449,10 +515,22 @@ def table(records):
                    and r["batch"] == B and r["run"] == run), None)
         parts = [f"T={T} B={B}: MGRIT fwd+bwd {1e3 * sec:.1f} ms"
                  + ("" if io is None else f" (the API's host copies alone: {1e3 * io:.1f} ms)")]
+        err = next((r.get("error_vs_serial") for r in records if r["seq_len"] == T
+                    and r["batch"] == B and r["run"] == run), None)
+        if err is not None:
+            parts.append(f"(gradients {err:.1e} off serial's)")
         for other, name in (("torch_forward_backward", "cuDNN fwd+bwd"),
                             ("serial_forward_backward", "serial fwd+bwd")):
             if (T, B, other) in by:
                 parts.append(f"{name} / MGRIT = {by[(T, B, other)] / sec:.2f}x")
+        for row, name in (("mgrit_forward_backward_accurate", "within 1e-2 of serial"),
+                          ("mgrit_forward_backward_classic", "classic cell, as cuDNN")):
+            r = next((r for r in records if r["seq_len"] == T and r["batch"] == B
+                      and r["run"] == row), None)
+            if r is not None and (T, B, "torch_forward_backward") in by:
+                parts.append(f"{name}: cuDNN / MGRIT = "
+                             f"{by[(T, B, 'torch_forward_backward')] / r['seconds']:.2f}x "
+                             f"(error {r['error_vs_serial']:.1e})")
         dev = by.get((T, B, "mgrit_forward_backward_device"))
         if dev is not None:
             parts.append(f"on-device I/O: {1e3 * dev:.1f} ms"

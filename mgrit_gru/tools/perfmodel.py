@@ -508,7 +508,10 @@ def plot_scaling(records, out=None):
     """Speedup and efficiency vs ranks P (one line per T, B, H) and vs T (one line per P, B, H).
 
     Measured: solid with markers; the model's prediction (``model_speedup``), where recorded:
-    dashed. Returns the figure; saves it to ``out`` when given.
+    dashed. Each line's label gives the largest relative error of its outputs against serial
+    (``rel_error_vs_serial``; "not recorded" for older records): a speed is shown with its
+    accuracy. At P = 1 the speedup is the gain of batching over intervals, not parallelism.
+    Returns the figure; saves it to ``out`` when given.
     """
     import matplotlib
     if out is not None:
@@ -530,6 +533,9 @@ def plot_scaling(records, out=None):
         col = 0 if kind == "P" else 1
         label = (f"T={v}" if kind == "P" else f"P={v}") + f", B={B}, H={H}" + \
             "".join(f", {k}={o}" for k, o in zip(varying, opts))
+        errs = [r.get("rel_error_vs_serial") for r in rs]
+        label += (", error vs serial " + (f"<= {max(errs):.1e}" if None not in errs else
+                                          "not recorded"))
         sp = [r["speedup"] for r in rs]
         line, = axes[0, col].plot(xs, sp, "o-", label=label)
         axes[1, col].plot(xs, [s / r["ranks"] for s, r in zip(sp, rs)], "o-",
@@ -547,7 +553,7 @@ def plot_scaling(records, out=None):
             axes[row, col].set_xscale("log", base=2)
             axes[row, col].grid(alpha=0.3)
         axes[0, col].legend(fontsize=7)
-    axes[0, 0].set_title("vs ranks (solid: measured, dashed: model)")
+    axes[0, 0].set_title("vs ranks (solid: measured, dashed: model; P = 1: batching)")
     axes[0, 1].set_title("vs sequence length")
     fig.tight_layout()
     if out is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import replace
 
@@ -275,3 +276,46 @@ def _write(path, records):
     with atomic_write(path) as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+
+
+def bench(methods="serial,mgrit", seeds=3, target=None, epochs=None,
+                           seq_len=None, hidden=None, batch=None, layers=None, cell=None,
+                           dtype=None, seed=0, data=None, num_sequences=None, distractors=None,
+                           noise=None, lr=None, levels=None, cf=None, relax=None, tol=None,
+                           skip=None, coarse_input=None, iters=None, bwd_iters=None,
+                           max_iters=None, preset=None, grad_batches=2, backend=None, out=None,
+                           progress=True):
+    """Serial BPTT against MGRIT budgets: test accuracy against training seconds, seed by seed
+    (`mgrit_gru.tools.time_to_accuracy`).
+
+    ``methods``: comma-separated, e.g. ``serial,mgrit:2/1,mgrit:2/1+noskip,mgrit:auto``.
+    Options left at None take the benchmark's defaults (the early-event task, T 256, H 32,
+    1024 sequences, 10 epochs), then the ``preset``'s, then what is given. Under ``mpiexec -n
+    P`` the MGRIT methods split the time axis. Yields one record per (method, seed, epoch), then
+    one summary per method (time to ``target`` beside the final accuracy and the gradient's
+    error against BPTT); rank 0 prints the table to stderr.
+    """
+    from .bench import _machine, _world
+    defaults = dict(data="event", seq_len=256, hidden=32, num_sequences=1024, epochs=10)
+    given = {k: v for k, v in dict(
+        epochs=epochs, seq_len=seq_len, hidden=hidden, batch_size=batch, layers=layers,
+        cell=cell, dtype=dtype, data=data, num_sequences=num_sequences, distractors=distractors,
+        noise=noise, lr=lr, levels=levels, cf=cf, relax=relax, tol=tol, skip=skip,
+        coarse_input=coarse_input, fwd_iters=iters, bwd_iters=bwd_iters, max_iters=max_iters,
+        backend=backend).items() if v is not None}
+    if preset is not None:
+        from ..training.presets import resolve
+        config = {**defaults, **resolve(preset, given)}
+    else:
+        config = {**defaults, **given}
+    world = _world()
+    records, summary = run(methods.split(",") if isinstance(methods, str) else methods,
+                               seeds=seeds, first_seed=seed, target=target,
+                               grad_batches=grad_batches, comm=world, out=out,
+                               progress=progress, **config)
+    if world is not None and world.Get_rank() != 0:
+        return
+    print(table(summary), file=sys.stderr)
+    machine = _machine()
+    for r in records + summary:
+        yield {**r, **machine}
