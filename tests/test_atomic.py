@@ -30,6 +30,34 @@ def test_new_files_get_the_umask_mode_not_mkstemps_private_one(tmp_path, umask_0
         np.testing.assert_array_equal(f["x"], np.arange(3))
 
 
+def test_atomic_mode_follows_other_umask(tmp_path):
+    """The new file's mode is the umask's (0o600 under umask 0o077), not a fixed one."""
+    old = os.umask(0o077)
+    try:
+        with atomic_write(tmp_path / "o") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "o").st_mode) == 0o600
+
+
+def test_atomic_temp_in_target_folder_and_synced(tmp_path, monkeypatch):
+    """The data goes to a temporary file named after the target in the target's folder (a
+    rename within one file system is atomic), fsync'ed once with all of its bytes."""
+    seen = []
+    real = os.fsync
+
+    def fsync(fd):                                           # the file's size when synced
+        seen.append(os.fstat(fd).st_size)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_write(tmp_path / "o.txt") as f:
+        f.write("abc")
+        assert [n for n in os.listdir(tmp_path) if n.startswith(".o.txt.")]
+    assert seen == [3]
+
+
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "out.json"
     path.write_text("old")
@@ -39,6 +67,15 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("crash (simulated)")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_atomic_cleans_up_on_keyboardinterrupt(tmp_path):
+    """Ctrl-C inside the block (a KeyboardInterrupt, not an Exception) also removes the
+    temporary file and creates no target."""
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(tmp_path / "o.txt"):
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
 
 
 def test_save_figure_writes_the_format_of_the_extension(tmp_path):
@@ -59,35 +96,3 @@ def test_bad_mode():
     with pytest.raises(ValueError, match="mode"):
         with atomic_write("x", "a"):
             pass
-
-
-# tests added after a mutation audit: each one killed a mutant the suite let through
-
-
-def test_atomic_temp_in_target_folder_and_synced(tmp_path, monkeypatch):
-    seen = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (seen.append(os.fstat(fd).st_size), real(fd)))
-    with atomic_write(tmp_path / "o.txt") as f:
-        f.write("abc")
-        assert [n for n in os.listdir(tmp_path) if n.startswith(".o.txt.")]
-    assert seen == [3]
-
-
-def test_atomic_cleans_up_on_keyboardinterrupt(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_write(tmp_path / "o.txt"):
-            raise KeyboardInterrupt
-    assert os.listdir(tmp_path) == []
-
-
-def test_atomic_mode_follows_other_umask(tmp_path):
-    old = os.umask(0o077)
-    try:
-        with atomic_write(tmp_path / "o") as f:
-            f.write("x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(os.stat(tmp_path / "o").st_mode) == 0o600
-
-O = dict(step_cost=(1.0, 0.0), cf=2, levels=2, iters=1, latency=0.0)

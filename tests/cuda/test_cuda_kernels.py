@@ -6,7 +6,6 @@ Every output is poisoned with NaN before the launch, so an element a kernel forg
 `test_ptx_sm90` compiles every kernel for sm_90 in a subprocess without the simulator, which
 catches the typing errors the simulator cannot see. Tests marked `real_gpu` need a real GPU.
 """
-import os
 import textwrap
 from types import SimpleNamespace
 
@@ -15,7 +14,7 @@ import pytest
 from _cuda_helpers import DTYPES, GATES, close, nan, real_gpu
 from _nosim import run_without_simulator
 
-from mgrit_gru.cuda import CudaGRU, cuda_available
+from mgrit_gru.cuda import CudaGRU
 from mgrit_gru.gru import gru_backward, gru_forward, init_gru, step_backward, step_forward
 from mgrit_gru.cuda.problems import input_gradient
 
@@ -426,18 +425,8 @@ def test_residual_at_strided_c_points():
 
 
 # ----------------------------------------------------------------------------------------------
-# host-side checks and the compile check
+# the compile check
 # ----------------------------------------------------------------------------------------------
-def test_cuda_available_is_false_under_the_simulator():
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        assert cuda_available() is False
-
-
-def test_hidden_size_limit():
-    with pytest.raises(ValueError, match="hidden_size"):
-        CudaGRU(init_gru(2, 1025, 1, dtype=np.float32))
-
-
 PTX_SCRIPT = textwrap.dedent("""
     import numpy as np
     from numba import cuda
@@ -619,38 +608,3 @@ def test_project_grid_stays_within_cuda_grid_limits():
         gx, gy = project_grid(rows, cols)
         assert gx * TILE >= rows > (gx - 1) * TILE and gy * TILE >= cols > (gy - 1) * TILE
         assert gx <= 2 ** 31 - 1 and gy <= 65535
-
-
-# ----------------------------------------------------------------------------------------------
-# the simulator itself: static shared arrays (mgrit_gru.cuda.simulator)
-# ----------------------------------------------------------------------------------------------
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1", reason="simulator only")
-def test_simulated_threads_of_a_block_get_one_shared_array(monkeypatch):
-    """numba's simulator creates a static ``cuda.shared.array`` on first use without a lock;
-    threads of a block arriving together (here: released at once, array creation slowed to
-    10 ms) must still all get the same array, or a reduction reads what nobody wrote."""
-    import threading
-    import time
-
-    from numba.cuda.simulator import kernelapi
-    shared = kernelapi.FakeCUDAShared(0)                     # one block's shared memory
-    empty = np.empty
-
-    def slow_empty(*args, **kw):
-        time.sleep(0.01)
-        return empty(*args, **kw)
-
-    monkeypatch.setattr(np, "empty", slow_empty)
-    start, got = threading.Barrier(8), []
-
-    def thread():
-        start.wait()
-        got.append(shared.array((4,), np.float64))          # one line: one array per block
-    threads = [threading.Thread(target=thread) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(got) == 8 and all(a is got[0] for a in got)
-    other = shared.array((2,), np.float64)                   # another line: another array
-    assert other is not got[0] and other.shape == (2,)

@@ -1,46 +1,20 @@
-"""The MGRIT solver against the properties of docs/theory/mgrit.md ("Properties") (Falgout et al. 2014,
-Dobrev et al. 2017): each test states one property and fails when it breaks.
+"""The MGRIT cycle (`MGRIT`) against the properties of docs/theory/mgrit.md ("Properties")
+(Falgout et al. 2014, Dobrev et al. 2017): each test states one property and fails when it breaks.
 
-Linear test problems (`Dahlquist`, `LinearRNN`) carry the theory; the GRU forward pass is then
-checked against the serial `gru_forward` over a small matrix of cells, depths and hierarchies.
+Linear test problems (`Dahlquist`, `LinearRNN`) carry the theory, the GRU forward problem joins
+them where a property must hold for it too; then the cycles and options, bad options and
+divergence. The GRU forward pass as a whole (`mgrit_forward`) is tested in
+tests/solve/test_forward.py.
 """
 import math
-import re
 import warnings
 
 import numpy as np
 import pytest
+from _solver_cases import c_point_residuals, gru_case, linear_rnn, solve
 
-from mgrit_gru import gru_forward, init_gru, mgrit_forward
-from mgrit_gru.mgrit import MGRIT, Dahlquist, LinearRNN, MGRITDivergedError
-from mgrit_gru.problems import GRUForwardProblem
-
-
-# ----------------------------------------------------------------------------------------------
-# problems
-# ----------------------------------------------------------------------------------------------
-def linear_rnn(n_steps=64, m=3, seed=0, coarse="euler"):
-    """A contractive linear RNN u+ = A u + b_t with random inputs and a random u_0."""
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.standard_normal((m, m)))
-    A = Q @ np.diag(np.linspace(0.5, 0.95, m)) @ Q.T        # symmetric, eigenvalues in (0, 1)
-    return LinearRNN(A, rng.standard_normal((n_steps, m)), u0=rng.standard_normal(m),
-                     coarse=coarse)
-
-
-def gru_case(T, cell="classic", L=1, B=2, I=3, H=4, seed=0, dtype=np.float64):
-    """Random GRU, inputs, h_0; the serial states hs (T+1, L, B, H) and the MGRIT problem."""
-    params = init_gru(I, H, L, seed=seed, dtype=dtype)
-    rng = np.random.default_rng(seed + 100)
-    x = rng.standard_normal((T, B, I)).astype(dtype)
-    h0 = (0.5 * rng.standard_normal((L, B, H))).astype(dtype)
-    y, h_T, cache = gru_forward(params, x, h0, cell=cell)
-    problem = GRUForwardProblem(params, x, h0, T, cell=cell)
-    return params, x, h0, cache["hs"], problem
-
-
-def solve(problem, u_init=None, **options):
-    return MGRIT(problem, **options).solve(u_init)
+from mgrit_gru import mgrit_forward
+from mgrit_gru.mgrit import MGRIT, Dahlquist, MGRITDivergedError
 
 
 def sequential(problem):
@@ -50,14 +24,6 @@ def sequential(problem):
     for i in range(problem.n_steps):
         problem.step(0, u[i: i + 1], range(i, i + 1), 1, u[i + 1: i + 2])
     return u
-
-
-def c_point_residuals(problem, u, cf):
-    """r_i = Φ(u_{i-1}) - u_i at the fine C-points i = cf, 2 cf, ... of a returned solution."""
-    idx = np.arange(cf, problem.n_steps + 1, cf)
-    phi = problem.vec.zeros(len(idx))
-    problem.step(0, u[idx - 1], range(cf - 1, idx[-1], cf), 1, phi)
-    return phi - u[idx]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,14 +37,6 @@ def test_one_level_is_sequential_stepping_exactly(make):
     np.testing.assert_array_equal(u, sequential(problem))    # bit for bit
     np.testing.assert_allclose(u, problem.exact(), rtol=1e-13, atol=1e-14)
     assert info.iterations == 1 and info.converged and info.residual_history == [0.0]
-
-
-@pytest.mark.parametrize("cell, L", [("classic", 1), ("implicit", 2)])
-def test_one_level_gru_equals_gru_forward_exactly(cell, L):
-    params, x, h0, hs, _ = gru_case(50, cell, L)
-    y, h_T, info = mgrit_forward(params, x, h0, cell=cell, levels=1)
-    np.testing.assert_array_equal(y, hs[1:, L - 1])
-    np.testing.assert_array_equal(h_T, hs[-1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,8 +162,8 @@ def dobrev_bound(lam, mu, m, n_c, relax):
 
     F:   |λ^m − μ| (1 − |μ|^{n_c − 1}) / (1 − |μ|)
     FCF: |λ|^m |λ^m − μ| (1 − |μ|^{n_c − 2}) / (1 − |μ|)
-    = |λ^m − μ| times the 1-norm of a row of A_Δ^{-1} S (the geometric sum); the design notes'
-    exponents n_c and n_c − 1 give a slightly larger (also valid) number.
+    = |λ^m − μ| times the 1-norm of a row of A_Δ^{-1} S (the geometric sum); the exponents
+    n_c and n_c − 1 in their place give a slightly larger (also valid) number.
     """
     geo = lambda n: (1 - abs(mu) ** n) / (1 - abs(mu))     # noqa: E731  Σ_{k<n} |μ|^k
     if relax == "F":
@@ -381,75 +339,6 @@ def test_a_solve_that_stops_at_its_first_residual_reports_it_as_final():
     assert info.final_residual == info.initial_residual <= 1e-3
 
 
-# ----------------------------------------------------------------------------------------------
-# the GRU forward pass: converges to gru_forward
-# ----------------------------------------------------------------------------------------------
-GRU_MATRIX = [  # cell, layers, T, cf, levels, coarse input
-    ("classic", 1, 64, 2, 2, "inject"),
-    ("implicit", 2, 64, 4, 3, "average"),
-    ("classic", 2, 256, 4, 3, "inject"),
-    ("implicit", 1, 256, 8, 2, "average"),
-    ("classic", 1, 1024, 4, 5, "inject"),
-    ("implicit", 2, 1024, 2, 5, "average"),
-    ("classic", 1, 1024, 8, 3, "average"),
-    ("implicit", 1, 512, 2, 4, "inject"),
-]
-
-
-@pytest.mark.parametrize("cell, L, T, cf, levels, coarse_input", GRU_MATRIX)
-def test_gru_forward_converges_to_serial(cell, L, T, cf, levels, coarse_input):
-    params, x, h0, hs, _ = gru_case(T, cell, L, B=2, I=3, H=4, seed=T + L)
-    y, h_T, info = mgrit_forward(params, x, h0, cell=cell, levels=levels, cf=cf, relax="FCF",
-                                 max_iter=60, tol=1e-11, coarse_input=coarse_input)
-    assert info.converged and info.final_residual <= 1e-10, info.residual_history[-3:]
-    assert y.shape == (T, 2, 4) and h_T.shape == (L, 2, 4)
-    np.testing.assert_allclose(y, hs[1:, L - 1], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(h_T, hs[-1], rtol=0, atol=1e-9)
-
-
-def test_gru_f_relaxation():
-    """F-relaxation converges with the implicit fine cell and with the classic one on two
-    levels; with the classic cell on many levels it can stall, and then says so."""
-    params, x, h0, hs, _ = gru_case(128, "implicit", 1)
-    y, h_T, info = mgrit_forward(params, x, h0, cell="implicit", levels=4, cf=2, relax="F",
-                                 max_iter=60, tol=1e-11)
-    assert info.converged
-    np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
-    params, x, h0, hs, _ = gru_case(64, "classic", 1)
-    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=2, cf=2, relax="F",
-                                 max_iter=60, tol=1e-11)
-    assert info.converged
-    np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
-    params, x, h0, hs, _ = gru_case(256, "classic", 1)
-    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=5, cf=2, relax="F",
-                                 max_iter=10, tol=1e-11)
-    # here it does not converge (the residual grows): reported, not hidden
-    assert not info.converged and info.iterations == 10 and len(info.residual_history) == 10
-    assert info.final_residual > info.residual_history[1] > 1e-11
-    assert np.max(np.abs(y - hs[1:, 0])) > 1e-3             # and the answer is indeed not serial
-
-
-def test_gru_float32_stays_float32():
-    params, x, h0, hs, _ = gru_case(256, "classic", 2, dtype=np.float32)
-    y, h_T, info = mgrit_forward(params, x, h0, cell="classic", levels=3, cf=4, max_iter=30,
-                                 tol=1e-5)
-    assert y.dtype == np.float32 and h_T.dtype == np.float32
-    assert info.solver.U[0].dtype == np.float32              # the iterate itself, not a cast
-    assert info.converged and info.final_residual <= 1e-5
-    np.testing.assert_allclose(y, hs[1:, 1], atol=2e-5)
-    np.testing.assert_allclose(h_T, hs[-1], atol=2e-5)
-
-
-def test_gru_skip_and_no_skip_agree():
-    params, x, h0, hs, _ = gru_case(128, "classic", 1)
-    out = [mgrit_forward(params, x, h0, levels=3, cf=4, skip=s, max_iter=40, tol=1e-11)
-           for s in (True, False)]
-    for y, h_T, info in out:
-        assert info.converged
-        np.testing.assert_allclose(y, hs[1:, 0], atol=1e-9)
-    assert out[0][2].initial_residual is None and out[1][2].initial_residual is not None
-
-
 @pytest.mark.parametrize("relax", ["F", "FCF"])
 def test_a_solver_solves_again_from_scratch(relax):
     """A second solve() of the same MGRIT object repeats the first exactly: the skip cycle's
@@ -474,25 +363,34 @@ def test_solve_host_false_returns_the_solvers_own_fine_points():
     assert np.shares_memory(v, solver.U[0]) and not np.shares_memory(u, solver.U[0])
 
 
-def test_scratch_is_poisoned_and_diff_norm_is_the_norm_of_the_difference():
-    """NumpyVectors.empty is NaN-filled (a read before the write would show in every result),
-    and diff_norm(a, b) is sq_norm / max_abs of a - b."""
-    vec = linear_rnn(8).vec
-    assert np.isnan(vec.empty(3)).all() and vec.empty(3).shape == (3, 3)
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((2, 5, 3))
-    assert vec.diff_norm(a, b, "2") == pytest.approx(np.sum((a - b) ** 2), rel=1e-15)
-    assert vec.diff_norm(a, b, "max") == np.max(np.abs(a - b))
+def test_sync_timers_waits_at_both_ends_of_every_timed_phase():
+    """Vector operations that set ``sync_timers`` (a GPU's: MGRIT_GRU_SYNC_TIMERS=1) get one
+    ``synchronize`` call at each end of every timed phase, and the same answer; without the
+    flag, none."""
+    calls = []
 
+    def solve(sync):
+        prob = Dahlquist(np.full(3, 0.9), 64)
+        if sync:
+            prob.vec.sync_timers = True
+            prob.vec.synchronize = lambda: calls.append(1)
+        solver = MGRIT(prob, levels=3, cf=4, max_iter=3, tol=0.0)
+        entered = []
+        timed = solver._timed
 
-def test_complex_dahlquist_two_norm():
-    """Bug fixed in NumpyVectors.sq_norm: complex states crashed the 2-norm residual."""
-    problem = Dahlquist(np.array([0.9 + 0.3j, 0.5 - 0.1j]), 64)
-    u, info = solve(problem, levels=3, cf=4, max_iter=30, tol=1e-12)
-    assert info.converged
-    np.testing.assert_allclose(u, problem.exact(), atol=1e-11)
-    r = c_point_residuals(problem, u, 4)
-    assert info.final_residual == pytest.approx(np.linalg.norm(r), rel=1e-10, abs=1e-16)
+        def counting(l, phase):
+            entered.append(phase)
+            return timed(l, phase)
+        solver._timed = counting
+        u, info = solver.solve()
+        return u, info, entered
+
+    u0, info0, _ = solve(False)
+    assert calls == []
+    u1, info1, entered = solve(True)
+    assert len(calls) == 2 * len(entered) and {"relax", "residual", "coarsest"} <= set(entered)
+    np.testing.assert_array_equal(u0, u1)
+    assert set(info1.phase_times) == set(entered)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,21 +457,6 @@ def test_u_init_of_the_wrong_shape_is_refused_by_name(shape):
         solve(problem, u_init=np.zeros(shape), levels=2, cf=2)
 
 
-def test_bad_gru_inputs_raise_value_error():
-    params, x, h0, _, _ = gru_case(32)
-    x_nan, h0_nan = x.copy(), h0.copy()
-    x_nan[7, 1, 2] = np.nan
-    h0_nan[0, 0, 1] = np.inf
-    with pytest.raises(ValueError, match="x contains NaN"):
-        mgrit_forward(params, x_nan, h0)
-    with pytest.raises(ValueError, match="h0 contains NaN"):
-        mgrit_forward(params, x, h0_nan)
-    with pytest.raises(ValueError, match="coarse_input"):
-        mgrit_forward(params, x, h0, coarse_input="mean")
-    with pytest.raises(ValueError, match="cell"):
-        mgrit_forward(params, x, h0, cell="lstm")
-
-
 def test_diverging_iteration_is_reported():
     """A terrible coarse step (μ = 5 for λ = 0.9) makes MGRIT diverge: flagged and warned."""
     problem = Dahlquist(np.array([0.9]), 64, coarse=lambda lam, span: np.full_like(lam, 5.0))
@@ -589,128 +472,3 @@ def test_overflow_raises_diverged_error():
         warnings.simplefilter("ignore", RuntimeWarning)      # NumPy's overflow warnings
         with pytest.raises(MGRITDivergedError, match="diverged"):
             solve(problem, levels=2, cf=2, skip=False, max_iter=20, divergence_factor=np.inf)
-
-
-def test_input_rows_for_a_planned_rank_without_mpi():
-    """Rows of x each of P ranks needs: its own steps plus a halo, together covering all T."""
-    from mgrit_gru import input_rows
-    T, P = 4096, 3
-    rows = [input_rows(T, levels=3, cf=4, rank=p, size=P) for p in range(P)]
-    assert rows[0][0] == 0 and rows[-1][1] == T
-    assert all(rows[p][1] >= rows[p + 1][0] for p in range(P - 1))   # no gap between ranks
-    assert input_rows(T, levels=3, cf=4) == (0, T)                    # one process: all of x
-    with pytest.raises(ValueError, match="rank and size together"):
-        input_rows(T, rank=0)
-    with pytest.raises(ValueError, match="rank must lie in"):
-        input_rows(T, rank=3, size=3)
-
-
-def test_sync_timers_waits_at_both_ends_of_every_timed_phase():
-    """Vector operations that set ``sync_timers`` (a GPU's: MGRIT_GRU_SYNC_TIMERS=1) get one
-    ``synchronize`` call at each end of every timed phase, and the same answer; without the
-    flag, none."""
-    calls = []
-
-    def solve(sync):
-        prob = Dahlquist(np.full(3, 0.9), 64)
-        if sync:
-            prob.vec.sync_timers = True
-            prob.vec.synchronize = lambda: calls.append(1)
-        solver = MGRIT(prob, levels=3, cf=4, max_iter=3, tol=0.0)
-        entered = []
-        timed = solver._timed
-
-        def counting(l, phase):
-            entered.append(phase)
-            return timed(l, phase)
-        solver._timed = counting
-        u, info = solver.solve()
-        return u, info, entered
-
-    u0, info0, _ = solve(False)
-    assert calls == []
-    u1, info1, entered = solve(True)
-    assert len(calls) == 2 * len(entered) and {"relax", "residual", "coarsest"} <= set(entered)
-    np.testing.assert_array_equal(u0, u1)
-    assert set(info1.phase_times) == set(entered)
-
-
-class _GatherComm:
-    """A stand-in communicator of ``len(others) + 1`` ranks, this one rank ``rank`` (first by
-    default): ``allgather`` returns the other ranks' given values with this rank's in place."""
-
-    def __init__(self, *others, rank=0):
-        self.others, self.sent, self.rank = list(others), [], rank
-
-    def Get_rank(self):
-        return self.rank
-
-    def allgather(self, value):
-        self.sent.append(value)
-        return self.others[:self.rank] + [value] + self.others[self.rank:]
-
-
-def test_agreed_raises_on_every_rank_when_one_fails():
-    """agreed(): every rank calls allgather once; a rank whose fn raised raises its own error;
-    a rank whose fn succeeded raises RankFailed quoting the first failing rank; else fn()."""
-    from mgrit_gru.mgrit import RankFailed, agreed
-    assert agreed(None, lambda: 7) == 7                      # no communicator: just fn()
-    comm = _GatherComm(None, None)
-    assert agreed(comm, lambda: 7) == 7 and comm.sent == [None]
-
-    def bad():
-        raise ValueError("d.npz: 'x' contains NaN")
-    comm = _GatherComm(None)
-    with pytest.raises(ValueError, match="^d.npz: 'x' contains NaN$") as e:
-        agreed(comm, bad)
-    assert not isinstance(e.value, RankFailed)
-    assert comm.sent == ["ValueError: d.npz: 'x' contains NaN"]
-    comm = _GatherComm(None, "OSError: [Errno 5] x", "ValueError: y")
-    with pytest.raises(RankFailed, match=r"^rank 2 of 4 failed: OSError: \[Errno 5\] x$"):
-        agreed(comm, lambda: 7)
-    assert comm.sent == [None]
-    with pytest.raises(KeyboardInterrupt):                   # not an error to agree on
-        agreed(_GatherComm(None), lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
-
-
-def test_agreed_marks_an_error_a_lower_rank_also_raised():
-    """Every rank read the same bad file: rank 0's error is printed, the others' carry
-    same_as_rank (the first rank with that error) and the command line keeps quiet."""
-    from mgrit_gru.mgrit import agreed
-
-    def bad():
-        raise ValueError("d.npz: 'x' contains NaN")
-    same = "ValueError: d.npz: 'x' contains NaN"
-    with pytest.raises(ValueError) as e:                     # rank 0: says it
-        agreed(_GatherComm(same, same, rank=0), bad)
-    assert not hasattr(e.value, "same_as_rank")
-    with pytest.raises(ValueError) as e:                     # rank 2 of 3, rank 0 said it
-        agreed(_GatherComm(same, same, rank=2), bad)
-    assert e.value.same_as_rank == 0
-    with pytest.raises(ValueError) as e:                     # rank 1, rank 0's error differs
-        agreed(_GatherComm("ValueError: other", None, rank=1), bad)
-    assert not hasattr(e.value, "same_as_rank")
-
-
-@pytest.mark.parametrize("start, n_steps, message", [
-    (0.5, 16, "TimeSlice.start must be an integer >= 0, got 0.5"),
-    (-1, 16, "TimeSlice.start must be an integer >= 0, got -1"),
-    (0, "16", "TimeSlice.n_steps must be an integer >= 1, got '16'"),
-    (True, 16, "TimeSlice.start must be an integer >= 0, got True"),
-    (10, 12, "TimeSlice holds steps 10 .. 13, past the sequence's n_steps = 12")])
-def test_a_time_slice_checks_its_fields(start, n_steps, message):
-    """int() used to turn start 0.5 into 0 and "16" into 16; rows past n_steps were ignored."""
-    from mgrit_gru import TimeSlice
-    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-        TimeSlice(np.zeros((4, 1, 3)), start, n_steps)
-    assert TimeSlice(np.zeros((4, 1, 3)), np.int64(12), 16).start == 12   # NumPy ints: fine
-
-
-def test_too_many_ranks_for_one_level_names_the_time_steps():
-    """One level has no C-intervals: the message used to say "(T=4, cf=1)"."""
-    from mgrit_gru.mgrit import Hierarchy
-    with pytest.raises(ValueError, match=r"^5 ranks but only 4 time steps \(one level: each rank "
-                                         r"needs a step\): use at most 4 ranks$"):
-        Hierarchy(4, 4, 1, rank=0, size=5)
-    with pytest.raises(ValueError, match=r"^5 ranks but only 2 fine C-intervals \(T=8, cf=4\)"):
-        Hierarchy(8, 4, 2, rank=0, size=5)

@@ -208,15 +208,18 @@ def test_scans_with_hidden_size_over_32():
     caches = []
     for i in range(n):
         h, c = step_forward(p, gx0[i][None], u[-1][:, None], "classic", 1.0)
-        u.append(h[:, 0]); caches.append(c)
+        u.append(h[:, 0])
+        caches.append(c)
     be = CudaGRU(p)
-    us = nan((n + 1, L, B, H), dtype); us[0] = u[0]
+    us = nan((n + 1, L, B, H), dtype)
+    us[0] = u[0]
     d_us = be.to_device(us)
     d_t = be.to_device(np.arange(n), np.int64)
     gates = {k: be.to_device(nan((n, L, B, H), dtype)) for k in GATES}
     be.scan(d_us, d_t, be.to_device(gx0), 1.0, gates=gates)
     close(be.to_host(d_us), np.stack(u), dtype)
-    lam = nan((n + 1, L, B, H), dtype); lam[0] = rng.standard_normal((L, B, H))
+    lam = nan((n + 1, L, B, H), dtype)
+    lam[0] = rng.standard_normal((L, B, H))
     want = [lam[0]]
     for i in range(n):
         want.append(step_backward(p, caches[i], want[-1][:, None], "classic", 1.0)[0][:, 0])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "run_gpu_check.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "run_gpu_check.sh"
 
 
 def python_blocks():

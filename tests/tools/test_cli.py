@@ -90,7 +90,7 @@ def test_sizes_and_counts_below_one_are_refused_by_flag_before_any_work(argv, fl
 
 @pytest.mark.parametrize("argv, message", [
     (["--data", "mnist"], "mgrit-gru: error: unknown data spec 'mnist': use 'synthetic', "
-                          "'pulse', 'npz:PATH' or 'frames:ROOT'"),
+                          "'event', 'pulse', 'npz:PATH' or 'frames:ROOT'"),
     (["--seq-len", "0"], "mgrit-gru: error: --seq-len must be >= 1, got 0"),
     (["--fwd-iters", "0"], "mgrit-gru: error: --fwd-iters must be >= 1, got 0"),
     (["--data", "npz:data/x.npz"], "mgrit-gru: error: data/x.npz: 'y' has negative labels "
@@ -104,7 +104,7 @@ def test_the_training_guides_example_errors_are_the_real_ones(argv, message, tmp
     assert main(["train", *argv, "--out", "run"]) == 2
     assert capsys.readouterr().err.strip() == message
     assert not (tmp_path / "run").exists()
-    guide = (Path(__file__).parents[1] / "docs" / "guide" / "training.md").read_text()
+    guide = (Path(__file__).parents[2] / "docs" / "guide" / "training.md").read_text()
     assert message.removeprefix("mgrit-gru: error: ") in " ".join(guide.split())
 
 
@@ -235,7 +235,7 @@ def test_empty_out_and_a_binary_bench_file_are_named(argv, message, tmp_path, ca
 
 
 def test_solve_dt_reaches_mgrit_and_the_serial_reference(capsys):
-    """The implicit cell at dt = 4 (DESIGN: stable at large steps): MGRIT matches serial at
+    """The implicit cell at dt = 4 (stable at large steps): MGRIT matches serial at
     that dt, and the header line says the dt used."""
     assert main(["solve", "--seq-len", "32", "--cell", "implicit", "--dt", "4", "--levels", "2",
                  "--iters", "20", "--tol", "1e-11"]) == 0

@@ -47,6 +47,17 @@ def test_sgd_weight_decay_is_l2_added_to_gradient():
     assert got == pytest.approx([1.93, 1.8607], abs=1e-14)
 
 
+def test_sgd_momentum_does_not_alias_gradient():
+    """SGD's momentum buffer is its own array: steps do not change the caller's gradient, and
+    the second step uses the buffer 0.9 * 1 + 1 = 1.9 (p = 1 - 0.1 - 0.19)."""
+    g = np.array([1.0])
+    opt = SGD({"w": np.array([1.0])}, lr=0.1, momentum=0.9)
+    opt.step({"w": g})
+    opt.step({"w": g})
+    assert g[0] == 1.0
+    assert opt.params["w"][0] == pytest.approx(1.0 - 0.1 - 0.19)
+
+
 # ----------------------------------------------------------------------------------------------
 # Adam
 # ----------------------------------------------------------------------------------------------
@@ -223,6 +234,24 @@ def test_state_dict_keys_are_prefixed_and_flat():
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in sd.values())
 
 
+def test_state_dict_is_a_copy_and_restores_all_hyper():
+    """state_dict() returns copies (later steps, of this optimiser or of one that loaded it, do
+    not change it), and load_state_dict restores every hyper-parameter, nesterov as a bool."""
+    a = SGD({"w": np.array([1.0])}, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
+    a.step({"w": np.array([1.0])})
+    sd = a.state_dict()
+    snap = {k: v.copy() for k, v in sd.items()}
+    a.step({"w": np.array([1.0])})
+    assert all(np.array_equal(sd[k], snap[k]) for k in sd)
+    b = SGD({"w": np.array([1.0])}, lr=1.0, momentum=0.5, weight_decay=0.0)
+    b.load_state_dict(sd)
+    assert (b.lr, b.momentum, b.nesterov, b.weight_decay) == (0.1, 0.9, True, 0.1)
+    assert type(b.nesterov) is bool
+    b.step({"w": np.array([1.0])})
+    buffer = "optim.momentum_buffer.w"
+    assert np.array_equal(sd[buffer], snap[buffer])
+
+
 def test_load_state_dict_errors():
     adam, sgd = Adam(one(1.0)), SGD(one(1.0), lr=0.1, momentum=0.9)
     adam.step({"w": np.array([1.0])})
@@ -235,25 +264,6 @@ def test_load_state_dict_errors():
         Adam({"w": np.zeros(2)}).load_state_dict(sd)         # shape mismatch
     with pytest.raises(ValueError, match="names no parameter"):
         Adam({"v": np.zeros(1)}).load_state_dict(sd)
-
-
-# tests added after a mutation audit: each one killed a mutant the suite let through
-
-
-def test_sgd_momentum_does_not_alias_gradient():
-    g = np.array([1.0]); opt = SGD({"w": np.array([1.0])}, lr=0.1, momentum=0.9)
-    opt.step({"w": g}); opt.step({"w": g})
-    assert g[0] == 1.0 and opt.params["w"][0] == pytest.approx(1.0 - 0.1 - 0.19)
-
-
-def test_state_dict_is_a_copy_and_restores_all_hyper():
-    a = SGD({"w": np.array([1.0])}, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
-    a.step({"w": np.array([1.0])}); sd = a.state_dict(); snap = {k: v.copy() for k, v in sd.items()}
-    a.step({"w": np.array([1.0])})
-    assert all(np.array_equal(sd[k], snap[k]) for k in sd)
-    b = SGD({"w": np.array([1.0])}, lr=1.0, momentum=0.5, weight_decay=0.0); b.load_state_dict(sd)
-    assert (b.lr, b.momentum, b.nesterov, b.weight_decay) == (0.1, 0.9, True, 0.1) and type(b.nesterov) is bool
-    b.step({"w": np.array([1.0])}); assert np.array_equal(sd["optim.momentum_buffer.w"], snap["optim.momentum_buffer.w"])
 
 
 # ----------------------------------------------------------------------------------------------

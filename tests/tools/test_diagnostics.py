@@ -1,11 +1,14 @@
-"""The diagnostics plots draw what they claim (checked on the Axes), headless; and the CLI."""
+"""The diagnostics (`mgrit_gru.tools.diagnostics`): the plots draw what they claim (checked on
+the Axes), headless; the gradient error of inexact solves; and `mgrit-gru solve`."""
 import matplotlib
 import numpy as np
 import pytest
+from _solver_cases import bptt, gradient_case
 
+import mgrit_gru as mg
+from mgrit_gru.mgrit import MGRIT, Dahlquist
 from mgrit_gru.tools import diagnostics as dg
 from mgrit_gru.tools.cli import main
-from mgrit_gru.mgrit import MGRIT, Dahlquist
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,6 +27,9 @@ def _solve(levels=3, cf=4, relax="FCF", skip=False, max_iter=4, **kw):
     return problem, u, info
 
 
+# ----------------------------------------------------------------------------------------------
+# the plots of a solve: residual history, error against time, cycle diagram
+# ----------------------------------------------------------------------------------------------
 def test_residual_history_one_line_per_solve_with_its_data():
     _, _, a = _solve(skip=False)
     _, _, b = _solve(skip=True, relax="F")
@@ -82,6 +88,46 @@ def test_solve_and_report_says_when_float32_round_off_stalls_the_residual():
     assert dg.solve_and_report(iters=12, **small)["converged"] and not any("stalled" in s
                                                                            for s in said)
 
+def test_solve_and_report_draws_the_cycles_that_ran(tmp_path, monkeypatch):
+    """A solve that converges ends F, C, F, residual (stop), F (storing the gates): the cycle
+    diagram of `mgrit-gru solve --plot` is that run's trace, not a tol = 0 replay."""
+    import matplotlib.pyplot as plt
+    seen = []
+    real = dg.plot_cycle
+
+    def recording(info, **k):
+        seen.append(info)
+        return real(info, **k)
+
+    monkeypatch.setattr(dg, "plot_cycle", recording)
+    res = dg.solve_and_report(seq_len=64, hidden=4, batch=1, input_size=2, levels=2, cf=4,
+                              iters=30, tol=1e-6, plot=str(tmp_path / "p.png"),
+                              print_fn=lambda s: None)
+    assert res["converged"] and seen and seen[0].trace
+    ops = [op for level, op in seen[0].trace if level == 0]
+    assert ops[-5:] == ["F", "C", "F", "residual", "F"]
+    plt.close("all")
+
+
+def test_solve_and_report_plot_has_error_panel(tmp_path, monkeypatch):
+    """The picture of `mgrit-gru solve --plot` has three panels, the second the error against
+    time: one line per cycle (2) and one marker line per C-point (t = 0, 4, .., 16)."""
+    import matplotlib.pyplot as plt
+    figs = []
+    real = dg.plot_solve
+
+    def recording(*a, **k):
+        figs.append(real(*a, **k))
+        return figs[-1]
+
+    monkeypatch.setattr(dg, "plot_solve", recording)
+    dg.solve_and_report(seq_len=16, hidden=4, batch=1, input_size=2, levels=2, cf=4, iters=2,
+                        plot=str(tmp_path / "p.png"), print_fn=lambda s: None)
+    assert len(figs[0].axes) == 3
+    assert len(figs[0].axes[1].lines) == 2 + len(range(0, 17, 4))
+    plt.close("all")
+
+
 def test_error_vs_time_shows_finite_termination():
     problem, u, info = _solve(levels=2, cf=4, relax="F", max_iter=3)
     exact = problem.exact()
@@ -121,6 +167,22 @@ def test_cycle_diagram_from_trace():
     assert len(dashed) == sum(op == "residual" for _, op in info.trace) == 3
 
 
+def test_residual_list_line_and_scatter_positions():
+    """A plain list of residuals (it has no initial residual) is drawn at cycles 1, 2, 3; and
+    in the cycle diagram each operation's markers sit at that operation's positions in the
+    trace."""
+    ax = dg.plot_residual_history([[1.0, 0.1, 0.01]])
+    k, r = ax.lines[0].get_data()
+    assert list(k) == [1, 2, 3]
+    _, info = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, max_iter=2, tol=0.0,
+                    trace=True).solve()
+    ax = dg.plot_cycle(info)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    for op, coll in zip(legend, ax.collections):
+        idx = [i for i, (_, o) in enumerate(info.trace) if o == op]
+        np.testing.assert_array_equal(coll.get_offsets()[:, 0], idx)
+
+
 def test_cycle_diagram_replays_a_solve_without_trace():
     problem = Dahlquist(np.array([0.9]), 64)
     solver = MGRIT(problem, levels=3, cf=4, relax="F", skip=True, max_iter=3, tol=0.0)
@@ -132,6 +194,14 @@ def test_cycle_diagram_replays_a_solve_without_trace():
     for source in (info, solver):
         _, lev = dg.plot_cycle(source).lines[0].get_data()
         np.testing.assert_array_equal(lev, [l for l, _ in traced])
+
+
+def test_plot_cycle_of_a_solver_that_has_not_run():
+    """A solver that has not run is drawn from a replay of its options' cycle (`cycle_trace`)."""
+    s = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, relax="F", skip=True, max_iter=1,
+              tol=0.0)
+    _, lev = dg.plot_cycle(s).lines[0].get_data()
+    np.testing.assert_array_equal(lev, [l for l, _ in dg.cycle_trace(3, 4, "F", "V", True, 1)])
 
 
 def test_plot_solve_figure_and_gru_info():
@@ -148,6 +218,77 @@ def test_plot_solve_figure_and_gru_info():
     assert len(dg.plot_solve(info).axes) == 2
 
 
+# ----------------------------------------------------------------------------------------------
+# the gradient error of inexact solves, and its pictures
+# ----------------------------------------------------------------------------------------------
+def test_gradient_error_helper():
+    params, x, h0, dy, _ = gradient_case(8, 1)
+    ref = bptt(params, x, h0, dy, None)
+    assert dg.gradient_error(ref, ref) == 0.0
+    pert = ({k: v.copy() for k, v in ref[0].items()}, ref[1].copy(), ref[2].copy())
+    pert[1][0, 0, 0] += 1.0
+    total = np.sqrt(sum(np.sum(v ** 2) for v in list(ref[0].values()) + [ref[1], ref[2]]))
+    err = dg.gradient_error(pert, ref, per_tensor=True)
+    assert err["all"] == pytest.approx(1.0 / total)
+    assert err["dx"] == pytest.approx(1.0 / np.linalg.norm(ref[1]))
+    assert err["weight_hh_l0"] == 0.0
+    with pytest.raises(ValueError, match="different tensors"):
+        dg.gradient_error((ref[0], None, ref[2]), ref)
+
+
+def test_plot_forward_backward_residuals():
+    params, x, h0, dy, _ = gradient_case(40, 1)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, skip=False, max_iter=4, tol=0.0)
+    bwd = mg.mgrit_backward(params, fwd, dy, max_iter=3, tol=0.0)[3]
+    ax = dg.plot_forward_backward_residuals(fwd, bwd)
+    (kf, rf), (kb, rb) = (line.get_data() for line in ax.lines[:2])
+    assert list(kf) == [0, 1, 2, 3, 4] and list(rf) == [fwd.initial_residual] + \
+        fwd.residual_history                                # no skip: the relaxed guess at k = 0
+    assert list(kb) == [1, 2, 3] and list(rb) == bwd.residual_history   # skip: from k = 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["forward", "backward"]
+    ax2 = dg.plot_forward_backward_residuals(fwd.residual_history, [1.0, 0.1])
+    assert list(ax2.lines[1].get_ydata()) == [1.0, 0.1]
+
+
+def test_plot_gradient_error_lines_and_heatmap():
+    fi, bi = (1, 2, None), (1, 3)
+    grid = np.array([[0.3, 0.2], [0.1, 1e-3], [0.05, 1e-5]])
+    ax = dg.plot_gradient_error(grid, fi, bi)
+    assert len(ax.lines) == 3
+    for i, line in enumerate(ax.lines):
+        assert list(line.get_ydata()) == list(grid[i])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
+        ["1 forward it.", "2 forward it.", "conv. forward it."]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3"]
+    ax = dg.plot_gradient_error(grid, fi, bi, kind="heatmap")
+    assert np.allclose(ax.images[0].get_array(), np.log10(grid))
+    assert sorted(t.get_text() for t in ax.texts) == sorted(f"{v:.1e}" for v in grid.ravel())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "conv."]
+    with pytest.raises(ValueError, match="expected"):
+        dg.plot_gradient_error(grid, fi, (1,))
+    with pytest.raises(ValueError, match="kind"):
+        dg.plot_gradient_error(grid, fi, bi, kind="pie")
+
+
+def test_gradient_error_grid_entries_are_single_runs():
+    """grid[i, j] is exactly the error of one forward with fwd_iters[i] and one backward with
+    bwd_iters[j] cycles (tol 0), against BPTT."""
+    params, x, h0, _, dh_T = gradient_case(24, 2, seed=9)
+    grid = dg.gradient_error_grid(params, x, dh_T=dh_T, h0=h0, fwd_iters=(2,),
+                                           bwd_iters=(1, 3), levels=2, cf=3, relax="F")
+    assert grid.shape == (1, 2)
+    _, _, fwd = mg.mgrit_forward(params, x, h0, levels=2, cf=3, relax="F", max_iter=2, tol=0.0)
+    out = mg.mgrit_backward(params, fwd, dh_T=dh_T, levels=2, cf=3, relax="F", max_iter=3,
+                            tol=0.0)
+    ref = bptt(params, x, h0, None, dh_T)
+    assert grid[0, 1] == dg.gradient_error(out, ref)
+    with pytest.raises(ValueError, match="sets max_iter itself"):
+        dg.gradient_error_grid(params, x, dh_T=dh_T, max_iter=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# mgrit-gru solve
+# ----------------------------------------------------------------------------------------------
 def test_cli_solve_prints_history_and_saves_png(tmp_path, capsys):
     out = tmp_path / "solve.png"
     assert main(["solve", "--seq-len", "64", "--hidden", "4", "--batch", "2", "--input", "3",
@@ -187,57 +328,9 @@ def test_cli_solve_bad_option_exit_2(capsys):
     assert "deeper than" in capsys.readouterr().err
 
 
-# tests added after a mutation audit: each one killed a mutant the suite let through
-
-
-def test_residual_list_line_and_scatter_positions():
-    from mgrit_gru.mgrit import MGRIT, Dahlquist
-    ax = dg.plot_residual_history([[1.0, 0.1, 0.01]])
-    k, r = ax.lines[0].get_data(); assert list(k) == [1, 2, 3]
-    _, info = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, max_iter=2, tol=0.0, trace=True).solve()
-    ax = dg.plot_cycle(info)
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    for op, coll in zip(legend, ax.collections):
-        idx = [i for i, (_, o) in enumerate(info.trace) if o == op]
-        np.testing.assert_array_equal(coll.get_offsets()[:, 0], idx)
-
-
-def test_plot_cycle_of_a_solver_that_has_not_run():
-    from mgrit_gru.mgrit import MGRIT, Dahlquist
-    s = MGRIT(Dahlquist(np.array([0.9]), 64), levels=3, cf=4, relax="F", skip=True, max_iter=1, tol=0.0)
-    _, lev = dg.plot_cycle(s).lines[0].get_data()
-    np.testing.assert_array_equal(lev, [l for l, _ in dg.cycle_trace(3, 4, "F", "V", True, 1)])
-
-
-def test_solve_and_report_draws_the_cycles_that_ran(tmp_path, monkeypatch):
-    """A solve that converges ends F, C, F, residual (stop), F (storing the gates): the cycle
-    diagram of `mgrit-gru solve --plot` is that run's trace, not a tol = 0 replay."""
-    import matplotlib.pyplot as plt
-    seen = []
-    real = dg.plot_cycle
-    monkeypatch.setattr(dg, "plot_cycle", lambda info, **k: seen.append(info) or real(info, **k))
-    res = dg.solve_and_report(seq_len=64, hidden=4, batch=1, input_size=2, levels=2, cf=4,
-                              iters=30, tol=1e-6, plot=str(tmp_path / "p.png"),
-                              print_fn=lambda s: None)
-    assert res["converged"] and seen and seen[0].trace
-    ops = [op for level, op in seen[0].trace if level == 0]
-    assert ops[-5:] == ["F", "C", "F", "residual", "F"]
-    plt.close("all")
-
-
-def test_solve_and_report_plot_has_error_panel(tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
-    figs = []
-    real = dg.plot_solve
-    monkeypatch.setattr(dg, "plot_solve", lambda *a, **k: figs.append(real(*a, **k)) or figs[-1])
-    dg.solve_and_report(seq_len=16, hidden=4, batch=1, input_size=2, levels=2, cf=4, iters=2, plot=str(tmp_path / "p.png"), print_fn=lambda s: None)
-    assert len(figs[0].axes) == 3 and len(figs[0].axes[1].lines) == 2 + len(range(0, 17, 4))
-    plt.close("all")
-
-
+# ----------------------------------------------------------------------------------------------
 # bad input: a named ValueError / TypeError, and no picture that claims something false
-
-
+# ----------------------------------------------------------------------------------------------
 def test_residual_history_of_a_nonfinite_solve_says_diverged_not_exact():
     ax = dg.plot_residual_history([np.nan, np.nan])
     [text] = [t.get_text() for t in ax.texts]

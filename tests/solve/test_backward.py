@@ -4,29 +4,16 @@ docs/theory/mgrit.md, Properties: at convergence, MGRIT gradients = BPTT gradien
 differences. Below convergence the gradients are inexact; the error must be reported and fall
 with the number of forward and backward iterations. Bad input gets a named ValueError.
 """
-import json
 import warnings
 
 import numpy as np
 import pytest
+from _solver_cases import B, H, I, TIGHT, bptt, gradient_case
 
 import mgrit_gru as mg
-from mgrit_gru.tools import diagnostics
 from mgrit_gru.gradcheck import gradcheck
 from mgrit_gru.mgrit import MGRITDivergedError
-
-I, H, B = 3, 5, 2
-TIGHT = dict(tol=1e-13, max_iter=60)
-
-
-def _problem(T, layers, seed=0, dtype=np.float64, dt_scale=1.0):
-    params = mg.init_gru(I, H, layers, seed=seed + 1, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(T, B, I)).astype(dtype)
-    h0 = (0.5 * rng.normal(size=(layers, B, H))).astype(dtype)
-    dy = rng.normal(size=(T, B, H)).astype(dtype)
-    dh_T = rng.normal(size=(layers, B, H)).astype(dtype)
-    return params, x, h0, dy, dh_T
+from mgrit_gru.tools import diagnostics
 
 
 def _loss_seeds(loss, dy, dh_T):
@@ -54,11 +41,6 @@ def _compare(out, ref):
     return errs
 
 
-def _bptt(params, x, h0, dy, dh_T, cell="classic", dt=1.0):
-    cache = mg.gru_forward(params, x, h0, cell=cell, dt=dt)[2]
-    return mg.gru_backward(params, cache, dy=dy, dh_T=dh_T)
-
-
 # ----------------------------------------------------------------------------------------------
 # at convergence: MGRIT = BPTT
 # ----------------------------------------------------------------------------------------------
@@ -67,13 +49,13 @@ def _bptt(params, x, h0, dy, dh_T, cell="classic", dt=1.0):
 @pytest.mark.parametrize("loss", ["last", "outputs"])
 def test_converged_gradients_equal_bptt(cell, layers, loss):
     """Every parameter gradient, dx and dh0 equal BPTT's to 1e-9 (T = 37: not a multiple of cf)."""
-    params, x, h0, dy, dh_T = _problem(37, layers)
+    params, x, h0, dy, dh_T = gradient_case(37, layers)
     dy, dh_T = _loss_seeds(loss, dy, dh_T)
     _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, **TIGHT)
     out = mg.mgrit_backward(params, fwd, dy, dh_T, **TIGHT)
     assert fwd.converged and out[3].converged
     assert out[3].final_residual <= 1e-13
-    errs = _compare(out, _bptt(params, x, h0, dy, dh_T, cell))
+    errs = _compare(out, bptt(params, x, h0, dy, dh_T, cell))
     assert set(errs) == set(params) | {"dx", "dh0"}
     assert max(errs.values()) <= 1e-9, errs
 
@@ -86,19 +68,19 @@ def test_converged_gradients_equal_bptt(cell, layers, loss):
 ])
 def test_converged_gradients_uneven_lengths_and_options(T, levels, cf, relax, skip, cell, dt):
     """Sequence lengths that are not multiples of cf, other hierarchies, loss on both."""
-    params, x, h0, dy, dh_T = _problem(T, 2, seed=T)
+    params, x, h0, dy, dh_T = gradient_case(T, 2, seed=T)
     opts = dict(levels=levels, cf=cf, relax=relax, skip=skip, **TIGHT)
     _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, dt=dt, **opts)
     out = mg.mgrit_backward(params, fwd, dy, dh_T, **opts)
     assert out[3].converged
-    errs = _compare(out, _bptt(params, x, h0, dy, dh_T, cell, dt))
+    errs = _compare(out, bptt(params, x, h0, dy, dh_T, cell, dt))
     assert max(errs.values()) <= 1e-9, errs
 
 
 def test_backward_options_are_independent_of_the_forward_ones():
     """A forward by sequential stepping (1 level) and a backward by 3-level MGRIT, and vice versa."""
-    params, x, h0, dy, dh_T = _problem(30, 1)
-    ref = _bptt(params, x, h0, dy, dh_T)
+    params, x, h0, dy, dh_T = gradient_case(30, 1)
+    ref = bptt(params, x, h0, dy, dh_T)
     _, _, fwd = mg.mgrit_forward(params, x, h0, levels=1)
     out = mg.mgrit_backward(params, fwd, dy, dh_T, levels=3, cf=3, relax="F", **TIGHT)
     assert out[3].options["levels"] == 3 and out[3].options["cf"] == [3, 3]
@@ -110,38 +92,13 @@ def test_backward_options_are_independent_of_the_forward_ones():
 
 def test_no_cotangent_is_refused_like_bptt():
     """Without dy and dh_T every gradient would be zero: both backward passes refuse it."""
-    params, x, h0, _, _ = _problem(20, 1)
+    params, x, h0, _, _ = gradient_case(20, 1)
     _, _, fwd = mg.mgrit_forward(params, x, h0, **TIGHT)
     with pytest.raises(ValueError, match="mgrit_backward needs a cotangent: dy .* dh_T"):
         mg.mgrit_backward(params, fwd)
     cache = mg.gru_forward(params, x, h0)[2]
     with pytest.raises(ValueError, match="gru_backward needs a cotangent: dy .* dh_T"):
         mg.gru_backward(params, cache)
-
-
-@pytest.mark.parametrize("cell, layers", [("classic", 1), ("implicit", 2)])
-def test_coarse_adjoint_step_is_the_vjp_of_the_coarse_forward_step(cell, layers):
-    """Level l of the backward hierarchy is the transpose of the forward coarse step's Jacobian,
-    linearised at the forward solution: <Φ_cᵀ λ, v> = <λ, (Φ_c(u + εv) - Φ_c(u - εv)) / 2ε>.
-    (At convergence any coarse step gives BPTT's gradients; this pins down the one used.)"""
-    T, span = 32, 4
-    params, x, h0, _, dh_T = _problem(T, layers, seed=4)
-    _, _, fwd = mg.mgrit_forward(params, x, h0, cell=cell, **TIGHT)
-    bwd = mg.mgrit_backward(params, fwd, dh_T=dh_T, max_iter=1)[3]
-    fprob, aprob = fwd.problem, bwd.problem
-    states = fwd.solver.U[0][1:]                            # forward points 0..T
-    rng = np.random.default_rng(0)
-    for s in (0, 8, 20):                                    # adjoint point s -> s + span
-        i0 = T - (s + span)                                 # the forward interval [i0, i0 + span]
-        lam = rng.normal(size=(1, layers, B, H))
-        out = np.empty_like(lam)
-        aprob.step(1, lam, range(s, s + 1), span, out)
-        v, eps = rng.normal(size=lam.shape), 1e-6
-        plus, minus = np.empty_like(lam), np.empty_like(lam)
-        fprob.step(1, states[i0][None] + eps * v, range(i0, i0 + 1), span, plus)
-        fprob.step(1, states[i0][None] - eps * v, range(i0, i0 + 1), span, minus)
-        jvp = (plus - minus) / (2 * eps)
-        assert np.sum(out * v) == pytest.approx(np.sum(lam * jvp), rel=1e-7)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +109,7 @@ def test_finite_differences_through_mgrit(cell):
     """The loss is computed by mgrit_forward (tight tol), the gradient by mgrit_backward; the
     central-difference check passes for every parameter, x and h0 (random directions)."""
     T, L = 11, 2
-    params, x, h0, _, _ = _problem(T, L, seed=3)
+    params, x, h0, _, _ = gradient_case(T, L, seed=3)
     rng = np.random.default_rng(7)
     wy, wh = rng.normal(size=(T, B, H)), rng.normal(size=(L, B, H))
     opts = dict(levels=3, cf=2, relax="FCF", **TIGHT)
@@ -187,8 +144,8 @@ ITERS = (1, 2, 3, 4, None)                                  # None: to convergen
 
 @pytest.fixture(scope="module")
 def error_grid():
-    params, x, h0, dy, _ = _problem(64, 1, seed=5)
-    ref = _bptt(params, x, h0, dy, None)
+    params, x, h0, dy, _ = gradient_case(64, 1, seed=5)
+    ref = bptt(params, x, h0, dy, None)
     grid, fres, bres = diagnostics.gradient_error_grid(params, x, dy, h0=h0, fwd_iters=ITERS,
                                                        bwd_iters=ITERS, reference=ref,
                                                        return_residuals=True)
@@ -218,37 +175,58 @@ def test_gradient_error_falls_with_forward_iterations(error_grid):
 def test_inexact_backward_reports_its_residual():
     """With a budget below convergence the info says so: not converged, max_iter cycles, and a
     final residual that matches the gradient error's order (the adjoint is linear)."""
-    params, x, h0, dy, dh_T = _problem(64, 2, seed=2)
+    params, x, h0, dy, dh_T = gradient_case(64, 2, seed=2)
     _, _, fwd = mg.mgrit_forward(params, x, h0, **TIGHT)
     out = mg.mgrit_backward(params, fwd, dy, dh_T, max_iter=2, tol=1e-12)
     info = out[3]
     assert not info.converged and not info.diverged and info.iterations == 2
     assert len(info.residual_history) == 2 and info.final_residual > 1e-12
-    err = diagnostics.gradient_error(out, _bptt(params, x, h0, dy, dh_T), per_tensor=True)
+    err = diagnostics.gradient_error(out, bptt(params, x, h0, dy, dh_T), per_tensor=True)
     assert set(err) == {"all", "dx", "dh0"} | set(params)
     assert 1e-8 < err["all"] < 1
 
 
-def test_gradient_error_helper():
-    params, x, h0, dy, _ = _problem(8, 1)
-    ref = _bptt(params, x, h0, dy, None)
-    assert diagnostics.gradient_error(ref, ref) == 0.0
-    pert = ({k: v.copy() for k, v in ref[0].items()}, ref[1].copy(), ref[2].copy())
-    pert[1][0, 0, 0] += 1.0
-    total = np.sqrt(sum(np.sum(v ** 2) for v in list(ref[0].values()) + [ref[1], ref[2]]))
-    err = diagnostics.gradient_error(pert, ref, per_tensor=True)
-    assert err["all"] == pytest.approx(1.0 / total)
-    assert err["dx"] == pytest.approx(1.0 / np.linalg.norm(ref[1]))
-    assert err["weight_hh_l0"] == 0.0
-    with pytest.raises(ValueError, match="different tensors"):
-        diagnostics.gradient_error((ref[0], None, ref[2]), ref)
+@pytest.mark.parametrize("cell", ["classic", "implicit"])
+def test_inexact_forward_gives_the_vjp_at_its_own_states(cell):
+    """After 1 forward cycle the states are not a GRU trajectory; the backward must still be the
+    exact adjoint of Φ linearised at those states (checked by an independent serial loop that
+    recomputes every step from u_i), for every tensor including the upper layer's W_ih."""
+    from mgrit_gru.gru import param_grads, step_backward, step_forward
+    rng = np.random.default_rng(3)
+    T, B, I, H, L = 24, 2, 3, 4, 2
+    p = mg.init_gru(I, H, L, seed=5)
+    x = rng.normal(size=(T, B, I))
+    dy, dhT = rng.normal(size=(T, B, H)), rng.normal(size=(L, B, H))
+    _, _, fwd = mg.mgrit_forward(p, x, cell=cell, levels=2, cf=4, max_iter=1, tol=0.0,
+                                 skip=False)
+    assert fwd.final_residual > 1e-3                         # really an inexact forward solve
+    u = fwd.solver.U[0][1:]                                  # its states u_0 .. u_T
+    g, dx, dh0, _ = mg.mgrit_backward(p, fwd, dy, dhT, levels=2, cf=4, max_iter=60, tol=1e-14)
+    gx0 = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
+    lam = dhT.copy()
+    lam[L - 1] += dy[T - 1]
+    dgx = [np.empty((T, B, 3 * H)) for _ in range(L)]
+    dgh = [np.empty((T, B, 3 * H)) for _ in range(L)]
+    hplus = np.empty((T, L, B, H))
+    for i in reversed(range(T)):
+        hplus[i], caches = step_forward(p, gx0[i], u[i], cell, 1.0)   # Φ(u_i), recomputed
+        lam, gxs, ghs = step_backward(p, caches, lam, cell, 1.0)
+        for k in range(L):
+            dgx[k][i], dgh[k][i] = gxs[k], ghs[k]
+        if i >= 1:
+            lam[L - 1] += dy[i - 1]
+    ref = param_grads(p, [x, hplus[:, 0]], [u[:-1, 0], u[:-1, 1]], dgx, dgh)
+    for k in ref:
+        assert np.abs(g[k] - ref[k]).max() <= 1e-10 * np.abs(ref[k]).max(), k
+    assert np.abs(dx - dgx[0] @ p["weight_ih_l0"]).max() < 1e-10
+    assert np.abs(dh0 - lam).max() < 1e-10
 
 
 # ----------------------------------------------------------------------------------------------
 # dtypes
 # ----------------------------------------------------------------------------------------------
 def test_float32_runs_and_stays_float32():
-    params, x, h0, dy, dh_T = _problem(40, 2, dtype=np.float32)
+    params, x, h0, dy, dh_T = gradient_case(40, 2, dtype=np.float32)
     _, _, fwd = mg.mgrit_forward(params, x, h0, tol=1e-5, max_iter=20)
     grads, dx, dh0, info = mg.mgrit_backward(params, fwd, dy.astype(np.float64), dh_T,
                                              tol=1e-5, max_iter=20)
@@ -256,7 +234,7 @@ def test_float32_runs_and_stays_float32():
     assert all(g.dtype == np.float32 for g in grads.values())
     assert dx.dtype == np.float32 and dh0.dtype == np.float32
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    ref = _bptt(p64, x.astype(np.float64), h0.astype(np.float64), dy.astype(np.float64),
+    ref = bptt(p64, x.astype(np.float64), h0.astype(np.float64), dy.astype(np.float64),
                 dh_T.astype(np.float64))
     assert diagnostics.gradient_error((grads, dx, dh0), ref) < 1e-4
 
@@ -266,7 +244,7 @@ def test_float32_runs_and_stays_float32():
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def solved():
-    params, x, h0, dy, dh_T = _problem(16, 2)
+    params, x, h0, dy, dh_T = gradient_case(16, 2)
     _, _, fwd = mg.mgrit_forward(params, x, h0, max_iter=3)
     return params, fwd, dy, dh_T
 
@@ -311,7 +289,7 @@ def test_fwd_must_be_the_forward_info(solved):
 def test_params_changed_since_the_forward_are_refused():
     """Also when changed *in place* (what an optimizer step does): the forward info keeps a
     snapshot, not a reference."""
-    params, x, h0, dy, _ = _problem(16, 2)
+    params, x, h0, dy, _ = gradient_case(16, 2)
     _, _, fwd = mg.mgrit_forward(params, x, h0)
     same = {k: v.copy() for k, v in params.items()}
     mg.mgrit_backward(same, fwd, dy)                           # equal values: fine
@@ -330,7 +308,7 @@ def test_params_changed_since_the_forward_are_refused():
 def test_outputs_do_not_alias_the_states_the_backward_uses():
     """y and h_T are the caller's to change in place (a loss computed in place, a reused
     buffer): the backward pass must not see it. y used to be a view of the solver's states."""
-    params, x, h0, dy, _ = _problem(16, 2)
+    params, x, h0, dy, _ = gradient_case(16, 2)
     y, h_T, fwd = mg.mgrit_forward(params, x, h0, max_iter=2)
     grads, dx, dh0, _ = mg.mgrit_backward(params, fwd, dy, max_iter=1)
     y[...] = np.nan
@@ -366,7 +344,7 @@ def test_overflow_raises(solved):
 def test_serial_gather_local_reports_dx_rows():
     """gather="local" works without MPI too: dx is the whole sequence and info.dx_rows says so
     (it was set only under MPI, so code written for both crashed on one rank)."""
-    params, x, h0, dy, _ = _problem(20, 1)
+    params, x, h0, dy, _ = gradient_case(20, 1)
     _, _, fwd = mg.mgrit_forward(params, x, h0, gather="local", **TIGHT)
     grads, dx, dh0, info = mg.mgrit_backward(params, fwd, dy, gather="local", **TIGHT)
     assert info.dx_rows == (0, 20) and dx.shape == (20, B, I)
@@ -377,7 +355,7 @@ def test_serial_gather_local_reports_dx_rows():
 def test_without_input_grad_the_same_gradients_and_no_dx(layers, gather):
     """input_grad=False (what training asks for) skips dx alone: every parameter gradient and
     dh0 are bit for bit the full call's, for BPTT and for MGRIT (inexact: 1 cycle)."""
-    params, x, h0, dy, dh_T = _problem(24, layers)
+    params, x, h0, dy, dh_T = gradient_case(24, layers)
     cache = mg.gru_forward(params, x, h0)[2]
     full, part = (mg.gru_backward(params, cache, dy=dy, dh_T=dh_T, input_grad=g)
                   for g in (True, False))
@@ -396,120 +374,3 @@ def test_without_input_grad_the_same_gradients_and_no_dx(layers, gather):
         mg.gru_backward(params, cache, dy=dy, input_grad="no")
     with pytest.raises(ValueError, match="input_grad must be True or False, got 0"):
         mg.mgrit_backward(params, fwd, dy, input_grad=0)
-
-# ----------------------------------------------------------------------------------------------
-# diagnostics pictures
-# ----------------------------------------------------------------------------------------------
-def test_plot_forward_backward_residuals():
-    params, x, h0, dy, _ = _problem(40, 1)
-    _, _, fwd = mg.mgrit_forward(params, x, h0, skip=False, max_iter=4, tol=0.0)
-    bwd = mg.mgrit_backward(params, fwd, dy, max_iter=3, tol=0.0)[3]
-    ax = diagnostics.plot_forward_backward_residuals(fwd, bwd)
-    (kf, rf), (kb, rb) = (line.get_data() for line in ax.lines[:2])
-    assert list(kf) == [0, 1, 2, 3, 4] and list(rf) == [fwd.initial_residual] + \
-        fwd.residual_history                                # no skip: the relaxed guess at k = 0
-    assert list(kb) == [1, 2, 3] and list(rb) == bwd.residual_history   # skip: from k = 1
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["forward", "backward"]
-    ax2 = diagnostics.plot_forward_backward_residuals(fwd.residual_history, [1.0, 0.1])
-    assert list(ax2.lines[1].get_ydata()) == [1.0, 0.1]
-
-
-def test_plot_gradient_error_lines_and_heatmap():
-    fi, bi = (1, 2, None), (1, 3)
-    grid = np.array([[0.3, 0.2], [0.1, 1e-3], [0.05, 1e-5]])
-    ax = diagnostics.plot_gradient_error(grid, fi, bi)
-    assert len(ax.lines) == 3
-    for i, line in enumerate(ax.lines):
-        assert list(line.get_ydata()) == list(grid[i])
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == \
-        ["1 forward it.", "2 forward it.", "conv. forward it."]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "3"]
-    ax = diagnostics.plot_gradient_error(grid, fi, bi, kind="heatmap")
-    assert np.allclose(ax.images[0].get_array(), np.log10(grid))
-    assert sorted(t.get_text() for t in ax.texts) == sorted(f"{v:.1e}" for v in grid.ravel())
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "conv."]
-    with pytest.raises(ValueError, match="expected"):
-        diagnostics.plot_gradient_error(grid, fi, (1,))
-    with pytest.raises(ValueError, match="kind"):
-        diagnostics.plot_gradient_error(grid, fi, bi, kind="pie")
-
-
-def test_gradient_error_grid_entries_are_single_runs():
-    """grid[i, j] is exactly the error of one forward with fwd_iters[i] and one backward with
-    bwd_iters[j] cycles (tol 0), against BPTT."""
-    params, x, h0, _, dh_T = _problem(24, 2, seed=9)
-    grid = diagnostics.gradient_error_grid(params, x, dh_T=dh_T, h0=h0, fwd_iters=(2,),
-                                           bwd_iters=(1, 3), levels=2, cf=3, relax="F")
-    assert grid.shape == (1, 2)
-    _, _, fwd = mg.mgrit_forward(params, x, h0, levels=2, cf=3, relax="F", max_iter=2, tol=0.0)
-    out = mg.mgrit_backward(params, fwd, dh_T=dh_T, levels=2, cf=3, relax="F", max_iter=3,
-                            tol=0.0)
-    ref = _bptt(params, x, h0, None, dh_T)
-    assert grid[0, 1] == diagnostics.gradient_error(out, ref)
-    with pytest.raises(ValueError, match="sets max_iter itself"):
-        diagnostics.gradient_error_grid(params, x, dh_T=dh_T, max_iter=3)
-
-
-# ----------------------------------------------------------------------------------------------
-# benchmark
-# ----------------------------------------------------------------------------------------------
-TRAIN_STEP_KEYS = {"bench", "method", "ranks", "seq_len", "batch", "hidden", "dtype",
-                   "forward_s", "backward_s", "train_step_s", "speedup_vs_bptt", "grad_error"}
-
-
-def test_bench_train_step_prints_json_lines(capsys):
-    from mgrit_gru.tools.cli import main
-    assert main(["bench", "--what", "train-step", "--hidden", "6", "--batch", "2",
-                 "--seq-len", "48", "--repeat", "1", "--iters", "2", "--bwd-iters", "1"]) == 0
-    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-no-bwd-skip", "mgrit-converged"]
-    for r in recs:
-        assert TRAIN_STEP_KEYS <= set(r), TRAIN_STEP_KEYS - set(r)
-        assert r["bench"] == "train-step" and r["ranks"] == 1 and r["dtype"] == "float32"
-        assert r["seq_len"] == 48 and r["hidden"] == 6 and r["batch"] == 2
-        assert r["train_step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0
-        # the three times are one run's (the median run's), not medians taken apart
-        assert r["forward_s"] + r["backward_s"] == pytest.approx(r["train_step_s"], rel=1e-9)
-    paper, noskip, conv = recs[1], recs[2], recs[3]
-    assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1) == \
-        (noskip["fwd_iters"], noskip["bwd_iters"])
-    assert (paper["bwd_skip"], noskip["bwd_skip"], noskip["skip"]) == (True, False, True)
-    assert not paper["bwd_converged"] and conv["fwd_converged"] and conv["bwd_converged"]
-    assert conv["grad_error"] < 1e-3 < paper["grad_error"] < 1
-    assert noskip["grad_error"] < paper["grad_error"]          # the fine adjoint sweep pays
-
-
-@pytest.mark.parametrize("cell", ["classic", "implicit"])
-def test_inexact_forward_gives_the_vjp_at_its_own_states(cell):
-    """After 1 forward cycle the states are not a GRU trajectory; the backward must still be the
-    exact adjoint of Φ linearised at those states (checked by an independent serial loop that
-    recomputes every step from u_i), for every tensor including the upper layer's W_ih."""
-    from mgrit_gru.gru import param_grads, step_backward, step_forward
-    rng = np.random.default_rng(3)
-    T, B, I, H, L = 24, 2, 3, 4, 2
-    p = mg.init_gru(I, H, L, seed=5)
-    x = rng.normal(size=(T, B, I))
-    dy, dhT = rng.normal(size=(T, B, H)), rng.normal(size=(L, B, H))
-    _, _, fwd = mg.mgrit_forward(p, x, cell=cell, levels=2, cf=4, max_iter=1, tol=0.0,
-                                 skip=False)
-    assert fwd.final_residual > 1e-3                         # really an inexact forward solve
-    u = fwd.solver.U[0][1:]                                  # its states u_0 .. u_T
-    g, dx, dh0, _ = mg.mgrit_backward(p, fwd, dy, dhT, levels=2, cf=4, max_iter=60, tol=1e-14)
-    gx0 = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
-    lam = dhT.copy()
-    lam[L - 1] += dy[T - 1]
-    dgx = [np.empty((T, B, 3 * H)) for _ in range(L)]
-    dgh = [np.empty((T, B, 3 * H)) for _ in range(L)]
-    hplus = np.empty((T, L, B, H))
-    for i in reversed(range(T)):
-        hplus[i], caches = step_forward(p, gx0[i], u[i], cell, 1.0)   # Φ(u_i), recomputed
-        lam, gxs, ghs = step_backward(p, caches, lam, cell, 1.0)
-        for k in range(L):
-            dgx[k][i], dgh[k][i] = gxs[k], ghs[k]
-        if i >= 1:
-            lam[L - 1] += dy[i - 1]
-    ref = param_grads(p, [x, hplus[:, 0]], [u[:-1, 0], u[:-1, 1]], dgx, dgh)
-    for k in ref:
-        assert np.abs(g[k] - ref[k]).max() <= 1e-10 * np.abs(ref[k]).max(), k
-    assert np.abs(dx - dgx[0] @ p["weight_ih_l0"]).max() < 1e-10
-    assert np.abs(dh0 - lam).max() < 1e-10

@@ -1,6 +1,6 @@
 """The time-parallel solver under a real MPI launcher: ``mpiexec -n k python script.py``.
 
-The scripts live in ``tests/mpi_scripts``; rank 0 prints one JSON line, so the output is never
+The scripts live in ``tests/solve/mpi_scripts``; rank 0 prints one JSON line, so the output is never
 interleaved. Every subprocess has a timeout: a hang is a failure, not a stuck test run. Skipped
 cleanly where no ``mpiexec`` (or mpi4py) is installed.
 """
@@ -138,7 +138,7 @@ def test_cluster_page_script_runs_on_two_ranks_as_the_serial_solver(tmp_path):
     import numpy as np
 
     import mgrit_gru as mg
-    page = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()
     code = next(b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S)
                 if b.startswith("# solve_mpi.py"))
     for big, small in (("T = 16384", "T = 512"), ("init_gru(256, 256, 1", "init_gru(16, 16, 1"),

@@ -1,4 +1,5 @@
-"""bench --what forward (in-process and under mpiexec) and plot-scaling, at tiny sizes."""
+"""The benchmarks (`mgrit_gru.tools.bench`): bench --what forward (in-process and under
+mpiexec), train-step and epoch, and plot-scaling, at tiny sizes."""
 import json
 import os
 import shutil
@@ -48,7 +49,8 @@ def test_median_of_an_even_number_of_runs_is_the_mean_of_the_middle_two(monkeypa
     runs = [(3.0, 1.0, 2.0, "c"), (1.0, 0.5, 0.5, "a"), (2.0, 1.0, 1.0, "b"), (9.0, 4, 5, "d")]
     assert _median_run(runs) == (2.5, 1.0, 1.5, "b")
     assert _median_run(runs[:3]) == (2.0, 1.0, 1.0, "b")
-    delays, forward = iter([0.0, 0.0, 0.3]), solve.mgrit_forward   # warm-up, then 2 timed runs
+    # warm-up, 2 timed runs, then the untimed solve that measures the error against serial
+    delays, forward = iter([0.0, 0.0, 0.3, 0.0]), solve.mgrit_forward
 
     def slowed(*args, **kw):
         time.sleep(next(delays))
@@ -64,6 +66,39 @@ def test_forward_bench_model_with_a_cf_per_level():
     assert rec["cf"] == [4, 2] and rec["model_mgrit_s"] > 0
 
 
+def test_x_rows_is_a_slice_of_the_whole():
+    """_x_rows(seed, a, b, ...) is rows a..b-1 of the whole sequence, across chunk borders too:
+    each rank makes only its own rows of x, the same as one process would."""
+    whole = _x_rows(3, 0, 11, 2, 1, np.float64, chunk=4)
+    for a, b in ((3, 9), (5, 6), (8, 11)):
+        np.testing.assert_array_equal(_x_rows(3, a, b, 2, 1, np.float64, chunk=4), whole[a:b])
+
+
+TRAIN_STEP_KEYS = {"bench", "method", "ranks", "seq_len", "batch", "hidden", "dtype",
+                   "forward_s", "backward_s", "train_step_s", "speedup_vs_bptt", "grad_error"}
+
+
+def test_bench_train_step_prints_json_lines(capsys):
+    assert main(["bench", "--what", "train-step", "--hidden", "6", "--batch", "2",
+                 "--seq-len", "48", "--repeat", "1", "--iters", "2", "--bwd-iters", "1"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["method"] for r in recs] == ["bptt", "mgrit", "mgrit-no-bwd-skip", "mgrit-converged"]
+    for r in recs:
+        assert TRAIN_STEP_KEYS <= set(r), TRAIN_STEP_KEYS - set(r)
+        assert r["bench"] == "train-step" and r["ranks"] == 1 and r["dtype"] == "float32"
+        assert r["seq_len"] == 48 and r["hidden"] == 6 and r["batch"] == 2
+        assert r["train_step_s"] > 0 and r["forward_s"] > 0 and r["backward_s"] > 0
+        # the three times are one run's (the median run's), not medians taken apart
+        assert r["forward_s"] + r["backward_s"] == pytest.approx(r["train_step_s"], rel=1e-9)
+    paper, noskip, conv = recs[1], recs[2], recs[3]
+    assert (paper["fwd_iters"], paper["bwd_iters"]) == (2, 1) == \
+        (noskip["fwd_iters"], noskip["bwd_iters"])
+    assert (paper["bwd_skip"], noskip["bwd_skip"], noskip["skip"]) == (True, False, True)
+    assert not paper["bwd_converged"] and conv["fwd_converged"] and conv["bwd_converged"]
+    assert conv["grad_error"] < 1e-3 < paper["grad_error"] < 1
+    assert noskip["grad_error"] < paper["grad_error"]          # the fine adjoint sweep pays
+
+
 def test_epoch_bench_times_epochs_after_a_warm_up(monkeypatch):
     import mgrit_gru.training as tr
     from mgrit_gru.tools.bench import bench_epoch
@@ -74,6 +109,8 @@ def test_epoch_bench_times_epochs_after_a_warm_up(monkeypatch):
         assert r["epochs"] == 2 and len(r["epoch_times"]) == 2 and r["warmup_epoch_s"] > 0
         assert r["epoch_s"] == pytest.approx(float(np.median(r["epoch_times"])))
     assert recs[1]["speedup_vs_serial"] == pytest.approx(recs[0]["epoch_s"] / recs[1]["epoch_s"])
+    assert recs[0]["grad_rel_error"] == 0.0                  # serial is BPTT
+    assert 0 < recs[1]["grad_rel_error"] < 10                # MGRIT's speed with its error
 
 
 def test_forward_bench_defaults_sweep_h_and_b(capsys):
@@ -164,14 +201,40 @@ def test_plot_scaling_draws_other_solver_options_as_other_lines(tmp_path):
     f.write_text(json.dumps({"records": recs}, indent=1))
     fig = plot_scaling(load_results([str(f)]))
     labels = sorted(l.get_label() for l in fig.axes[0].get_lines())
-    assert labels == ["T=4096, B=32, H=256, levels=3, cf=[4, 4]",
-                      "T=4096, B=32, H=256, levels=4, cf=[4, 4, 4]"]
+    assert labels == ["T=4096, B=32, H=256, levels=3, cf=[4, 4], error vs serial not recorded",
+                      "T=4096, B=32, H=256, levels=4, cf=[4, 4, 4], error vs serial not "
+                      "recorded"]
     ys = {l.get_label(): list(l.get_ydata()) for l in fig.axes[0].get_lines()}
     assert ys[labels[0]] == [0.4, 0.55] and ys[labels[1]] == [1.3, 1.6]   # no zig-zag
     recs = [dict(_scaling_record(P, 4096, 3, s), dt=dt) for P, dt, s in
             ((1, 1.0, 0.4), (2, 1.0, 0.55), (1, 0.1, 0.7), (2, 0.1, 0.9))]
     fig = plot_scaling(recs)                                 # dt changes the solve: two lines
     assert len(fig.axes[0].get_lines()) == 2
+
+
+def test_plot_scaling_efficiency_and_model_lines():
+    """The efficiency panel draws the measured efficiency (speedup / P) and the model's
+    (model_speedup / P) as its first two lines."""
+    from mgrit_gru.tools.perfmodel import plot_scaling
+    recs = [{"bench": "forward", "ranks": P, "seq_len": 64, "batch": 1, "hidden": 8,
+             "speedup": s, "model_speedup": m}
+            for P, s, m in ((1, 0.5, 0.6), (4, 2.0, 2.4))]
+    fig = plot_scaling(recs)
+    solid, dashed = fig.axes[2].get_lines()[:2]              # axes[1, 0]: efficiency vs P
+    assert list(solid.get_ydata()) == [0.5, 0.5]
+    assert list(dashed.get_ydata()) == pytest.approx([0.6, 0.6])
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_plot_scaling_labels_each_line_with_its_largest_error():
+    from mgrit_gru.tools.perfmodel import plot_scaling
+    recs = [dict(_scaling_record(P, 4096, 3, s), rel_error_vs_serial=e)
+            for P, s, e in ((1, 0.4, 2e-3), (2, 0.55, 7e-3))]
+    fig = plot_scaling(recs)
+    assert fig.axes[0].get_lines()[0].get_label().endswith("error vs serial <= 7.0e-03")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def test_plot_scaling_names_the_bad_file(tmp_path, capsys):
@@ -188,20 +251,22 @@ def test_plot_scaling_names_the_bad_file(tmp_path, capsys):
     assert "short.json: a forward record lacks seq_len" in capsys.readouterr().err
 
 
-# tests added after a mutation audit: each one killed a mutant the suite let through
-
-
-def test_x_rows_is_a_slice_of_the_whole():
-    whole = _x_rows(3, 0, 11, 2, 1, np.float64, chunk=4)
-    for a, b in ((3, 9), (5, 6), (8, 11)):
-        np.testing.assert_array_equal(_x_rows(3, a, b, 2, 1, np.float64, chunk=4), whole[a:b])
-
-
-def test_plot_scaling_efficiency_and_model_lines():
-    from mgrit_gru.tools.perfmodel import plot_scaling
-    recs = [{"bench": "forward", "ranks": P, "seq_len": 64, "batch": 1, "hidden": 8, "speedup": s, "model_speedup": m}
-            for P, s, m in ((1, 0.5, 0.6), (4, 2.0, 2.4))]
-    fig = plot_scaling(recs)
-    solid, dashed = fig.axes[2].get_lines()[:2]   # axes[1,0]: efficiency vs P
-    assert list(solid.get_ydata()) == [0.5, 0.5] and list(dashed.get_ydata()) == pytest.approx([0.6, 0.6])
-    import matplotlib.pyplot as plt; plt.close(fig)
+def test_forward_records_carry_the_error_of_their_speed():
+    """A speed is never shown without its accuracy: the record's error against serial is the
+    one the same solve gives here, and on one rank the speedup says it is batching."""
+    from mgrit_gru import gru_forward, init_gru, mgrit_forward
+    from mgrit_gru.tools.bench import bench_forward
+    (rec,) = bench_forward(hidden=5, batch=2, seq_len=64, levels=3, cf=4, iters=1, repeat=1,
+                           model=False, dtype="float64", seed=3)
+    params = init_gru(5, 5, seed=3)
+    x = _x_rows(3, 0, 64, 2, 5, np.float64)
+    y_ref, h_ref, _ = gru_forward(params, x)
+    y, h, info = mgrit_forward(params, x, levels=3, cf=4, max_iter=1, tol=0.0)
+    err = np.linalg.norm(y - y_ref) / np.linalg.norm(y_ref)
+    assert err > 1e-4                                        # one cycle: inexact ...
+    assert rec["rel_error_vs_serial"] == pytest.approx(err, rel=1e-12)   # ... and said so
+    assert rec["h_T_rel_error_vs_serial"] == pytest.approx(
+        np.linalg.norm(h - h_ref) / np.linalg.norm(h_ref), rel=1e-12)
+    assert rec["final_residual"] == pytest.approx(info.final_residual, rel=1e-12)
+    assert rec["speedup_kind"].startswith("batching over intervals on one rank")
+    assert rec["efficiency"] is None
