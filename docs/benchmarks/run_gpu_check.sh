@@ -39,7 +39,7 @@ c.is_available(), c.get_current_device().MULTIPROCESSOR_COUNT)" | tee -a "$OUT/g
 # 1a. the grid barrier at production sizes, alone: a timeout here means it deadlocked, so stop
 #     (faulthandler dumps where every thread was after 40 s)
 MGRIT_GRU_POISON=1 timeout 55 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=40 \
-  -k real_gpu_scans_h256 tests/test_cuda_scan.py > "$OUT/pytest_barrier.log" 2>&1
+  -k real_gpu_scans_h256 tests/cuda/test_cuda_scan.py > "$OUT/pytest_barrier.log" 2>&1
 rc=$?
 echo "real-GPU barrier tests: rc=$rc"; tail -12 "$OUT/pytest_barrier.log" | cut -c1-400
 [ $rc = 124 ] && { echo "the scans timed out (a deadlocked barrier?): no timings"; exit 1; }
@@ -47,8 +47,9 @@ echo "real-GPU barrier tests: rc=$rc"; tail -12 "$OUT/pytest_barrier.log" | cut 
 # 1b. the other kernels and MGRIT at production sizes against NumPy (a timeout here is slow
 #     compiles or NumPy references, not a hang: go on to the timings)
 MGRIT_GRU_POISON=1 timeout 85 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=80 \
-  -k "real_gpu and not scans_h256 and not large_hidden and not gridDim" tests/test_cuda_kernels.py \
-  tests/test_cuda_backend.py > "$OUT/pytest_real.log" 2>&1
+  -k "real_gpu and not scans_h256 and not large_hidden and not gridDim" tests/cuda/test_cuda_kernels.py \
+  tests/cuda/test_cuda_backend.py tests/cuda/test_cuda_problems.py tests/cuda/test_cuda_serial.py \
+  > "$OUT/pytest_real.log" 2>&1
 echo "real-GPU tests: rc=$?"; tail -25 "$OUT/pytest_real.log" | cut -c1-400
 
 # 2. timings: serial (persistent, per-step) vs MGRIT vs cuDNN, H = 256, float32
@@ -100,13 +101,14 @@ echo "scan blocks: rc=$?"; cut -c1-300 "$OUT/scan_blocks.jsonl"
 # 4. the small tests on the real GPU (multi-block scans at tiny sizes, every backend path)
 #    (no -x: one failure must not hide the rest; 75 s cuts the last ones, the log says where)
 MGRIT_GRU_POISON=1 timeout 75 python3 -m pytest -q -p no:cacheprovider -W ignore::Warning \
-  -k "not real_gpu" tests/test_cuda_scan.py tests/test_cuda_backend.py > "$OUT/pytest_small.log" 2>&1
+  -k "not real_gpu" tests/cuda/test_cuda_scan.py tests/cuda/test_cuda_backend.py \
+  tests/cuda/test_cuda_vector_kernels.py tests/tools/test_bench_cuda.py > "$OUT/pytest_small.log" 2>&1
 echo "small tests on the GPU: rc=$?"; tail -6 "$OUT/pytest_small.log" | cut -c1-400
 
 # 5. launch limits: blocks of 512 and 1024 threads (launch_bounds), 66000 projection row tiles
 echo "== launch-limit tests" >> "$OUT/pytest_real.log"
 MGRIT_GRU_POISON=1 timeout 50 python3 -m pytest -q -p no:cacheprovider -W ignore::Warning \
-  -k "large_hidden or gridDim" tests/test_cuda_kernels.py >> "$OUT/pytest_real.log" 2>&1
+  -k "large_hidden or gridDim" tests/cuda/test_cuda_kernels.py >> "$OUT/pytest_real.log" 2>&1
 echo "launch-limit tests: rc=$?"; tail -4 "$OUT/pytest_real.log" | cut -c1-400
 
 cat "$OUT/bench_table.txt"

@@ -19,6 +19,6 @@ PY
 echo "bench: rc=$?"
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader
 MGRIT_GRU_POISON=1 timeout 150 python3 -m pytest -q -p no:cacheprovider -W ignore::Warning \
-  tests/test_cuda_scan.py tests/test_cuda_backend.py > "$OUT/pytest_small.log" 2>&1
+  tests/cuda/test_cuda_scan.py tests/cuda/test_cuda_backend.py tests/cuda/test_cuda_vector_kernels.py tests/tools/test_bench_cuda.py > "$OUT/pytest_small.log" 2>&1
 echo "small tests on the GPU: rc=$?"; tail -15 "$OUT/pytest_small.log" | cut -c1-400
 grep -v "Warning\|warn(" "$OUT/bench_table.txt" | tail -40

@@ -4,7 +4,7 @@ Every kernel is built by a factory specialised at compile time on the floating t
 constants, shared and local arrays are float32 in a float32 kernel: a bare ``0.5`` literal would
 promote float32 arithmetic to float64) and, for the two step kernels, on the row-tile size ``BT``.
 `kernels(dtype, BT)` returns them as a namespace; `signatures(dtype)` gives the explicit argument
-types used to compile each one to PTX (tests/test_cuda_kernels.py compiles them all for sm_90).
+types used to compile each one to PTX (tests/cuda/test_cuda_kernels.py compiles them all for sm_90).
 
 Shapes (all arrays may be strided views, e.g. every cf-th point of a per-level array; layout 'A'):
 
