@@ -1,5 +1,6 @@
 """Tooling around the package: the ``mgrit-gru`` command line (`cli`), benchmarks (`bench`,
-`bench_cuda`), the performance model (`perfmodel`) and diagnostics plots (`diagnostics`).
+`bench_cuda`, `time_to_accuracy`), the performance model (`perfmodel`) and diagnostics
+(`diagnostics`: the solve report, drawn by `plots` from the numbers of `measures`).
 
 Nothing below imports from here: tools use the layers, never the other way round.
 """
