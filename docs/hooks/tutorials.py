@@ -1,93 +1,86 @@
-"""MkDocs hook: every notebook in ``tutorials/`` becomes a page of the site.
+"""MkDocs hook: every notebook in ``tutorials/`` becomes a page of the site, with its outputs.
 
-The notebooks live outside ``docs/`` (the test suite executes them there), and they are committed
-without outputs. This hook reads each one at build time and adds a generated page
-``tutorials/<name>.md``: markdown cells go through unchanged (their ``$...$`` maths is rendered by
-arithmatex like the rest of the site), code cells become fenced ``python`` blocks. Outputs and
-plots are not stored, so each page starts by saying how to run the notebook to see them.
+The notebooks live outside ``docs/`` (the test suite executes them there) and are committed
+without outputs. This hook adds each one to the site's files as ``tutorials/<name>.ipynb``; the
+``mkdocs-jupyter`` plugin (configured in ``mkdocs.yml``) then executes it at build time, in
+``tutorials/``, and renders code, text and outputs, plots included. A notebook that raises fails
+the build.
 
-No new dependency: a notebook is JSON (nbformat 4), read with the standard library.
+The HTML that nbconvert produces loads MathJax (and Mermaid, when a cell has a diagram) from a
+CDN; the site works offline, so this hook removes those scripts (``mathml.py`` renders the
+notebooks' maths at build time) and puts a short note under the title that names the notebook.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
+
+from mkdocs.plugins import event_priority
 
 TUTORIALS_DIR = "tutorials"  # where the notebooks sit, relative to the repository root
 
 
-def _source(cell: dict) -> str:
-    """A cell's source as one string (nbformat allows a string or a list of lines)."""
-    src = cell.get("source", "")
-    return src if isinstance(src, str) else "".join(src)
+def notebooks(tutorials_dir: str) -> list[str]:
+    """The ``.ipynb`` file names in ``tutorials_dir``, sorted."""
+    return sorted(n for n in os.listdir(tutorials_dir)
+                  if n.endswith(".ipynb") and not n.startswith("."))
 
 
-def _fence(code: str) -> str:
-    """A fenced python block whose fence is longer than any backtick run inside the code."""
-    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}python\n{code.rstrip()}\n{fence}"
+def page_uris(tutorials_dir: str) -> list[str]:
+    """The site paths (``tutorials/<name>.ipynb``) of the tutorial pages, sorted."""
+    return [f"{TUTORIALS_DIR}/{n}" for n in notebooks(tutorials_dir)]
 
 
-def notebook_to_markdown(nb: dict, filename: str) -> str:
-    """The markdown page for one notebook.
+# nbconvert's MathJax loader (a <script src>, then its configuration) and Mermaid module loader.
+_CDN_BLOCKS = [
+    re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S),
+    re.compile(r"<script\b[^>]*>(?:(?!</script>).)*?(?:mathjax|mermaid)(?:(?!</script>).)*"
+               r"</script>", re.S | re.I),
+    re.compile(r"<script\b[^>]*\bsrc=\"(?:https?:)?//[^\"]*\"[^>]*>\s*</script>", re.S),
+]
 
-    Parameters
-    ----------
-    nb : dict
-        The notebook, as ``json.load`` reads an ``.ipynb`` file (nbformat 4).
-    filename : str
-        Its file name (``01_gru_by_hand.ipynb``), named in the how-to-run note.
 
-    Returns
-    -------
-    str
-        Markdown: the first markdown cell (the notebook's title and introduction), a note on
-        running the notebook, then every cell in order.
-    """
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise ValueError(f"{filename}: not a notebook (no 'cells' list)")
-    note = (
-        '!!! note "Run it to see the output"\n'
-        f"    This page is the notebook `{TUTORIALS_DIR}/{filename}` without its output (the "
-        "notebooks are\n    committed without outputs). Run it in Jupyter, or execute it as "
-        "the test suite does:\n    `python -m pytest -q "
-        f"{TUTORIALS_DIR}/{filename} --nbmake`."
+def strip_cdn_scripts(content: str) -> str:
+    """Notebook HTML without the scripts nbconvert loads from a CDN."""
+    for pattern in _CDN_BLOCKS:
+        content = pattern.sub("", content)
+    return content
+
+
+def run_note(filename: str) -> str:
+    """The note put under a tutorial page's title."""
+    return (
+        '<div class="admonition note"><p class="admonition-title">A notebook</p>'
+        f"<p>This page is the notebook <code>{TUTORIALS_DIR}/{filename}</code>, executed when "
+        "the site was built. Run it yourself in Jupyter, or as the test suite does: "
+        f"<code>python -m pytest -q {TUTORIALS_DIR}/{filename} --nbmake</code>.</p></div>"
     )
-    parts: list[str] = []
-    for i, cell in enumerate(nb["cells"]):
-        kind = cell.get("cell_type")
-        text = _source(cell)
-        if kind not in ("markdown", "code", "raw"):
-            raise ValueError(f"{filename}: cell {i} has unknown cell_type {kind!r}")
-        if kind == "raw" or not text.strip():
-            continue  # raw cells are for other converters (LaTeX, reST); nothing to show here
-        parts.append(text.rstrip() if kind == "markdown" else _fence(text))
-        if len(parts) == 1:
-            # the note goes after the title cell, or first when the notebook opens with code
-            parts.insert(1 if kind == "markdown" else 0, note)
-    if not parts:
-        parts.append(note)
-    return "\n\n".join(parts) + "\n"
 
 
-def tutorial_pages(tutorials_dir: str) -> dict[str, str]:
-    """``{'tutorials/<stem>.md': markdown}`` for every ``.ipynb`` in ``tutorials_dir``, sorted."""
-    pages = {}
-    for name in sorted(os.listdir(tutorials_dir)):
-        if name.endswith(".ipynb") and not name.startswith("."):
-            with open(os.path.join(tutorials_dir, name), encoding="utf-8") as fh:
-                nb = json.load(fh)
-            pages[f"tutorials/{name[:-len('.ipynb')]}.md"] = notebook_to_markdown(nb, name)
-    return pages
+def add_run_note(content: str, filename: str) -> str:
+    """The note after the first ``</h1>`` (or first, when the page has no title)."""
+    head, sep, tail = content.partition("</h1>")
+    return head + sep + run_note(filename) + tail if sep else run_note(filename) + content
 
 
+@event_priority(100)  # before mkdocs-jupyter's on_files, which claims the .ipynb files
 def on_files(files, config):
-    """MkDocs event: add one generated page per tutorial notebook."""
+    """MkDocs event: add each tutorial notebook as a site file (outside ``docs/``)."""
     from mkdocs.structure.files import File
 
     root = os.path.dirname(os.path.abspath(config["config_file_path"]))
-    for uri, content in tutorial_pages(os.path.join(root, TUTORIALS_DIR)).items():
-        files.append(File.generated(config, uri, content=content))
+    # src_dir is the repository root: tutorials/<name>.ipynb is then the notebook itself (a
+    # File.generated would hide its path from mkdocs-jupyter, which reads it)
+    for uri in page_uris(os.path.join(root, TUTORIALS_DIR)):
+        files.append(File(uri, src_dir=root, dest_dir=config["site_dir"],
+                          use_directory_urls=config["use_directory_urls"]))
     return files
+
+
+@event_priority(100)  # before mathml.py's on_page_content
+def on_page_content(html, page, config, files):
+    """MkDocs event: on a tutorial page, drop the CDN scripts and add the note."""
+    uri = page.file.src_uri
+    if uri.startswith(f"{TUTORIALS_DIR}/") and uri.endswith(".ipynb"):
+        html = add_run_note(strip_cdn_scripts(html), os.path.basename(uri))
+    return html

@@ -1,92 +1,107 @@
-"""The docs hook that turns tutorials/*.ipynb into site pages (docs/hooks/tutorials.py).
+"""The tutorial pages: docs/hooks/tutorials.py adds tutorials/*.ipynb to the site, and
+mkdocs-jupyter executes and renders them (mkdocs.yml).
 
-The strict mkdocs build in CI renders the pages; these tests check what the build cannot: that
-every cell of every notebook reaches its page, in order and verbatim, and that the site's nav
-lists every notebook.
+CI's strict docs build executes every notebook (minutes); these tests check in seconds what the
+build relies on: every notebook becomes a page that the nav and the overview list, the plugin is
+set to execute and to fail on an error, and nbconvert's HTML for a notebook, once the hooks have
+run, loads nothing from a CDN and has its maths as MathML.
 """
 import importlib.util
 import json
-import os
 import re
+from pathlib import Path
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TUTORIALS = os.path.join(ROOT, "tutorials")
+ROOT = Path(__file__).resolve().parents[2]
+TUTORIALS = ROOT / "tutorials"
+NOTEBOOKS = sorted(p.name for p in TUTORIALS.glob("*.ipynb"))
 
 
-def _hook():
-    spec = importlib.util.spec_from_file_location(
-        "tutorials_hook", os.path.join(ROOT, "docs", "hooks", "tutorials.py"))
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / "hooks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-hook = _hook()
-NOTEBOOKS = sorted(f for f in os.listdir(TUTORIALS) if f.endswith(".ipynb"))
+hook = _load("tutorials")
+mathml = _load("mathml")
+offline = _load("offline")
 
 
-def _cells(name):
-    with open(os.path.join(TUTORIALS, name), encoding="utf-8") as fh:
-        nb = json.load(fh)
-    return nb, [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+def _site_config():
+    import yaml
+    from mkdocs.utils import yaml as mkdocs_yaml
+
+    with open(ROOT / "mkdocs.yml", encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=mkdocs_yaml.get_yaml_loader())
+
+
+def test_pages_cover_every_notebook_and_nav_and_overview_list_them():
+    uris = hook.page_uris(str(TUTORIALS))
+    assert uris == [f"tutorials/{n}" for n in NOTEBOOKS] and len(uris) >= 7
+    config = (ROOT / "mkdocs.yml").read_text()
+    listed = re.findall(r"^\s*- (tutorials/\S+\.ipynb)\s*$", config, flags=re.M)
+    assert listed == uris, "mkdocs.yml's nav must list every tutorial page, in order"
+    overview = (ROOT / "docs" / "tutorials.md").read_text()
+    for uri in uris:
+        assert f"]({uri})" in overview, f"docs/tutorials.md does not link {uri}"
+
+
+def test_mkdocs_jupyter_executes_the_notebooks_and_fails_on_an_error():
+    cfg = _site_config()
+    plugins = {next(iter(p)) if isinstance(p, dict) else p: (p[next(iter(p))]
+               if isinstance(p, dict) else {}) for p in cfg["plugins"]}
+    nb = plugins["mkdocs-jupyter"]
+    assert nb["execute"] is True and nb["allow_errors"] is False
+    assert nb["include"] == ["tutorials/*.ipynb"] and nb.get("include_requirejs") is False
+    assert not nb.get("custom_mathjax_url")
+    hooks = cfg["hooks"]
+    # tutorials.py strips the CDN scripts before mathml.py converts the maths; offline.py checks
+    assert [Path(h).name for h in hooks] == ["tutorials.py", "mathml.py", "offline.py"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_every_cell_reaches_the_page_in_order(name):
-    nb, cells = _cells(name)
-    page = hook.notebook_to_markdown(nb, name)
-    pos = 0
-    for kind, text in cells:
-        if not text.strip():
-            continue
-        text = text.rstrip()
-        if kind == "code":
-            text = f"```python\n{text}\n```"
-        found = page.find(text, pos)
-        assert found >= 0, f"{name}: a {kind} cell is missing or out of order:\n{text[:200]}"
-        pos = found + len(text)
-    n_code = sum(1 for kind, text in cells if kind == "code" and text.strip())
-    assert page.count("```python\n") == n_code
-    # the first cell is the title; the run-it note follows it
-    assert page.startswith(cells[0][1].rstrip())
-    assert f"tutorials/{name}" in page and "--nbmake" in page
+def test_notebooks_are_committed_without_outputs(name):
+    nb = json.loads((TUTORIALS / name).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None
 
 
-def test_a_fence_is_longer_than_backticks_in_the_code():
-    code = 'doc = """\n```python\nx = 1\n```\n"""\nprint(doc)'
-    nb = {"cells": [{"cell_type": "markdown", "source": "# T"},
-                    {"cell_type": "code", "source": code.splitlines(keepends=True)}]}
-    page = hook.notebook_to_markdown(nb, "t.ipynb")
-    assert "````python\n" + code + "\n````" in page
+@pytest.fixture(scope="module")
+def page_html():
+    """nbconvert's HTML for tutorial 02 as mkdocs-jupyter makes it (not executed), after the
+    tutorials and maths hooks."""
+    from mkdocs_jupyter import convert
+
+    raw = convert.nb2html(str(TUTORIALS / "02_mgrit_linear.ipynb"), execute=False,
+                          allow_errors=False, include_requirejs=False, custom_mathjax_url="")
+    assert re.search(r"mathjax", raw, re.I), "nbconvert no longer loads MathJax: update the hook"
+    html = hook.strip_cdn_scripts(raw)
+    html = hook.add_run_note(html, "02_mgrit_linear.ipynb")
+    return raw, mathml.render_dollars(html, "tutorials/02_mgrit_linear.ipynb")
 
 
-def test_a_notebook_opening_with_code_gets_the_note_first():
-    nb = {"cells": [{"cell_type": "code", "source": "x = 1"},
-                    {"cell_type": "raw", "source": "\\LaTeX only"}]}
-    page = hook.notebook_to_markdown(nb, "t.ipynb")
-    assert page.startswith('!!! note "Run it to see the output"')
-    assert "```python\nx = 1\n```" in page and "LaTeX only" not in page
+def test_a_tutorial_page_loads_nothing_from_the_network(page_html):
+    raw, html = page_html
+    assert offline.remote_loads(html) == []
+    assert re.search(r"<script\b[^>]*\bsrc=\"[^\"]*\"", html) is None   # not even src=""
+    assert not re.search(r"mathjax|mermaid\.esm", html, re.I)
+    assert "clipboard-copy" in html                                   # the rest is still there
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ({"worksheets": []}, "not a notebook"),
-    ({"cells": [{"cell_type": "heading", "source": "x"}]}, "cell 0 has unknown cell_type"),
-])
-def test_bad_notebooks_are_named(bad, msg):
-    with pytest.raises(ValueError, match=msg):
-        hook.notebook_to_markdown(bad, "bad.ipynb")
+def test_a_tutorial_page_has_its_maths_as_mathml_and_the_note(page_html):
+    raw, html = page_html
+    cells = re.findall(r'jp-RenderedMarkdown[^>]*>(.*?)</div>', html, flags=re.S)
+    assert cells and not any("$" in re.sub(r"<(code|pre)\b.*?</\1>", "", c, flags=re.S)
+                             for c in cells)
+    assert html.count("<math ") >= 20
+    head, _, rest = html.partition("</h1>")
+    assert rest.startswith('<div class="admonition note">')
+    assert "tutorials/02_mgrit_linear.ipynb" in rest[:600] and "--nbmake" in rest[:600]
 
 
-def test_pages_cover_every_notebook_and_nav_lists_them():
-    pages = hook.tutorial_pages(TUTORIALS)
-    assert sorted(pages) == [f"tutorials/{n[:-6]}.md" for n in NOTEBOOKS]
-    with open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8") as fh:
-        config = fh.read()
-    listed = re.findall(r"^\s*- (tutorials/\S+\.md)\s*$", config, flags=re.M)
-    assert listed == sorted(pages), "mkdocs.yml's nav must list every tutorial page, in order"
-    with open(os.path.join(ROOT, "docs", "tutorials.md"), encoding="utf-8") as fh:
-        overview = fh.read()
-    for uri in pages:
-        assert f"]({uri})" in overview, f"docs/tutorials.md does not link {uri}"
+def test_the_note_goes_first_without_a_title():
+    assert hook.add_run_note("<p>x</p>", "t.ipynb").startswith('<div class="admonition note">')
