@@ -75,14 +75,16 @@ def _add_gradcheck(subparsers):
         "gradcheck", help="check the GRU's hand-written gradients against finite differences",
         description="Gradient-check gru_forward/gru_backward for every parameter, x and h0 in "
                     "float64 and print a table; exit 1 if any relative error exceeds --tol.")
-    p.add_argument("--cell", choices=("classic", "implicit"), default="classic")
+    p.add_argument("--cell", choices=("classic", "implicit"), default="classic",
+                   help="GRU cell: classic (nn.GRU, explicit Euler) or implicit (default classic)")
     p.add_argument("--layers", type=int, default=1, help="stacked layers L (default 1)")
     p.add_argument("--dt", type=float, default=1.0, help="ODE step size (default 1)")
     p.add_argument("--seq-len", type=int, default=5, help="time steps T (default 5)")
     p.add_argument("--batch", type=int, default=2, help="batch size B (default 2)")
     p.add_argument("--input", type=int, default=3, help="input size I (default 3)")
     p.add_argument("--hidden", type=int, default=4, help="hidden size H (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the weights, inputs and directions (default 0)")
     p.add_argument("--tol", type=float, default=1e-6, help="max relative error (default 1e-6)")
     p.add_argument("--directions", type=int, default=None,
                    help="check N random directions per tensor instead of every entry")
@@ -117,12 +119,14 @@ def _add_bench(subparsers):
     p.add_argument("--batch", type=int, help="batch size B (gru default 32)")
     p.add_argument("--seq-len", type=int, help="time steps T (gru default 1024)")
     p.add_argument("--input", type=int, dest="input_size", help="input size I (default H)")
-    p.add_argument("--layers", type=int)
-    p.add_argument("--cell", choices=("classic", "implicit"))
-    p.add_argument("--dt", type=float)
-    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--layers", type=int, help="stacked layers L (default 1)")
+    p.add_argument("--cell", choices=("classic", "implicit"),
+                   help="fine-level GRU cell (default classic; cuda: implicit)")
+    p.add_argument("--dt", type=float, help="fine step size (default 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help="floating-point type (default float32)")
     p.add_argument("--repeat", type=int, help="timed runs; the median is reported")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed of the weights and inputs (default 0)")
     # MGRIT options (bench --what forward, train-step); under `mpiexec -n P` it runs
     # distributed; None: the benchmark's default (3 levels, cf 4, FCF, skip)
     _mgrit_flags(p)
@@ -208,20 +212,40 @@ def _add_solve(subparsers):
     from ..mgrit import MGRITOptions
     _mgrit_flags(p, MGRITOptions())
     p.add_argument("--iters", type=int, default=10, help="most MGRIT cycles (default 10)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="floating-point type (default float64)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the weights and inputs (default 0)")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="save the plots here")
 
     def handler(args):
         _one_process("solve")
         from .diagnostics import solve_and_report
-        solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
-                         input_size=args.input, layers=args.layers, cell=args.cell,
-                         dt=args.dt, options=_mgrit_options(args, max_iter=args.iters),
-                         seed=args.seed, dtype=args.dtype, plot=args.plot)
+        res = solve_and_report(seq_len=args.seq_len, hidden=args.hidden, batch=args.batch,
+                               input_size=args.input, layers=args.layers, cell=args.cell,
+                               dt=args.dt, options=_mgrit_options(args, max_iter=args.iters),
+                               seed=args.seed, dtype=args.dtype, plot=args.plot)
+        if res and not res.get("converged") and not res.get("stalled"):
+            print(_what_to_try(args))
         return 0
 
     p.set_defaults(handler=handler)
+
+
+def _what_to_try(args):
+    """The line ``mgrit-gru solve`` prints when the solve did not converge: what to change."""
+    tips = [f"more cycles (--iters {2 * args.iters})"]
+    cfs = args.cf if isinstance(args.cf, list) else [args.cf]
+    if any(c is not None and c > 2 for c in cfs):
+        tips.append("a smaller coarsening factor (--cf 2)")
+    relax = args.relax if isinstance(args.relax, list) else [args.relax]
+    if any(str(r).upper() != "FCF" for r in relax):
+        tips.append("FCF relaxation (--relax FCF)")
+    if args.cell != "implicit":
+        tips.append("the implicit fine cell (--cell implicit)")
+    tried = ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1]
+    cycles = f"{args.iters} cycle" + ("s" if args.iters != 1 else "")
+    return f"not converged in {cycles}: try {tried}"
 
 
 def _add_plot_scaling(subparsers):
@@ -377,9 +401,10 @@ def _add_demo(subparsers):
         description="Train a GRU on short synthetic moving-object videos with MGRIT (3 levels, "
                     "cf 4, 2 forward / 1 backward iteration) and save its plots.")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    p.add_argument("--solver", choices=("mgrit", "serial"), default="mgrit")
+    p.add_argument("--solver", choices=("mgrit", "serial"), default="mgrit",
+                   help="mgrit (default) or serial BPTT")
     p.add_argument("--epochs", type=int, default=None, help="default 5")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def handler(args):
         from ..training import demo, world_comm
