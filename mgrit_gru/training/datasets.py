@@ -29,7 +29,7 @@ class Dataset:
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
               projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False,
-              training=True, distractors=4):
+              training=True, distractors=4, dtype=None):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
@@ -38,8 +38,11 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
     (N, stop - start, F)); the pulse task ignores it and returns every row.
     ``progress``: a bar while a frame folder is decoded (minutes for thousands of videos).
     ``training``: the data must hold at least two classes, and an npz file's labels must be
-    class indices, not sparse ids (its largest label sets the model's outputs); False (data to
-    evaluate a trained model on) accepts any non-negative labels.
+    the class indices 0..C-1 without a gap (its largest label sets the model's outputs, and an
+    output no sequence is labelled with is refused, not remapped); False (data to evaluate a
+    trained model on) accepts any non-negative labels.
+    ``dtype``: the dtype the data will be cast to ("float32"): an npz file's values beyond its
+    range are refused, naming the file (they would turn into Inf).
     """
     kind, arg = _data_kind(spec)
     if kind == "synthetic":
@@ -67,11 +70,16 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
             raise ValueError(f"{arg}: sequences have T = {T} steps but seq_len = "
                              f"{seq_len} was asked for (leave --seq-len out for npz data)")
         x, y = load_npz(arg, time_window=time_window, min_classes=2 if training else 1)
-        C, present = int(y.max()) + 1, len(np.unique(y))
-        if training and present < C / 2:                     # ids, not classes: a C-way head
-            raise ValueError(f"{arg}: labels run to {C - 1} but only {present} distinct values "
-                             f"occur; the model would get {C} outputs. Relabel them 0..K-1 "
-                             "(np.unique(y, return_inverse=True)[1])")
+        C, present = int(y.max()) + 1, np.unique(y)
+        if training and len(present) < C:                    # a gap: outputs of no class
+            gaps = _first_missing(present)
+            raise ValueError(f"{arg}: labels run to {C - 1} but only {len(present)} distinct "
+                             f"values occur (none is {', '.join(map(str, gaps[:5]))}"
+                             f"{', ...' if C - len(present) > 5 else ''}); the model would get "
+                             f"{C} outputs, {C - len(present)} of them for classes without an "
+                             "example. Relabel them 0..K-1 (np.unique(y, return_inverse=True)[1])")
+        if dtype is not None:
+            _check_range(x, arg, dtype)
         return x, y, max(C, 2), f"{arg}: {x.shape[0]} sequences x {T} steps x " \
                                 f"{x.shape[2]} features, {C} classes"
     if seq_len is None:
@@ -83,6 +91,29 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
                                     min_classes=2 if training else 1)
     return x, y, max(len(names), 2), f"{arg}: {x.shape[0]} videos x {seq_len} frames x " \
                                      f"{x.shape[2]} features, classes {names}"
+
+
+def _first_missing(present, k=5):
+    """The first ``k`` integers >= 0 missing from the sorted distinct labels ``present``."""
+    edges = np.concatenate([[-1], present])
+    missing = []
+    for i in np.nonzero(np.diff(edges) > 1)[0]:
+        missing.extend(range(int(edges[i]) + 1, min(int(edges[i + 1]), int(edges[i]) + 1 + k)))
+        if len(missing) >= k:
+            break
+    return missing[:k]
+
+
+def _check_range(x, source, dtype):
+    """ValueError naming ``source`` where ``x`` holds finite values beyond ``dtype``'s range."""
+    dtype = np.dtype(dtype)
+    if x.dtype.kind != "f" or x.dtype.itemsize <= dtype.itemsize or x.size == 0:
+        return
+    big = float(np.abs(x).max())
+    if big > float(np.finfo(dtype).max):
+        raise ValueError(f"{source}: 'x' holds values up to {big:.3g}, beyond the range of "
+                         f"{dtype.name} (dtype {dtype.name}, up to {np.finfo(dtype).max:.3g}): "
+                         "rescale the data or train in float64")
 
 
 def _time_slice(cfg, T, comm):
@@ -118,7 +149,7 @@ def _prepare_data(cfg, comm, progress, training=True):
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed,
-                training=training, distractors=cfg.distractors)
+                training=training, distractors=cfg.distractors, dtype=cfg.dtype)
     window = None
     if kind in ("synthetic", "event"):                       # make only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len

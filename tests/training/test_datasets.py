@@ -86,3 +86,34 @@ def test_the_cuda_backend_under_mpi_is_refused_before_any_work(tmp_path):
                                              "but this run has 2 MPI ranks"):
             call()
     assert not (tmp_path / "run").exists()
+
+
+def test_npz_labels_with_a_gap_are_refused_naming_the_missing_ones(tmp_path, capsys):
+    """Labels {0, 1, 2, 7} built an 8-class model with 4 outputs no sequence is labelled with,
+    without a word; they are refused (not remapped: the labels are the user's meaning)."""
+    x = np.random.default_rng(0).normal(size=(24, 8, 2))
+    np.savez(tmp_path / "gap.npz", x=x, y=np.array([0, 1, 2, 7] * 6))
+    out = tmp_path / "r"
+    assert cli.main(["train", "--data", f"npz:{tmp_path / 'gap.npz'}", *NPZ_RUN,
+                     "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"mgrit-gru: error: {tmp_path / 'gap.npz'}: labels run to 7 but only 4 distinct values "
+        "occur (none is 3, 4, 5, 6); the model would get 8 outputs, 4 of them for classes "
+        "without an example. Relabel them 0..K-1 (np.unique(y, return_inverse=True)[1])\n")
+    assert not out.exists()
+
+
+def test_values_beyond_float32_are_named_with_the_file_not_as_nan(tmp_path, capsys):
+    """Finite values beyond float32's range became Inf in the float32 batches: "x contains NaN
+    or Inf" named neither the file nor --dtype."""
+    x = np.random.default_rng(0).normal(size=(24, 8, 2))
+    x[3, 2, 1] = 1e39
+    np.savez(tmp_path / "big.npz", x=x, y=np.arange(24) % 2)
+    out = tmp_path / "r"
+    assert cli.main(["train", "--data", f"npz:{tmp_path / 'big.npz'}", "--dtype", "float32",
+                     *NPZ_RUN, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"mgrit-gru: error: {tmp_path / 'big.npz'}: 'x' holds values up to 1e+39, beyond the "
+        "range of float32 (dtype float32, up to 3.4e+38): rescale the data or train in "
+        "float64\n")
+    assert not out.exists()

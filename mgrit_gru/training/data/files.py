@@ -77,8 +77,11 @@ def _validate(x, y, where, num_classes=None, step0=0, min_classes=1):
 
 def _open_npz(path):
     """The archive of ``path`` as a ZipFile with an ``x`` and a ``y`` member; ValueError naming
-    the file otherwise (missing, not a zip, a single-array .npy, arrays missing)."""
+    the file otherwise (missing, a folder, not a zip, a single-array .npy, arrays missing)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a folder, not an .npz file (a folder of frame images is "
+                         "data frames:ROOT)")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     try:

@@ -7,7 +7,9 @@ Layout::
                                     (numbers by value, case ignored: class2 before class10)
         <video name>/               one folder per video
           <frame files>             .png .jpg .jpeg .bmp .gif .tif .tiff, in natural name order
-                                    (frame2 before frame10), other files are ignored
+                                    (frame2 before frame10), other files are ignored; a
+                                    folder named like a frame, or a link to nothing anywhere
+                                    in the tree, is an error naming it (it is not skipped)
 
 (With ffmpeg: ``ffmpeg -i video.avi root/<class>/<video>/%05d.png``.)
 
@@ -53,15 +55,40 @@ def _natural_key(name):
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
 
 
+def _entries(folder):
+    """The visible entries of ``folder``; ValueError naming a link whose target is missing (it
+    may have been a video folder or a frame: skipping it would change the data unseen)."""
+    entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
+    for e in entries:
+        if e.is_symlink() and not os.path.exists(e.path):
+            raise ValueError(f"{e.path}: a link to {os.readlink(e.path)}, which does not exist: "
+                             "restore its target or remove the link")
+    return entries
+
+
 def _subdirs(folder):
     """Visible subfolders of ``folder`` in natural order."""
-    return sorted((e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
-                  key=_natural_key)
+    return sorted((e.name for e in _entries(folder) if e.is_dir()), key=_natural_key)
+
+
+def _frames(vdir):
+    """The frame images of video folder ``vdir`` in natural order; ValueError naming an entry
+    named like an image that is not a file (a folder, a device)."""
+    frames = []
+    for e in _entries(vdir):
+        if os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not e.is_file():
+            what = "a folder" if e.is_dir() else "not a regular file"
+            raise ValueError(f"{e.path}: named like a frame image but {what}: rename or remove it")
+        frames.append(e.name)
+    return sorted(frames, key=_natural_key)
 
 
 def _scan(root):
     """Walk ``root``; return ``(class_names, videos)`` with videos a list of
-    ``(label, video_dir, [frame paths])``. Raises ValueError naming the empty folder."""
+    ``(label, video_dir, [frame paths])``. Raises ValueError naming the empty folder, a link
+    to nothing, or an entry named like a frame that is not a file."""
     if not os.path.isdir(root):
         raise ValueError(f"{root}: frame-folder root does not exist or is not a folder")
     class_names = _subdirs(root)
@@ -75,9 +102,7 @@ def _scan(root):
             raise ValueError(f"{cdir}: class folder has no video folders")
         for vname in vnames:
             vdir = os.path.join(cdir, vname)
-            frames = sorted((e.name for e in os.scandir(vdir) if e.is_file()
-                             and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS),
-                            key=_natural_key)
+            frames = _frames(vdir)
             if not frames:
                 raise ValueError(f"{vdir}: video folder has no frame images "
                                  f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -172,6 +197,18 @@ def _project(pixels, Q):
     return (S / (255 / PROJECTION_GRID)).astype(np.float32)  # one rounding, then to float32
 
 
+def _check_cache_dir(cache_dir):
+    """ValueError naming ``cache_dir`` where it, or the nearest part of it that exists, is not
+    a folder (os.makedirs would say only "File exists")."""
+    existing = os.path.abspath(cache_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = ("is a file" if existing == os.path.abspath(cache_dir) else
+                f"is in {existing}, a file")
+        raise ValueError(f"cache_dir {cache_dir} {what}, not a folder")
+
+
 def _cache_key(root, videos, options):
     """Hash of the listing (relative path, size, mtime of every frame) and the options."""
     h = hashlib.sha256()
@@ -229,8 +266,9 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     ------
     ValueError
         Naming the folder or file: root missing, no class folders, a class folder without video
-        folders, a video folder without frame images, an unreadable or corrupt image, fewer than
-        ``min_classes`` class folders, bad options.
+        folders, a video folder without frame images, an unreadable or corrupt image, a link to
+        nothing, a folder named like a frame, fewer than ``min_classes`` class folders, a
+        ``cache_dir`` that is a file, bad options.
     """
     root = os.path.abspath(os.fspath(root))
     positive_int(seq_len, "seq_len")
@@ -246,6 +284,8 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
                                        or projection_dim < 1):
         raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
     t0, t1 = (0, seq_len) if time_window is None else check_time_window(time_window, seq_len)
+    if cache_dir is not None:
+        _check_cache_dir(os.fspath(cache_dir))
     class_names, videos = _scan(root)
     if len(class_names) < min_classes:                       # (each folder holds a video)
         which = "one class folder" if len(class_names) == 1 else f"{len(class_names)} folders"

@@ -143,6 +143,9 @@ def test_npz_checksums_are_the_crc32_of_each_arrays_npy_bytes(tmp_path, save):
 def test_load_npz_missing_or_corrupt_file(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         load_npz(tmp_path / "nope.npz")
+    with pytest.raises(ValueError, match=f"^{tmp_path}: a folder, not an .npz file \\(a folder "
+                                         "of frame images is data frames:ROOT\\)$"):
+        load_npz(tmp_path)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"this is not a zip file")
     with pytest.raises(ValueError, match="junk.npz"):

@@ -103,6 +103,37 @@ def test_frame_folder_errors(tmp_path):
         load_frame_folder(root2, 0)
 
 
+def test_an_entry_that_cannot_be_read_is_named_not_skipped(video_root, tmp_path):
+    """A link to a missing frame or video, or a folder named like a frame, used to be skipped
+    without a word: the data changed unseen (another resampling, a video fewer)."""
+    vid = video_root / "run" / "v1"
+    os.symlink(tmp_path / "gone.png", vid / "frame11.png")
+    with pytest.raises(ValueError, match=f"^{vid / 'frame11.png'}: a link to .*gone.png, which "
+                                         "does not exist: restore its target or remove the link"):
+        load_frame_folder(video_root, 4)
+    os.remove(vid / "frame11.png")
+    (vid / "frame11.png").mkdir()
+    with pytest.raises(ValueError, match=f"^{vid / 'frame11.png'}: named like a frame image but "
+                                         "a folder: rename or remove it"):
+        frame_listing(video_root)
+    os.rmdir(vid / "frame11.png")
+    os.symlink(tmp_path / "elsewhere", video_root / "jump" / "b")
+    with pytest.raises(ValueError, match=r"jump/b: a link to .*elsewhere, which does not exist"):
+        load_frame_folder(video_root, 4)
+    os.remove(video_root / "jump" / "b")
+    (vid / "readme.txt").write_text("other files are still ignored")
+    assert load_frame_folder(video_root, 4)[0].shape[0] == 3
+
+
+def test_a_cache_dir_that_is_a_file_is_named(video_root, tmp_path):
+    (tmp_path / "afile").write_text("")
+    for cache, message in ((tmp_path / "afile", "is a file, not a folder"),
+                           (tmp_path / "afile" / "sub", f"is in {tmp_path / 'afile'}, a file, "
+                                                        "not a folder")):
+        with pytest.raises(ValueError, match=f"^cache_dir {cache} {message}$"):
+            load_frame_folder(video_root, 4, cache_dir=cache)
+
+
 # ----------------------------------------------------------------------------------------------
 # the projection
 # ----------------------------------------------------------------------------------------------
