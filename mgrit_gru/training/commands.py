@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 from ..mgrit import agreed
+from .agreement import same_on_every_rank
 from .checkpoint import CHECKPOINT, load_checkpoint
 from .config import TrainConfig, _unused_options
+from .lock import run_folder_lock
 from .loop import train
 from .presets import resolve
 from .runfolder import _mismatch
@@ -25,8 +27,14 @@ def demo(out="runs/demo", comm=None, progress=True, **overrides):
     A rerun replaces an earlier demo in ``out``; a folder holding any other run is refused (the
     demo must not overwrite a user's training run)."""
     cfg = TrainConfig(**{**DEMO, **overrides})
+    if comm is not None and comm.Get_size() == 1:
+        comm = None
+    same_on_every_rank(comm, "demo", {**cfg.to_dict(), "out": os.fspath(out)})
     ckpt_path = os.path.join(out, CHECKPOINT)
-    if os.path.isfile(ckpt_path):
+
+    def check():
+        if not os.path.isfile(ckpt_path):
+            return
         try:
             other = [k for k in _mismatch(cfg, load_checkpoint(ckpt_path).config) if k != "solver"]
         except ValueError:                                   # unreadable: not ours to replace
@@ -35,7 +43,9 @@ def demo(out="runs/demo", comm=None, progress=True, **overrides):
             raise ValueError(f"{ckpt_path} holds a run that is not the demo's (its "
                              f"{', '.join(other[:4])} differ): the demo replaces only its own "
                              "runs; pass another --out")
-    return train(cfg, out=out, overwrite=True, comm=comm, progress=progress)
+    with run_folder_lock(out, comm):                        # nothing read before the lock
+        agreed(comm, check)
+        return train(cfg, out=out, overwrite=True, comm=comm, progress=progress)
 
 
 _MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_PROCID",
@@ -67,6 +77,11 @@ def train_from_options(options, out, resume=False, overwrite=False, progress=Tru
     continue a run).
     """
     comm = world_comm() if comm == "world" else comm
+    if comm is not None and comm.Get_size() == 1:
+        comm = None
+    # an MPMD launch (mpiexec -n 1 A : -n 1 B) may start the ranks with different options
+    same_on_every_rank(comm, "train", {**options, "out": os.fspath(out), "resume": resume,
+                                       "overwrite": overwrite}, flags=True)
 
     def config():
         given = {k: v for k, v in options.items() if v is not None}
@@ -81,7 +96,8 @@ def train_from_options(options, out, resume=False, overwrite=False, progress=Tru
         if unused:                                           # as bench: refused, not ignored
             raise ValueError("this run would not use " + "; ".join(unused))
         return cfg
-    # every rank checks the same options: agreed, so that a bad one is printed once, not P times
-    cfg = agreed(comm, config)
-    return train(cfg, out=out, resume=resume, overwrite=overwrite, comm=comm,
-                 progress=progress, verbose=verbose)
+    with run_folder_lock(out, comm):                        # nothing read before the lock
+        # every rank checks the same options: agreed, so that a bad one is printed once
+        cfg = agreed(comm, config)
+        return train(cfg, out=out, resume=resume, overwrite=overwrite, comm=comm,
+                     progress=progress, verbose=verbose)

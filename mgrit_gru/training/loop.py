@@ -27,12 +27,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..checks import check_flag
 from ..mgrit import MGRITDivergedError, agreed
-from .checkpoint import (CHECKPOINT, STEP_KEYS, _append_metrics, _write_metrics,
-                         load_checkpoint, read_metrics, save_checkpoint)
+from .agreement import data_identity, same_on_every_rank
+from .checkpoint import (CHECKPOINT, METRICS, STEP_KEYS, RunWriter, load_checkpoint, new_run_id,
+                         save_checkpoint)
 from .config import CLASSES_GIVEN, TrainConfig, _data_kind, _unused_options
 from .data import batches
 from .datasets import Dataset, _as_input, _check_backend_ranks, prepare_data
+from .lock import run_folder_lock
 from .model import forward_backward, init_classifier, predict_logits
 from .optim import SGD, Adam, clip_grad_norm, grad_norm
 from .plots import plot_run
@@ -101,7 +104,8 @@ def evaluate_arrays(params, x, y, opts, comm=None, batch_size=256, start=0, seq_
 
 @dataclass
 class TrainResult:
-    """What `train` returns (on every rank; files are written by rank 0 only)."""
+    """What `train` returns (on every rank; files are written by rank 0 only); ``run`` is the
+    run's identity, as its checkpoint and metrics lines hold it (None without ``out``)."""
 
     params: dict
     history: list
@@ -110,6 +114,7 @@ class TrainResult:
     out: str | None = None
     plots: tuple = ()
     seconds: float = 0.0
+    run: str | None = None
 
 
 
@@ -155,16 +160,22 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         options the run does not use (``momentum`` with Adam, MGRIT's with ``solver="serial"``
         or ``levels=1``, data options of another kind of data) get a UserWarning naming them.
     out : str, optional
-        Run folder for ``metrics.jsonl``, ``checkpoint.npz`` and the plots (rank 0 writes).
+        Run folder for ``metrics.jsonl``, ``checkpoint.npz`` and the plots (rank 0 writes). It
+        holds one run at a time: the run locks it (`mgrit_gru.training.lock`) before reading or
+        writing anything, and a second run on it is refused at once.
     resume : bool
         Continue the run in ``out`` from its checkpoint up to ``config.epochs`` epochs in total;
         the options must equal the checkpoint's (except ``epochs``, ``cache_dir`` and
         ``backend``), and the data must be what the checkpoint records (T, F, classes,
-        sequences; an npz file's checksums, under which another npz path is accepted).
+        sequences; an npz file's checksums, under which another npz path is accepted). The
+        checkpoint must match its digest and hold every array of its format, and
+        ``metrics.jsonl`` its epochs of the same run (`check_metrics`).
     overwrite : bool
-        Start afresh even if ``out`` holds a checkpoint (otherwise that is an error).
+        Start afresh even if ``out`` holds a checkpoint (otherwise that is an error); the old
+        run stays whole until the new one's first checkpoint replaces it.
     comm : mpi4py communicator, optional
-        Split the time axis of every sequence over its ranks (MGRIT).
+        Split the time axis of every sequence over its ranks (MGRIT). Every rank must pass the
+        same options and load the same data (compared before the first step).
     progress : bool
         tqdm bars (rank 0, when stderr is a terminal).
     verbose : bool
@@ -178,7 +189,18 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    ValueError
+        Bad options; ``resume`` with ``overwrite``; a run folder that another run holds, or
+        whose files do not allow this run (each named with the field and what was expected);
+        ranks that disagree; data the run cannot use; a model too large for the memory.
     """
+    resume, overwrite = check_flag(resume, "resume"), check_flag(overwrite, "overwrite")
+    if resume and overwrite:
+        raise ValueError("resume continues the run in out and overwrite starts it afresh: "
+                         "pass one of them")
     if preset is not None:
         if config is not None:
             raise ValueError("give preset with keyword options, not with a config (a config "
@@ -195,50 +217,57 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
     if cfg.backend == "cuda":                                # before the data, not after it
         from ..cuda.backend import require_gpu
         require_gpu()
+    rank = 0 if comm is None else comm.Get_rank()
+    unused = _unused_options(options, cfg, python=True)     # keywords: we know what was given
+    if unused and rank == 0:                                 # (a sweep may share them: a warning)
+        warnings.warn("this run does not use " + "; ".join(unused), UserWarning, stacklevel=2)
+    same_on_every_rank(comm, "train", {**cfg.to_dict(), "resume": resume, "overwrite": overwrite,
+                                       "out": None if out is None else os.fspath(out)})
+    with run_folder_lock(out, comm):
+        return _train(cfg, out, resume, overwrite, comm, progress, verbose, plots)
+
+
+def _train(cfg, out, resume, overwrite, comm, progress, verbose, plots):
+    """`train` once its options are checked, holding the run folder."""
     if comm is not None:
         from ..mgrit import MPIComm
         comm_w = MPIComm(comm)                               # one wrapper for the whole run
     else:
         comm_w = None
     rank = 0 if comm is None else comm.Get_rank()
-    unused = _unused_options(options, cfg, python=True)     # keywords: we know what was given
-    if unused and rank == 0:                                 # (a sweep may share them: a warning)
-        warnings.warn("this run does not use " + "; ".join(unused), UserWarning, stacklevel=2)
     say = _say if (verbose and rank == 0) else (lambda s: None)
     ckpt_path = None if out is None else os.path.join(out, CHECKPOINT)
     # every rank reads the run folder; under mpiexec an error is printed once (`agreed`)
-    ckpt = agreed(comm, lambda: _open_run(cfg, out, ckpt_path, resume, overwrite))
+    ckpt, history, stale = agreed(comm, lambda: _open_run(cfg, out, ckpt_path, resume,
+                                                          overwrite))
 
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
     data_record = _data_record(data, cfg.data, listing=rank == 0)   # (rank 0 checks, writes)
-    agreed(comm, lambda: _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm))
+    if comm is not None:
+        same_on_every_rank(comm, "train data", data_identity(data, data_record))
+    n_batches = math.ceil(len(data.y_train) / cfg.batch_size)
+    agreed(comm, lambda: _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm, n_batches))
     opts = cfg.solver_options()
-    if out is not None and rank == 0:                        # a refused run leaves no folder
-        os.makedirs(out, exist_ok=True)                      # and touches no file
-    params = init_classifier(data.input_size, cfg.hidden, cfg.layers, data.num_classes,
-                             seed=cfg.seed, dtype=dtype)
-    optimizer = make_optimizer(cfg, params)
+    params, optimizer = agreed(comm, lambda: _build(cfg, data, ckpt, ckpt_path))
     steps = {k: [] for k in STEP_KEYS}
-    history, first_epoch = [], 1
+    first_epoch, run = 1, None
     if ckpt is not None:
-        for k, v in ckpt.params.items():
-            if k not in params or v.shape != params[k].shape or v.dtype != params[k].dtype:
-                raise ValueError(f"{ckpt_path}: parameter {k!r} does not fit the model")
-            params[k][...] = v
-        optimizer.load_state_dict(ckpt.optim_state)
-        steps = {k: list(ckpt.steps.get(k, [])) for k in STEP_KEYS}
-        first_epoch = ckpt.epoch + 1
-        history = [r for r in read_metrics(out) if r.get("epoch", 0) <= ckpt.epoch]
-        if rank == 0:
-            _write_metrics(out, history)                     # drop epochs past the checkpoint
+        steps = {k: list(ckpt.steps[k]) for k in STEP_KEYS}
+        first_epoch, run = ckpt.epoch + 1, ckpt.run
+        if stale and ckpt.epoch < cfg.epochs:
+            say(f"{os.path.join(out, METRICS)}: its line after epoch {ckpt.epoch} (written "
+                "before a checkpoint that never came) is dropped")
         say(f"resuming {out} after epoch {ckpt.epoch}" if ckpt.epoch < cfg.epochs else
             f"{out} already has {ckpt.epoch} epoch(s), --epochs {cfg.epochs}: nothing to train "
             "(--epochs is the total; raise it to continue)")
+    elif out is not None:
+        run = new_run_id() if comm is None else comm.bcast(new_run_id() if rank == 0 else None)
     # afresh into a folder with an old run (--overwrite): the old run stays whole until this
-    # one has an epoch to replace it with (a run that fails in its first epoch loses nothing)
-    replace_old = ckpt is None and out is not None and rank == 0
+    # one's first checkpoint replaces it (`RunWriter`)
+    writer = RunWriter(out, history, new=ckpt is None, stale=stale) \
+        if out is not None and rank == 0 else None
     saved_cfg = replace(cfg, data=_absolute_data(cfg.data),   # (the new path, if it moved)
                         num_classes=cfg.num_classes if _data_kind(cfg.data)[0] in CLASSES_GIVEN
                         else data.num_classes)                  # the data's own, not the option
@@ -248,7 +277,6 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
         + (f" ({_solver_line(opts)})" if cfg.solver == "mgrit" else " (exact BPTT)")
         + (f"; preset {cfg.preset}" if cfg.preset else "") + f"; {n_ranks} rank(s)")
 
-    n_batches = math.ceil(len(data.y_train) / cfg.batch_size)
     epochs_bar = _bar(range(first_epoch, cfg.epochs + 1), rank, progress, desc="epochs",
                       initial=first_epoch - 1, total=cfg.epochs)
     for epoch in epochs_bar:
@@ -280,7 +308,8 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
             test_loss, test_acc = evaluate_arrays(params, data.x_test, data.y_test, opts,
                                                   comm=comm_w, start=data.start,
                                                   seq_len=data.seq_len, dtype=dtype)
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+        record = {"epoch": epoch, "run": run, "train_loss": loss_sum / seen,
+                  "train_acc": correct / seen,
                   "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds,
                   "eval_seconds": time.perf_counter() - t1,
                   "last_fwd_residual": None if res is None else res.fwd_residual,
@@ -298,15 +327,9 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
             f"acc {100 * record['train_acc']:.1f}% | {test} | {seconds:.1f} s | "
             f"last residual fwd "
             f"{_fmt_res(record['last_fwd_residual'])} bwd {_fmt_res(record['last_bwd_residual'])}")
-        if replace_old:                                      # the old checkpoint first: no
-            if os.path.isfile(ckpt_path):                    # --resume may continue it with
-                os.remove(ckpt_path)                         # the new metrics
-            _write_metrics(out, [record])
-            replace_old = False
-        elif out is not None and rank == 0:                  # metrics first, then the checkpoint:
-            _append_metrics(out, record)                     # resume drops lines past it
-        if out is not None and rank == 0:
-            save_checkpoint(ckpt_path, params, optimizer, epoch, saved_cfg, steps, data_record)
+        if writer is not None:
+            writer.commit(record, lambda: save_checkpoint(ckpt_path, params, optimizer, epoch,
+                                                          saved_cfg, steps, data_record, run))
     epochs_bar.close()
     paths = ()
     if out is not None and rank == 0 and plots and history:
@@ -314,7 +337,53 @@ def train(config=None, out=None, resume=False, overwrite=False, comm=None, progr
                          title=f"{cfg.solver}: T={data.seq_len}, H={cfg.hidden}")
     if comm is not None:
         comm.Barrier()                                       # files complete before anyone leaves
-    return TrainResult(params, history, steps, cfg, out, paths, time.perf_counter() - t_start)
+    return TrainResult(params, history, steps, cfg, out, paths, time.perf_counter() - t_start,
+                       run)
+
+
+def _build(cfg, data, ckpt, ckpt_path):
+    """``(params, optimizer)`` of a new model, or of the checkpoint's; ValueError naming the
+    hidden size when the model cannot fit in memory, and naming the checkpoint's array when
+    its state does not fit the model."""
+    _check_model_fits(cfg, data.input_size, data.num_classes)
+    try:
+        params = init_classifier(data.input_size, cfg.hidden, cfg.layers, data.num_classes,
+                                 seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+        optimizer = make_optimizer(cfg, params)
+    except MemoryError as e:
+        raise ValueError(f"hidden {cfg.hidden}: the model does not fit in memory ({e})") from None
+    if ckpt is not None:
+        for k, v in ckpt.params.items():
+            if k not in params or v.shape != params[k].shape or v.dtype != params[k].dtype:
+                raise ValueError(f"{ckpt_path}: parameter {k!r} does not fit the model")
+        missing = sorted(set(params) - set(ckpt.params))
+        if missing:
+            raise ValueError(f"{ckpt_path}: parameter {missing[0]!r} is missing")
+        for k, v in ckpt.params.items():
+            params[k][...] = v
+        try:
+            optimizer.load_state_dict(ckpt.optim_state)
+        except ValueError as e:
+            raise ValueError(f"{ckpt_path}: {e}") from None
+    return params, optimizer
+
+
+def _check_model_fits(cfg, F, C):
+    """ValueError naming ``hidden`` when the parameters, their gradients and the optimiser's
+    state need more than this machine's memory (numpy's own error names no option, and a
+    system that overcommits memory would kill the process later instead)."""
+    H, L = cfg.hidden, cfg.layers
+    n = 3 * H * (F + H + 2) + (L - 1) * 3 * H * (2 * H + 2) + C * (H + 1)
+    copies = 4 if cfg.optimizer == "adam" else (3 if cfg.momentum else 2)
+    need = n * copies * np.dtype(cfg.dtype).itemsize
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):            # not a POSIX system: numpy decides
+        return
+    if need > have:
+        raise ValueError(f"hidden {H} (with layers {L}): the model's {n:.3g} parameters need "
+                         f"{need / 2**30:.3g} GiB with their gradients and the optimiser's "
+                         f"state, more than this machine's {have / 2**30:.3g} GiB of memory")
 
 
 def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrides):
@@ -325,7 +394,8 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     shows to hold the run's data (a moved copy) counts as the run's own; the run's own file
     that has changed since (by that record) has no "test" or "train" split of the run's, only
     "all". ``solver_overrides`` (``solver``, ``fwd_iters``, ...) change how the forward pass
-    is computed.
+    is computed. The checkpoint is checked as `load_checkpoint` checks it (its digest and its
+    arrays; one of format 1 has neither); under MPI every rank must pass the same arguments.
     """
     path = os.fspath(path)
     ck = load_checkpoint(path)
@@ -351,6 +421,8 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
     if comm is not None and comm.Get_size() == 1:
         comm = None
     _check_backend_ranks(cfg, comm)
+    same_on_every_rank(comm, "evaluate", {"checkpoint": path, "data": data, "split": split,
+                                          **solver_overrides})
     comm_w = None
     if comm is not None:                     # first: an error on one rank (say, a NaN in its rows
         from ..mgrit import MPIComm           # of the data) then ends the job, as in train()

@@ -1,11 +1,12 @@
-"""Whether a run folder allows a run: resume only onto the same options and data, never over
-another run without ``--overwrite``; what a checkpoint records of its run's data."""
+"""Whether a run folder allows a run: resume only a checkpoint of the current format, onto the
+same options and data and with the metrics of the same run, never over another run without
+``--overwrite``; what a checkpoint records of its run's data."""
 from __future__ import annotations
 
 import os
 
 from ..mgrit.hierarchy import Hierarchy
-from .checkpoint import load_checkpoint
+from .checkpoint import FORMAT, check_metrics, load_checkpoint
 from .config import CLASSES_GIVEN, TrainConfig, _data_kind
 from .data import frame_listing, npz_checksums
 
@@ -98,8 +99,8 @@ def _check_run_data(spec, ckpt, where, moved_ok):
     if moved_ok:
         how = f"if it was moved, pass --data {kind}:{'NEWPATH' if kind == 'npz' else 'NEWROOT'}"
     elif kind == "npz":
-        how = ("this checkpoint (of an older version) does not record what the data was, so "
-               "it resumes on that path only: put the file back there")
+        how = ("this checkpoint does not record what the data was (no meta.data), so it "
+               "resumes on that path only: put the file back there")
     else:
         how = "put it (or a link to it) back at that path to resume"
     raise ValueError(f"{where}: the run's data {what} {source} (recorded in the checkpoint) is "
@@ -113,16 +114,23 @@ def _data_name(spec):
 
 
 def _open_run(cfg, out, ckpt_path, resume, overwrite):
-    """The checkpoint to resume (or None), after the checks that the run folder allows this
-    run: --resume needs a checkpoint whose options and data fit; without it, none may exist
+    """``(ckpt, history, stale)``: the checkpoint to resume (or None), the metrics records of
+    its epochs, and whether metrics.jsonl holds a line past them (`check_metrics`), after the
+    checks that the run folder allows this run: --resume needs a checkpoint of the current
+    format whose options and data fit, and metrics of the same run; without it, none may exist
     unless ``overwrite``."""
-    ckpt = None
+    ckpt, history, stale = None, [], False
     if out is not None:
         if resume:
             if not os.path.isfile(ckpt_path):
                 raise ValueError(f"{ckpt_path}: no checkpoint to resume (run without --resume "
                                  "/ resume=True)")
             ckpt = load_checkpoint(ckpt_path)
+            if ckpt.format != FORMAT:
+                raise ValueError(f"{ckpt_path}: meta.format is {ckpt.format}: a checkpoint of "
+                                 "an earlier version, without a run identity or a digest; it "
+                                 f"can be evaluated but not resumed (format {FORMAT}): start "
+                                 "the run afresh with --overwrite")
             bad = _mismatch(cfg, ckpt.config, other_file=ckpt.data is not None)
             if bad:
                 raise ValueError(f"{ckpt_path}: options differ from the checkpoint's: " +
@@ -130,6 +138,7 @@ def _open_run(cfg, out, ckpt_path, resume, overwrite):
                                            f"{getattr(ckpt.config, k)!r})" for k in bad))
             _check_run_data(cfg.data, ckpt, ckpt_path, moved_ok=_data_kind(cfg.data)[0] == "npz"
                             and ckpt.data is not None)
+            history, stale = check_metrics(out, ckpt, ckpt_path)
         elif os.path.isfile(ckpt_path) and not overwrite:
             raise ValueError(f"{ckpt_path} exists: pass --resume (resume=True) to continue "
                              "that run, --overwrite (overwrite=True) to start afresh, or another "
@@ -138,12 +147,13 @@ def _open_run(cfg, out, ckpt_path, resume, overwrite):
             raise ValueError(f"--out {out} is a file, not a run folder")
     elif resume:
         raise ValueError("resume needs an out folder")
-    return ckpt
+    return ckpt, history, stale
 
 
-def _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm):
+def _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm, n_batches):
     """ValueError unless the loaded data is the resumed run's (T, F, classes, files: before
-    the model is built) and, for MGRIT, the hierarchy fits its T on these ranks."""
+    the model is built), the checkpoint holds ``n_batches`` steps per epoch of it, and, for
+    MGRIT, the hierarchy fits its T on these ranks."""
     changes = [] if ckpt is None or ckpt.data is None else _data_changes(data_record, ckpt.data)
     if changes:
         now, then = _data_name(cfg.data), _data_name(ckpt.config.data)
@@ -151,6 +161,10 @@ def _check_fit(cfg, data, data_record, ckpt, ckpt_path, comm):
             f"the data in {now} no longer matches the checkpoint's: " if now == then else
             f"{now} holds other data than the run was trained on ({then}): ")
             + ", ".join(changes))
+    if ckpt is not None and len(ckpt.steps["loss"]) != ckpt.epoch * n_batches:
+        raise ValueError(f"{ckpt_path}: steps.loss holds {len(ckpt.steps['loss'])} steps, "
+                         f"expected {ckpt.epoch * n_batches} (meta.epoch {ckpt.epoch} x "
+                         f"{n_batches} batches per epoch)")
     if cfg.solver == "mgrit":
         Hierarchy(data.seq_len, cfg.cf, cfg.levels, rank=0 if comm is None else comm.Get_rank(),
                   size=1 if comm is None else comm.Get_size())

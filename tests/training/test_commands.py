@@ -3,11 +3,13 @@ import json
 import os
 
 import numpy as np
+import pytest
 from _training_runs import TINY, TINY_CLI, ckpt_arrays, tiny_run
 
 from mgrit_gru import training as tr
 from mgrit_gru.tools import cli
 from mgrit_gru.training import commands
+from mgrit_gru.training.checkpoint import digest
 
 
 def test_cli_train_evaluate_and_resume(tmp_path, capsys):
@@ -38,6 +40,7 @@ def test_cli_evaluate_backend_overrides_the_runs(tmp_path, capsys, monkeypatch):
     arrays = ckpt_arrays(path)                              # the same run, stored as cuda's
     cfg = json.loads(str(arrays["meta.config"]))
     arrays["meta.config"] = np.array(json.dumps({**cfg, "backend": "cuda"}, sort_keys=True))
+    arrays["meta.digest"] = np.array(digest(arrays))        # a checkpoint as cuda's run wrote it
     gpu_path = str(tmp_path / "gpu.npz")
     np.savez(gpu_path, **arrays)
     assert cli.main(["evaluate", gpu_path]) == 2                    # no GPU here
@@ -64,3 +67,42 @@ def test_demo_does_not_overwrite_another_run(tmp_path, capsys, monkeypatch):
     assert "not the demo's (its hidden differ)" in capsys.readouterr().err
     after = ckpt_arrays(tmp_path / "mine" / "checkpoint.npz")
     assert all(np.array_equal(after[k], before[k]) for k in before)
+
+
+def _frames(root):
+    from PIL import Image
+    for c in ("a", "b"):
+        (root / c / "v0").mkdir(parents=True)
+        Image.new("L", (4, 4), 9).save(root / c / "v0" / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("case", ["npz folder", "cache-dir file", "hidden too large"])
+def test_cli_errors_are_one_line_naming_the_file_or_flag_and_leave_no_folder(tmp_path, capsys,
+                                                                          case):
+    """These ended in "no such file", "[Errno 17] File exists" or numpy's allocation error
+    (no flag named, and an empty run folder left behind)."""
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "folder").mkdir()
+    small = ["--hidden", "4", "--levels", "2", "--cf", "2", "--no-progress", "--quiet"]
+    args, message = {
+        "npz folder": (["--data", f"npz:{tmp_path / 'folder'}", *small],
+                       f"{tmp_path / 'folder'}: a folder, not an .npz file"),
+        "cache-dir file": (["--data", f"frames:{_frames(tmp_path / 'frames')}", "--seq-len", "2",
+                            "--frame-size", "2", "--cache-dir", str(tmp_path / "afile"), *small],
+                           f"--cache-dir {tmp_path / 'afile'} is a file, not a folder"),
+        "hidden too large": ([*TINY_CLI, "--hidden", "100000"],
+                             "--hidden 100000 (with layers 1): the model's 3e+10 parameters "
+                             "need 894 GiB "),
+    }[case]
+    assert cli.main(["train", *args, "--out", str(tmp_path / "runs" / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mgrit-gru: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()                  # no folder left behind
+
+
+def test_train_refuses_resume_with_overwrite(tmp_path):
+    with pytest.raises(ValueError, match="resume continues the run in out and overwrite starts "
+                                         "it afresh: pass one of them"):
+        tr.train(out=str(tmp_path / "r"), resume=True, overwrite=True, **TINY)
+    assert not (tmp_path / "r").exists()

@@ -12,6 +12,7 @@ from _training_runs import NPZ_RUN, TINY, ckpt_arrays, tiny_run, write_npz
 from mgrit_gru import training as tr
 from mgrit_gru.tools import cli
 from mgrit_gru.training import loop
+from mgrit_gru.training.checkpoint import digest
 from mgrit_gru.training.data import frame_listing, npz_checksums
 
 
@@ -170,7 +171,7 @@ def test_a_moved_npz_file_resumes_from_its_new_path_and_other_data_is_refused(tm
     assert tr.load_checkpoint(ck).config.data == f"npz:{tmp_path / 'd_moved.npz'}"   # new path
     a, b = ckpt_arrays(ck), ckpt_arrays(tmp_path / "whole" / "checkpoint.npz")
     for k in b:                                              # = the uninterrupted run
-        if k not in ("meta.config",):
+        if k not in ("meta.config", "meta.run", "meta.digest"):
             assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
     # a recompressed copy holds the same arrays: accepted too (the CRCs are the data's)
     with np.load("orig.npz") as f:
@@ -226,30 +227,59 @@ def test_resuming_on_changed_frames_is_refused(tmp_path):
     assert tr.load_checkpoint(ck_path).epoch == 2            # the refused resume wrote nothing
 
 
-def test_an_older_checkpoint_without_a_data_record_still_resumes(tmp_path):
-    """Checkpoints of earlier versions have no meta.data and num_classes 4 for npz data: they
-    load and resume (nothing to compare), and a moved file cannot stand in for theirs."""
+def test_a_format_1_checkpoint_evaluates_and_resume_says_why_it_cannot(tmp_path, capsys):
+    """Checkpoints of earlier versions (format 1: no run identity, no digest, no meta.data, no
+    iteration records, num_classes 4 for npz data) load and evaluate as before; --resume
+    refuses them, saying why and what to do, and changes no file."""
     write_npz(tmp_path / "d.npz", C=3)
+    out = tmp_path / "r"
+    assert cli.main(["train", "--data", f"npz:{tmp_path / 'd.npz'}", *NPZ_RUN, "--epochs", "1",
+                     "--out", str(out)]) == 0
+    ck = tr.load_checkpoint(out / "checkpoint.npz")
+    assert ck.config.num_classes == 3 and ck.format == tr.FORMAT == 2   # the data's, not 4
+    assert ck.data == {"T": 16, "F": 2, "classes": 3, "sequences": 24,
+                       "members": npz_checksums(tmp_path / "d.npz")}
+    own = tr.evaluate_checkpoint(out / "checkpoint.npz")
+    arrays = ckpt_arrays(out / "checkpoint.npz")            # as an earlier version wrote it
+    for k in ("meta.data", "meta.run", "meta.digest", "steps.fwd_iters", "steps.bwd_iters"):
+        del arrays[k]
+    arrays["meta.format"] = np.array(1)
+    arrays["meta.config"] = np.array(json.dumps({**ck.config.to_dict(), "num_classes": 4}))
+    np.savez(out / "checkpoint.npz", **arrays)
+    old = tr.load_checkpoint(out / "checkpoint.npz")
+    assert (old.format, old.run, old.data) == (1, None, None) and "fwd_iters" not in old.steps
+    assert tr.evaluate_checkpoint(out / "checkpoint.npz") == own
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"mgrit-gru: error: {out / 'checkpoint.npz'}: meta.format is 1: a checkpoint of an "
+        "earlier version, without a run identity or a digest; it can be evaluated but not "
+        "resumed (format 2): start the run afresh with --overwrite\n")
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+
+def test_a_checkpoint_without_a_data_record_resumes_from_its_path_only(tmp_path):
+    """`save_checkpoint` without ``data`` writes no meta.data: such a run resumes with nothing
+    to compare, and a moved file cannot stand in for its own."""
+    write_npz(tmp_path / "d.npz")
     small = dict(hidden=4, levels=2, cf=4, batch_size=8, progress=False, verbose=False)
     out = tmp_path / "r"
     tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), epochs=1, **small)
-    ck = tr.load_checkpoint(out / "checkpoint.npz")
-    assert ck.config.num_classes == 3                        # the data's, not the option's 4
-    assert ck.data == {"T": 16, "F": 2, "classes": 3, "sequences": 24,
-                       "members": npz_checksums(tmp_path / "d.npz")}
-    arrays = ckpt_arrays(out / "checkpoint.npz")            # as an earlier version wrote it
+    arrays = ckpt_arrays(out / "checkpoint.npz")
     del arrays["meta.data"]
-    arrays["meta.config"] = np.array(json.dumps({**ck.config.to_dict(), "num_classes": 4}))
+    arrays["meta.digest"] = np.array(digest(arrays))
     np.savez(out / "checkpoint.npz", **arrays)
     assert tr.load_checkpoint(out / "checkpoint.npz").data is None
+    shutil.copytree(out, tmp_path / "copy")
     res = tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), resume=True, epochs=2,
                    **small)
     assert [r["epoch"] for r in res.history] == [1, 2]
-    assert tr.load_checkpoint(out / "checkpoint.npz").data == ck.data   # recorded from now on
-    np.savez(out / "checkpoint.npz", **arrays)               # the old one again, file moved
+    assert tr.load_checkpoint(out / "checkpoint.npz").data["T"] == 16   # recorded from now on
     os.rename(tmp_path / "d.npz", tmp_path / "e.npz")
-    with pytest.raises(ValueError, match="does not record what the data was, so it resumes on "
-                                         "that path only: put the file back there"):
-        tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(out), resume=True, epochs=2, **small)
+    with pytest.raises(ValueError, match=r"does not record what the data was \(no meta.data\), "
+                                         "so it resumes on that path only: put the file back"):
+        tr.train(data=f"npz:{tmp_path / 'd.npz'}", out=str(tmp_path / "copy"), resume=True,
+                 epochs=2, **small)
     with pytest.raises(ValueError, match="options differ from the checkpoint's: data="):
-        tr.train(data=f"npz:{tmp_path / 'e.npz'}", out=str(out), resume=True, epochs=2, **small)
+        tr.train(data=f"npz:{tmp_path / 'e.npz'}", out=str(tmp_path / "copy"), resume=True,
+                 epochs=2, **small)
