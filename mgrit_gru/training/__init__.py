@@ -5,7 +5,10 @@
 - `model`: the classifier (GRU + head), one step's forward/backward (`SolverOptions`)
 - `optim`: SGD and Adam, gradient clipping
 - `loop`: `train`, `train_step`, evaluation
-- `checkpoint`, `runfolder`, `plots`: the run folder's files, its safety checks, its plots
+- `checkpoint`, `runfolder`, `lock`, `plots`: the run folder's files (digest, run identity,
+  whole-or-nothing writes), its checks, the lock that keeps one run in it, its plots
+- `agreement`: the ranks of an MPI run agree on every option and on the data
+- `presets`: named sets of options (``--preset torchbraid``)
 - `commands`: the demo, and the glue of ``mgrit-gru train/evaluate/demo``
 
 The names below are importable from here (``from mgrit_gru.training import train``); each
