@@ -50,11 +50,15 @@ def test_training_guide_python_block_runs(tmp_path, monkeypatch):
 
 def _shell_commands(path):
     """The mgrit-gru command lines of a page's shell blocks (continuations joined; comments,
-    the launcher in front and a shell tail dropped), as argument lists."""
+    the launcher in front and a shell tail dropped; loop variables set), as argument lists."""
     for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", (ROOT / path).read_text(),
                             flags=re.S):
+        # a loop variable (for T in 32 64; do ...) takes its first value
+        loops = dict(re.findall(r"\bfor (\w+) in (\S+)", block))
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0]
+            for name, value in loops.items():
+                line = line.replace("${%s}" % name, value).replace("$" + name, value)
             m = re.search(r"(?:\bmgrit-gru|-m mgrit_gru)\s+(.*)", line)
             if m is None or "..." in m[1]:                   # an elided command line
                 continue
