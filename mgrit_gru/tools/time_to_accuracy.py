@@ -104,7 +104,7 @@ def train_one(cfg, comm=None, grad_batches=2, progress=None):
              ][:grad_batches]
     trained_s, steps = 0.0, 0
 
-    def record(epoch, epoch_s, losses, fwd, bwd, residuals):
+    def record(epoch, epoch_s, losses, fwd, bwd, residuals, bwd_residuals):
         # the weights' accuracy (exact forward pass), and with the method's own forward pass
         test_loss, test_acc = evaluate_arrays(params, full.x_test, full.y_test, ref_opts,
                                               dtype=dtype)
@@ -114,6 +114,7 @@ def train_one(cfg, comm=None, grad_batches=2, progress=None):
         err, cos = gradient_agreement(params, fixed, opts, ref_opts, comm_w)
         n = max(len(losses), 1)
         finite = [r for r in residuals if r is not None and math.isfinite(r)]
+        b_finite = [r for r in bwd_residuals if r is not None and math.isfinite(r)]
         return {"epoch": epoch, "seconds": trained_s, "epoch_seconds": epoch_s,
                 "test_acc": test_acc, "test_loss": test_loss, "test_acc_own_forward": own[1],
                 "train_loss": float(np.mean(losses)) if losses else None, "steps": steps,
@@ -122,11 +123,13 @@ def train_one(cfg, comm=None, grad_batches=2, progress=None):
                 "fwd_iters_total": sum(fwd), "bwd_iters_total": sum(bwd),
                 "fwd_residual_last": finite[-1] if finite else None,
                 "fwd_residual_max": max(finite) if finite else None,
+                "bwd_residual_last": b_finite[-1] if b_finite else None,
+                "bwd_residual_max": max(b_finite) if b_finite else None,
                 "grad_rel_error": err, "grad_cosine": cos}
 
-    yield record(0, 0.0, [], [], [], [])
+    yield record(0, 0.0, [], [], [], [], [])
     for epoch in range(1, cfg.epochs + 1):
-        losses, fwd, bwd, residuals = [], [], [], []
+        losses, fwd, bwd, residuals, bwd_residuals = [], [], [], [], []
         epoch_s = 0.0
         for xb, yb in batches(data.x_train, data.y_train, cfg.batch_size, shuffle=True,
                               seed=np.random.default_rng([cfg.seed, epoch])):
@@ -138,9 +141,10 @@ def train_one(cfg, comm=None, grad_batches=2, progress=None):
             fwd.append(res.fwd_iterations)
             bwd.append(res.bwd_iterations)
             residuals.append(res.fwd_residual)
+            bwd_residuals.append(res.bwd_residual)
             steps += 1
         trained_s += epoch_s
-        yield record(epoch, epoch_s, losses, fwd, bwd, residuals)
+        yield record(epoch, epoch_s, losses, fwd, bwd, residuals, bwd_residuals)
         if progress:
             progress()
 
@@ -171,6 +175,8 @@ def summarise(records, target=None):
         times = [time_to_target(runs, target) for runs in seeds.values()]
         hit = [t for t in times if t is not None]
         errs = [r["grad_rel_error"] for runs in seeds.values() for r in runs]
+        initial = [r["grad_rel_error"] for runs in seeds.values() for r in runs
+                   if r["epoch"] == 0]
         out.append({"bench": "time-to-accuracy", "summary": True, "method": method,
                     "target": target, "seeds": len(seeds), "reached": len(hit),
                     "time_to_target_median": float(np.median(hit)) if hit else None,
@@ -180,6 +186,8 @@ def summarise(records, target=None):
                     "final_acc_median": float(np.median(finals)),
                     "final_acc_min": min(finals), "final_acc_max": max(finals),
                     "grad_rel_error_median": float(np.median(errs)),
+                    "grad_rel_error_initial_median": float(np.median(initial))
+                    if initial else None,
                     "seconds_per_epoch_median": float(np.median(
                         [r["epoch_seconds"] for runs in seeds.values() for r in runs[1:]]))})
     return out

@@ -54,6 +54,9 @@ def test_records_have_every_field_for_every_method_seed_and_epoch(run):
                                   {"mgrit:1/1": 1, "mgrit:2/1+noskip": 2}[r["method"]])
                for r in trained)
     assert all(r["seconds"] > 0 for r in trained)
+    assert all(r["bwd_residual_max"] >= r["bwd_residual_last"] > 0 for r in trained
+               if r["method"] != "serial")
+    assert all(r["bwd_residual_last"] is None for r in records if r["method"] == "serial")
     assert [s["method"] for s in summary] == ["serial", "mgrit:1/1", "mgrit:2/1+noskip"]
 
 
@@ -100,6 +103,9 @@ def test_summary_target_defaults_to_95_percent_of_serials_final_accuracy(run):
     records, summary = run
     finals = [r["test_acc"] for r in records if r["method"] == "serial" and r["epoch"] == 2]
     assert summary[0]["target"] == pytest.approx(0.95 * np.median(finals))
+    initial = [r["grad_rel_error"] for r in records if r["method"] == "mgrit:1/1"
+               and r["epoch"] == 0]
+    assert summary[1]["grad_rel_error_initial_median"] == pytest.approx(np.median(initial))
     with pytest.raises(ValueError, match="include the method 'serial' or give --target"):
         tta.summarise([r for r in records if r["method"] != "serial"])
 
