@@ -16,6 +16,7 @@ from .model import SolverOptions
 from .presets import PRESETS, resolve
 
 OPTIMIZERS = ("adam", "sgd")
+SOLVER_FIELDS = tuple(f.name for f in fields(SolverOptions))
 BUILT_IN = ("synthetic", "event", "pulse")
 # the data kinds whose number of classes is an option (the others': the data's own)
 CLASSES_GIVEN = ("synthetic", "event")
@@ -126,14 +127,9 @@ class TrainConfig:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     def solver_options(self):
-        """The `SolverOptions` of this run."""
-        return SolverOptions(solver=self.solver, cell=self.cell, dt=self.dt, levels=self.levels,
-                             cf=self.cf, relax=self.relax, fwd_iters=self.fwd_iters,
-                             bwd_iters=self.bwd_iters, tol=self.tol, skip=self.skip,
-                             bwd_skip=self.bwd_skip, bwd_relax=self.bwd_relax,
-                             fwd_rtol=self.fwd_rtol, bwd_rtol=self.bwd_rtol,
-                             max_iters=self.max_iters,
-                             coarse_input=self.coarse_input, backend=self.backend)
+        """The `SolverOptions` of this run: its fields of the same names (every `SolverOptions`
+        field is a `TrainConfig` field, with the same default: the checkpoint stores them flat)."""
+        return SolverOptions(**{name: getattr(self, name) for name in SOLVER_FIELDS})
 
     def to_dict(self):
         return asdict(self)

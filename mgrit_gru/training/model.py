@@ -139,7 +139,8 @@ class SolverOptions:
         # every solver field checked here, by MGRITOptions' rules, and not at the first solve
         # (a run refused then had already written its files)
         fwd = self.forward_options
-        self.levels, self.tol, self.skip = fwd.levels, fwd.tol, fwd.skip
+        self.levels, self.skip = fwd.levels, fwd.skip
+        self.tol = MGRITOptions(tol=self.tol).tol             # (fwd.tol is fwd_rtol, if set)
         self.cf = list(fwd.cf) if isinstance(fwd.cf, tuple) else fwd.cf       # "4" -> 4,
         self.relax = list(fwd.relax) if isinstance(fwd.relax, tuple) else fwd.relax   # "F,FCF"
         self.coarse_input = fwd.coarse_input                                 # -> a list

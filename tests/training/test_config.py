@@ -105,3 +105,18 @@ def test_python_train_warns_of_keywords_the_run_does_not_use(tmp_path):
         warnings.simplefilter("error")                       # a config alone: nothing to tell
         tr.train(tr.TrainConfig(**{**TINY, "solver": "serial", "epochs": 1}), progress=False,
                  verbose=False)
+
+
+def test_every_solver_option_is_a_training_option_with_the_same_default():
+    """TrainConfig stores the solver's options flat (the checkpoint format) and hands them to
+    SolverOptions by name: a field added to one must be added to the other, alike."""
+    from dataclasses import fields
+
+    from mgrit_gru.training.config import SOLVER_FIELDS
+    from mgrit_gru.training.model import SolverOptions
+    train = {f.name: f.default for f in fields(tr.TrainConfig)}
+    for f in fields(SolverOptions):
+        assert f.name in SOLVER_FIELDS and train[f.name] == f.default, f.name
+    cfg = tr.TrainConfig(levels=2, cf=8, bwd_relax="F", fwd_rtol=1e-3, cell="implicit")
+    opts = cfg.solver_options()
+    assert all(getattr(opts, n) == getattr(cfg, n) for n in SOLVER_FIELDS)

@@ -85,3 +85,11 @@ def test_a_run_records_the_iterations_of_every_step(tmp_path):
     assert np.all((bwd >= 1) & (bwd <= 6))
     metrics = read_metrics(tmp_path)
     assert [m["fwd_iters"] for m in metrics] == [int(fwd[:4].sum()), int(fwd[4:].sum())]
+
+
+def test_a_relative_tolerance_on_one_solve_leaves_the_others_absolute_tolerance_alone():
+    s = SolverOptions(levels=2, tol=1e-7, fwd_rtol=1e-3)
+    assert s.tol == 1e-7
+    assert (s.backward_options.tol, s.backward_options.tol_type) == (1e-7, "absolute")
+    s = SolverOptions(levels=2, tol=1e-7, bwd_rtol=1e-2)
+    assert (s.forward_options.tol, s.forward_options.tol_type) == (1e-7, "absolute")
