@@ -272,8 +272,8 @@ def _train_options(p):
     """The model/data/solver/optimiser flags of ``train`` (default None: TrainConfig's default,
     or the checkpoint's with --resume); `mgrit_gru.train.TrainConfig` documents each."""
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="synthetic | event | pulse | npz:PATH | frames:ROOT (default "
-                                  "synthetic)")
+    g.add_argument("--data", help="synthetic | event | pulse | npz:PATH | frames:ROOT | "
+                                  "uci-har:ROOT (default synthetic)")
     g.add_argument("--seq-len", type=int, help="time steps T (default 256; npz: the file's)")
     g.add_argument("--num-sequences", type=int, help="built-in tasks: sequences (default 1024)")
     g.add_argument("--num-classes", type=int, help="synthetic: classes (default 4)")

@@ -27,8 +27,10 @@ class TrainConfig:
 
     Data: ``data`` is ``"synthetic"`` (`moving_objects` videos), ``"event"`` (`early_event`,
     with ``distractors`` late events), ``"pulse"`` (`pulse_order`),
-    ``"npz:PATH"`` (`load_npz`) or ``"frames:ROOT"`` (`load_frame_folder`). ``seq_len`` is T
-    (default 256 for the built-in tasks; an npz file's own T; required for frame folders).
+    ``"npz:PATH"`` (`load_npz`), ``"frames:ROOT"`` (`load_frame_folder`) or
+    ``"uci-har:ROOT"`` (`load_uci_har`: the "UCI HAR Dataset" folder, with its given train/test
+    split). ``seq_len`` is T (default 256 for the built-in tasks; an npz file's or UCI-HAR's own
+    T; required for frame folders).
     ``num_sequences``, ``num_classes``, ``frame_size`` and ``noise`` shape the built-in tasks
     (``frame_size`` is also the frame size frame folders are resized to; ``projection_dim`` an
     optional random projection of their frames, ``cache_dir`` their decoded-frame cache). A
@@ -155,16 +157,17 @@ def _data_kind(spec):
     if spec in BUILT_IN:
         return spec, None
     kind, colon, arg = spec.partition(":")
-    if colon and kind in ("npz", "frames") and arg:
+    if colon and kind in ("npz", "frames", "uci-har") and arg:
         return kind, arg
     raise ValueError(f"unknown data spec {spec!r}: use 'synthetic', 'event', 'pulse', "
-                     "'npz:PATH' or 'frames:ROOT'")
+                     "'npz:PATH', 'frames:ROOT' or 'uci-har:ROOT'")
 
 
 # options that only some data kinds use, and those only MGRIT uses
 _DATA_ONLY = {"num_sequences": BUILT_IN, "noise": BUILT_IN, "num_classes": CLASSES_GIVEN,
               "distractors": ("event",), "frame_size": ("synthetic", "frames"),
-              "projection_dim": ("frames",), "cache_dir": ("frames",)}
+              "projection_dim": ("frames",), "cache_dir": ("frames",),
+              "test_fraction": BUILT_IN + ("npz", "frames")}     # uci-har: its given split
 _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
                "bwd_relax", "fwd_rtol", "bwd_rtol", "max_iters", "coarse_input")
 
@@ -184,7 +187,8 @@ def _unused_options(given, cfg, python=False):
             return "only " + " or ".join(f"{name}={v!r}" for v in values)
         return f"only --{name.replace('_', '-')} " + " or ".join(map(str, values))
     kind = _data_kind(cfg.data)[0]
-    spelled = {"frames": "frames:ROOT", "npz": "npz:PATH"} if python else {}
+    spelled = ({"frames": "frames:ROOT", "npz": "npz:PATH", "uci-har": "uci-har:ROOT"}
+               if python else {})
     unused = [f"{flag(n)} ({only('data', *(spelled.get(k, k) for k in kinds))})"
               for n, kinds in _DATA_ONLY.items() if n in given and kind not in kinds]
     if "momentum" in given and cfg.optimizer != "sgd":

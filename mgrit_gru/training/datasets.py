@@ -10,6 +10,7 @@ from ..solve import TimeSlice, input_rows
 from .config import _data_kind
 from .data import (early_event, load_frame_folder, load_npz, moving_objects, npz_shape, pulse_order,
                    train_test_split)
+from .data.uci_har import ACTIVITIES, load_uci_har
 
 @dataclass
 class Dataset:
@@ -59,6 +60,9 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         desc = (f"early event: {num_sequences} x {T} steps, {num_classes} classes, "
                 f"{distractors} distractors")
         return x, y, num_classes, desc
+    if kind == "uci-har":                                    # both splits, train first
+        x_tr, y_tr, x_te, y_te, C, desc = _uci_har(arg, seq_len, 0)
+        return x_tr, y_tr, C, desc
     if kind == "pulse":
         T = 256 if seq_len is None else seq_len
         x, y = pulse_order(num_sequences, T, noise=noise, seed=seed, dtype=np.float32)
@@ -163,7 +167,10 @@ def _prepare_data(cfg, comm, progress, training=True):
         T = cfg.seq_len
         window = _time_slice(cfg, T, comm)
     x = None
-    if kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
+    if kind == "uci-har":                                    # its own split, by subject
+        x_tr, y_tr, x_te, y_te, C, desc = _uci_har(source, cfg.seq_len, cfg.test_fraction)
+        x = x_tr
+    elif kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
         first = agreed(comm, lambda: load_data(cfg.data, time_window=window, progress=progress,
                                                **args) if rank == 0 else None)
         if rank == 0:                        # a cache miss decodes once, on rank 0; the others
@@ -171,10 +178,9 @@ def _prepare_data(cfg, comm, progress, training=True):
     if x is None:
         x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
                                   **args)
-    if cfg.test_fraction > 0:
-        x_tr, y_tr, x_te, y_te = train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
-    else:
-        x_tr, y_tr, x_te, y_te = x, y, x[:0], y[:0]
+    if kind != "uci-har":                                    # (uci-har: split above)
+        x_tr, y_tr, x_te, y_te = (train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
+                                  if cfg.test_fraction > 0 else (x, y, x[:0], y[:0]))
     if window is None:                                       # loaded whole: keep only our rows
         T = x.shape[1]
         window = _time_slice(cfg, T, comm)
@@ -184,6 +190,25 @@ def _prepare_data(cfg, comm, progress, training=True):
     start = window[0]
     del x
     return Dataset(x_tr, y_tr, x_te, y_te, C, T, x_tr.shape[2], start, desc)
+
+
+def _uci_har(root, seq_len, test_fraction):
+    """UCI-HAR's given train and test split (all in train when ``test_fraction`` is 0: an
+    evaluation on all of it); ``seq_len`` must be the files' own T, or None."""
+    x_tr, y_tr = load_uci_har(root, "train")
+    x_te, y_te = load_uci_har(root, "test")
+    T = x_tr.shape[1]
+    if x_te.shape[1] != T:
+        raise ValueError(f"{root}: train windows have {T} steps, test windows {x_te.shape[1]}")
+    if seq_len is not None and seq_len != T:
+        raise ValueError(f"{root}: windows have T = {T} steps but seq_len = {seq_len} was asked "
+                         "for (leave --seq-len out for uci-har data)")
+    if test_fraction == 0:
+        x_tr, y_tr = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+        x_te, y_te = x_te[:0], y_te[:0]
+    desc = (f"UCI-HAR {root}: {len(y_tr)} train / {len(y_te)} test windows of {T} steps x "
+            f"{x_tr.shape[2]} channels, {len(ACTIVITIES)} activities (the given split)")
+    return x_tr, y_tr, x_te, y_te, len(ACTIVITIES), desc
 
 
 def _as_input(xb, data, dtype):

@@ -1,4 +1,5 @@
-"""Data: synthetic tasks, a user's .npz files, and frame folders of real videos (HMDB51 layout).
+"""Data: synthetic tasks, a user's .npz files, frame folders of real videos (HMDB51 layout),
+and UCI-HAR as distributed.
 
 Every loader returns ``x`` (N, T, F) and integer labels ``y`` (N,); `batches` turns them into the
 time-major (T, B, F) batches the GRU takes.
@@ -6,7 +7,8 @@ time-major (T, B, F) batches the GRU takes.
 from .synthetic import (moving_objects, early_event, pulse_order, noisy_sum_sign, train_test_split, batches)
 from .files import load_npz, npz_checksums, npz_shape, save_npz, atomic_savez
 from .frames import frame_listing, load_frame_folder
+from .uci_har import load_uci_har
 
 __all__ = ["moving_objects", "early_event", "pulse_order", "noisy_sum_sign", "train_test_split", "batches",
            "load_npz", "npz_checksums", "npz_shape", "save_npz", "atomic_savez",
-           "load_frame_folder", "frame_listing"]
+           "load_frame_folder", "frame_listing", "load_uci_har"]
