@@ -30,6 +30,10 @@ def test_cli_evaluate_backend_overrides_the_runs(tmp_path, capsys, monkeypatch):
     """A run trained with backend="cuda" evaluates on a machine without a GPU with
     --backend numpy (same numbers as the numpy run it was made from)."""
     from numba.cuda import config
+
+    # the CUDA modules choose their loads by ENABLE_CUDASIM when first imported: import them
+    # under the simulator first, or a later simulator test in this process gets GPU-only loads
+    import mgrit_gru.cuda.backend  # noqa: F401
     monkeypatch.setattr(config, "ENABLE_CUDASIM", False)     # a CPU machine: no simulator
     monkeypatch.setattr("mgrit_gru.cuda.backend.cuda_available", lambda: False)
     out = str(tmp_path / "run")
