@@ -507,8 +507,9 @@ SCALING_OPTIONS = ("levels", "cf", "iters", "relax", "skip", "layers", "cell", "
 def plot_scaling(records, out=None):
     """Speedup and efficiency vs ranks P (one line per T, B, H) and vs T (one line per P, B, H).
 
-    Measured: solid with markers; the model's prediction (``model_speedup``), where recorded:
-    dashed. Each line's label gives the largest relative error of its outputs against serial
+    Measured: solid with filled circles; the model's prediction (``model_speedup``), where
+    recorded: dashed with open diamonds (so that a single record shows its model point). Each
+    line's label gives the largest relative error of its outputs against serial
     (``rel_error_vs_serial``; "not recorded" for older records): a speed is shown with its
     accuracy. At P = 1 the speedup is the gain of batching over intervals, not parallelism.
     Returns the figure; saves it to ``out`` when given.
@@ -542,9 +543,9 @@ def plot_scaling(records, out=None):
                           color=line.get_color())
         if all("model_speedup" in r for r in rs):
             ms = [r["model_speedup"] for r in rs]
-            axes[0, col].plot(xs, ms, "--", color=line.get_color(), alpha=0.7)
-            axes[1, col].plot(xs, [m / r["ranks"] for m, r in zip(ms, rs)], "--",
-                              color=line.get_color(), alpha=0.7)
+            model = dict(ls="--", marker="D", mfc="none", color=line.get_color(), alpha=0.8)
+            axes[0, col].plot(xs, ms, **model)          # markers: a single P shows too
+            axes[1, col].plot(xs, [m / r["ranks"] for m, r in zip(ms, rs)], **model)
     for col, xl in enumerate(("ranks P", "sequence length T")):
         axes[0, col].set_ylabel("speedup over serial forward")
         axes[1, col].set_ylabel("efficiency = speedup / P")
@@ -553,7 +554,7 @@ def plot_scaling(records, out=None):
             axes[row, col].set_xscale("log", base=2)
             axes[row, col].grid(alpha=0.3)
         axes[0, col].legend(fontsize=7)
-    axes[0, 0].set_title("vs ranks (solid: measured, dashed: model; P = 1: batching)")
+    axes[0, 0].set_title("vs ranks (solid, ●: measured; dashed, ◇: model; P = 1: batching)")
     axes[0, 1].set_title("vs sequence length")
     fig.tight_layout()
     if out is not None:

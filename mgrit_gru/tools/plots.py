@@ -174,12 +174,47 @@ def plot_error_vs_time(iterates, exact, ax=None, floor=1e-17, cf=None):
         ax.semilogy(t, np.maximum(e, floor), color=colors[k], label=f"after cycle {k + 1}")
     if cf is not None:
         for c in range(0, err.shape[1], cf):
-            ax.axvline(c, color="0.85", lw=0.5, zorder=0)
+            ax.axvline(c, color="0.92", lw=0.4, zorder=0)
+    ax.grid(True, axis="y", which="major", color="0.92", lw=0.4)
+    ax.set_axisbelow(True)
     ax.set_xlabel("time index t")
     ax.set_ylabel(r"$\|u_k(t) - u^*(t)\|$")
     ax.set_title("error vs time after each cycle")
-    ax.legend(fontsize="small")
+    _legend_off_the_data(ax, t, np.maximum(err, floor))
     return ax
+
+
+_LEGEND_SPOTS = {                                            # loc: (x0, x1, y0, y1), axes fraction
+    "center right": (0.62, 0.99, 0.30, 0.70), "lower right": (0.62, 0.99, 0.01, 0.40),
+    "upper left": (0.01, 0.38, 0.60, 0.99), "lower left": (0.01, 0.38, 0.01, 0.40),
+    "upper right": (0.62, 0.99, 0.60, 0.99), "center left": (0.01, 0.38, 0.30, 0.70),
+}
+
+
+def _legend_off_the_data(ax, t, curves):
+    """A legend in a corner of ``ax`` that no curve (t, curves[k]) on the log axis crosses,
+    outside on the right when every corner holds data."""
+    n = len(curves)
+    x0, x1 = ax.get_xlim()
+    y0, y1 = np.log10(ax.get_ylim())
+    # the curves as axes-fraction points, dense along every segment (the jumps included)
+    fine = np.linspace(0.0, 1.0, 20)
+    ts = (t[:-1, None] + np.outer(np.diff(t), fine)).ravel()
+    xs, ys = [], []
+    for c in curves:
+        lc = np.log10(c)
+        xs.append((ts - x0) / (x1 - x0))
+        ys.append(((lc[:-1, None] + np.outer(np.diff(lc), fine)).ravel() - y0) / (y1 - y0))
+    xs, ys = np.concatenate(xs) if xs else np.zeros(0), np.concatenate(ys) if ys else np.zeros(0)
+    height = min(0.09 * (n + 1), 0.98)
+    for loc, (a, b, c, d) in _LEGEND_SPOTS.items():
+        mid = 0.5 * (c + d)
+        c, d = {"lower": (c, c + height), "upper": (d - height, d)}.get(
+            loc.split()[0], (mid - height / 2, mid + height / 2))
+        if not np.any((xs >= a) & (xs <= b) & (ys >= c) & (ys <= d)):
+            ax.legend(fontsize="small", loc=loc)
+            return
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _check_trace(trace):
@@ -224,7 +259,23 @@ def _trace_of(source):
     return trace, opts["levels"], cycles
 
 
-def plot_cycle(source, ax=None):
+def _first_cycles(trace, cycles, max_cycles):
+    """(the part of ``trace`` up to the end of its first ``max_cycles`` cycles, the number of
+    cycles in the trace). A cycle ends at a fine residual; a residual with no coarse correction
+    before it (skip=False: the relaxed initial guess) is not one."""
+    res = [i for i, (level, op) in enumerate(trace) if level == 0 and op == "residual"]
+    if not res:
+        return trace, cycles or 0
+    first = res[0]
+    initial = int(not any(op == "restrict" for _, op in trace[:first]))
+    total = cycles if cycles is not None else max(len(res) - initial, 0)
+    keep = max_cycles + initial
+    if total <= max_cycles or len(res) <= keep:
+        return trace, total
+    return trace[: res[keep - 1] + 1], total
+
+
+def plot_cycle(source, ax=None, max_cycles=3):
     """Cycle diagram: level against operation, fine level on top (like XBraid's cycleplot).
 
     Parameters
@@ -234,15 +285,20 @@ def plot_cycle(source, ax=None):
         solver's options (levels, cf, relax, cycle, skip) for its number of cycles with
         `cycle_trace` (the building blocks do not depend on the problem).
     ax : matplotlib Axes, optional
+        Without one, a new figure as wide as the drawn operations need.
+    max_cycles : int
+        Draw at most the first ``max_cycles`` cycles (>= 1; the title says so when the solve
+        ran more): a diagram of ten cycles is too dense to read, and every cycle of a solve
+        with fixed options does the same.
 
     Returns
     -------
     ax : matplotlib Axes
-        ``lines[0]`` is the path through the levels; one marker series per operation kind
-        (legend); a dashed vertical line at each fine residual (the cycle boundaries). A solve
-        that stopped before its first cycle (``iterations == 0``: the initial guess met tol)
-        is drawn as such: its recorded relaxation and residual if traced, a note "no cycle
-        ran", no replayed cycle.
+        ``lines[0]`` is the path through the levels (of the cycles drawn); one marker series
+        per operation kind (legend); a dashed vertical line at each fine residual (the cycle
+        boundaries). A solve that stopped before its first cycle (``iterations == 0``: the
+        initial guess met tol) is drawn as such: its recorded relaxation and residual if
+        traced, a note "no cycle ran", no replayed cycle.
 
     Raises
     ------
@@ -251,10 +307,15 @@ def plot_cycle(source, ax=None):
     ValueError
         For an empty trace, a bad entry, or a solve with neither trace nor options.
     """
+    max_cycles = int_at_least(max_cycles, "max_cycles", 1)
     trace, n_levels, cycles = _trace_of(source)
     if not trace and cycles != 0:
         raise ValueError("source: the trace is empty")
-    ax = _axes(ax)
+    n_all = max(int(l) for l, _ in trace) + 1 if trace else 1
+    trace, total = _first_cycles(trace, cycles, max_cycles)
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(min(max(6.0, 2.5 + 0.16 * len(trace)), 16.0), 4))
     x = np.arange(len(trace))
     lev = np.array([l for l, _ in trace], dtype=int)
     if trace:
@@ -267,7 +328,7 @@ def plot_cycle(source, ax=None):
     for i, (_, op) in enumerate(trace):
         if op == "residual":                                 # one fine residual per cycle
             ax.axvline(i, color="tab:red", ls="--", lw=0.6, alpha=0.5)
-    n_levels = n_levels or int(lev.max()) + 1
+    n_levels = n_levels or n_all
     ax.set_yticks(range(n_levels))
     ax.set_ylim(n_levels - 0.5, -0.5)                        # fine level on top
     ax.set_xlabel("operation")
@@ -278,6 +339,9 @@ def plot_cycle(source, ax=None):
         ax.text(0.5, 0.5, f"no cycle ran (0 iterations){why}", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_title(f"MGRIT: no cycle ran ({n_levels} levels)")
+    elif total > max_cycles:
+        ax.set_title(f"MGRIT cycles ({n_levels} levels): the first {max_cycles} of {total} "
+                     "cycles")
     else:
         ax.set_title(f"MGRIT cycles ({n_levels} levels)")
     if trace:

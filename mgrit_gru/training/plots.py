@@ -42,25 +42,68 @@ def plot_run(out, history, steps, title=""):
     save_figure(fig, curves, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    k = np.arange(1, n_steps + 1)
-    f, b = np.asarray(steps["fwd_residual"], float), np.asarray(steps["bwd_residual"], float)
-    if n_steps and np.any(np.isfinite(f)):
-        exact = not np.any((f > 0) | (b > 0))               # levels=1: every r = 0, no log axis
-        draw = ax.plot if exact else ax.semilogy
-        draw(k, f, label="forward solve")
-        draw(k, b, label="backward (adjoint) solve")
-        if exact:
-            ax.text(0.5, 0.75, "one level: sequential solves, residual exactly 0", ha="center",
-                    transform=ax.transAxes)
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "serial solver: no MGRIT residuals", ha="center",
-                transform=ax.transAxes)
-    ax.set_xlabel("training step"), ax.set_ylabel("final MGRIT residual ‖r‖₂")
-    ax.set_title(title or "MGRIT residual per training step")
-    fig.tight_layout()
+    fig = plot_residuals(steps, title)
     residuals = os.path.join(out, RESIDUALS_PNG)
     save_figure(fig, residuals, dpi=110)
     plt.close(fig)
     return curves, residuals
+
+
+RESIDUALS_CAPTION = (
+    "The last residual of each solve's fixed budget of MGRIT cycles. Its absolute size grows "
+    "during training: the states and the weights grow as the network learns, and the budget "
+    "does not drive the residual to zero. The right panel divides by the level of the first "
+    "steps.")
+
+
+def _first_level(r, n=5):
+    """The median of the first ``n`` finite, positive residuals (None when there is none)."""
+    r = r[np.isfinite(r) & (r > 0)][:n]
+    return float(np.median(r)) if r.size else None
+
+
+def plot_residuals(steps, title=""):
+    """The figure of ``residuals.png``: the last forward/backward MGRIT residual of every
+    training step on a log axis (left) and the same divided by the level of the first steps
+    (right), with a caption saying what is drawn. Returns the Figure."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    n_steps = len(steps["loss"])
+    k = np.arange(1, n_steps + 1)
+    f, b = np.asarray(steps["fwd_residual"], float), np.asarray(steps["bwd_residual"], float)
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(10, 4.4))
+    exact = not np.any((f > 0) | (b > 0))                   # levels=1: every r = 0, no log axis
+    if n_steps and np.any(np.isfinite(f)) and not exact:
+        for r, label in ((f, "forward solve"), (b, "backward (adjoint) solve")):
+            ax.semilogy(k, r, label=label)
+            level = _first_level(r)
+            if level is not None:
+                rel.plot(k, r / level, label=label)
+        rel.axhline(1.0, color="0.5", lw=0.8, ls=":")
+        ax.legend(fontsize="small")
+        rel.legend(fontsize="small")
+        caption = RESIDUALS_CAPTION
+    elif n_steps and np.any(np.isfinite(f)):
+        ax.plot(k, f, label="forward solve")
+        ax.plot(k, b, label="backward (adjoint) solve")
+        ax.legend(fontsize="small")
+        rel.axis("off")
+        caption = "One level: sequential solves, so every residual is exactly 0."
+    else:
+        ax.text(0.5, 0.5, "serial solver: no MGRIT residuals", ha="center",
+                transform=ax.transAxes)
+        rel.axis("off")
+        caption = "The serial solver runs no MGRIT cycle: there is no residual to draw."
+    ax.set_xlabel("training step"), ax.set_ylabel("final MGRIT residual ‖r‖₂")
+    ax.set_title("absolute (log axis)", fontsize="medium")
+    ax.grid(True, which="both", alpha=0.25)
+    rel.set_xlabel("training step"), rel.set_ylabel("‖r‖₂ / median of the first 5 steps")
+    rel.set_title("relative to the first steps", fontsize="medium")
+    rel.grid(True, alpha=0.25)
+    fig.suptitle(title or "MGRIT residual per training step")
+    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(caption, 130)), ha="center", va="bottom",
+             fontsize="small", color="0.25")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

@@ -270,3 +270,19 @@ def test_forward_records_carry_the_error_of_their_speed():
     assert rec["final_residual"] == pytest.approx(info.final_residual, rel=1e-12)
     assert rec["speedup_kind"].startswith("batching over intervals on one rank")
     assert rec["efficiency"] is None
+
+
+def test_plot_scaling_draws_a_single_records_model_point():
+    """One record (one P) makes a one-point line: the model is drawn with markers, so its
+    point shows beside the measured one."""
+    from mgrit_gru.tools.perfmodel import plot_scaling
+    recs = [{"bench": "forward", "ranks": 4, "seq_len": 64, "batch": 1, "hidden": 8,
+             "speedup": 2.0, "model_speedup": 2.4}]
+    fig = plot_scaling(recs)
+    for ax in fig.axes:
+        measured, model = ax.get_lines()[:2]
+        assert measured.get_marker() == "o" and model.get_linestyle() == "--"
+        assert model.get_marker() not in (None, "None", "", " ")
+        assert len(model.get_xdata()) == 1
+    import matplotlib.pyplot as plt
+    plt.close(fig)

@@ -450,3 +450,34 @@ def test_gradient_error_grid_refuses_non_integer_iteration_counts():
             dg.gradient_error_grid(params, x, fwd_iters=bad, bwd_iters=(1,))
     with pytest.raises(ValueError, match="bwd_iters must be a non-empty sequence"):
         dg.gradient_error_grid(params, x, fwd_iters=(1,), bwd_iters=2)
+
+
+def test_plot_cycle_draws_the_first_cycles_of_a_long_solve():
+    """Ten cycles are too dense to read: the diagram draws the first three and says so."""
+    for skip in (True, False):
+        trace = dg.cycle_trace(3, 2, "FCF", "V", skip=skip, iterations=10)
+        ax = dg.plot_cycle(trace)
+        _, lev = ax.lines[0].get_data()
+        assert len(lev) < len(trace)
+        np.testing.assert_array_equal(lev, [l for l, _ in trace[:len(lev)]])
+        assert trace[len(lev) - 1] == (0, "residual")           # ends at the 3rd cycle's residual
+        assert "the first 3 of 10 cycles" in ax.get_title()
+        assert sum(op == "residual" for _, op in trace[:len(lev)]) == 3 + (not skip)
+        ax = dg.plot_cycle(trace, max_cycles=10)
+        assert len(ax.lines[0].get_xdata()) == len(trace)
+        assert "first" not in ax.get_title()
+
+
+def test_error_vs_time_legend_covers_no_curve():
+    """The legend sits in a corner that no error curve crosses (or outside the axes)."""
+    import matplotlib.pyplot as plt
+    problem, u, info = _solve(levels=2, cf=4, relax="F", max_iter=3)
+    ax = dg.plot_error_vs_time(info, problem.exact(), cf=4)
+    ax.figure.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    for line in ax.lines[:3]:
+        xy = ax.transData.transform(np.column_stack(line.get_data()))
+        inside = (xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & \
+            (xy[:, 1] < box.y1)
+        assert not inside.any()
+    plt.close("all")
