@@ -33,8 +33,9 @@ __all__ = ["gru_dims", "GradcheckResult", "check_gru_gradients", "gradcheck", "c
            "gru_backward", "gru_forward", "input_rows", "mgrit_backward", "mgrit_forward", "SGD",
            "Adam", "clip_grad_norm", "grad_norm"]
 
-_LAZY = {"data", "diagnostics", "train", "training", "tools", "cuda", "model", "optim",
-         "bench", "perfmodel", "cli"}
+# the layers above solve/, and the top-level names of 0.1 that moved into them
+_LAZY = {"training", "tools", "cuda"} | {old.split(".")[1] for old in _moved.MOVED
+                                          if old.count(".") == 1}
 
 
 def __getattr__(name):

@@ -250,9 +250,7 @@ def run(methods=("serial", "mgrit"), seeds=3, first_seed=0, target=None, grad_ba
         raise ValueError(f"methods must differ, got {list(methods)}")
     preset = config.pop("preset", None)
     base = resolve(preset, config) if preset else config
-    configs = [(label, TrainConfig(**{**base, **over, "test_fraction":
-                                      base.get("test_fraction", 0.2)}))
-               for label, over in specs]
+    configs = [(label, TrainConfig(**{**base, **over})) for label, over in specs]
     rank = 0 if comm is None else comm.Get_rank()
     records = []
     bar = None

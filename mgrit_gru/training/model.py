@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..checks import check_cell, check_flag, choice, positive_float, positive_int
+from ..checks import check_cell, check_flag, choice, nonneg_float, positive_float, positive_int
 from ..gru import init_gru
 from ..head import head_backward, head_forward, init_head
 from ..mgrit import MGRITOptions
@@ -140,7 +140,7 @@ class SolverOptions:
         # (a run refused then had already written its files)
         fwd = self.forward_options
         self.levels, self.skip = fwd.levels, fwd.skip
-        self.tol = MGRITOptions(tol=self.tol).tol             # (fwd.tol is fwd_rtol, if set)
+        self.tol = nonneg_float(self.tol, "tol")              # (fwd.tol is fwd_rtol, if set)
         self.cf = list(fwd.cf) if isinstance(fwd.cf, tuple) else fwd.cf       # "4" -> 4,
         self.relax = list(fwd.relax) if isinstance(fwd.relax, tuple) else fwd.relax   # "F,FCF"
         self.coarse_input = fwd.coarse_input                                 # -> a list
