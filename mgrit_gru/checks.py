@@ -130,6 +130,14 @@ def choice(value, name, allowed):
     return value
 
 
+def int_choice(value, name, allowed):
+    """``value`` as an int if it is one of the integers ``allowed``, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or int(value) not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return int(value)
+
+
 def per_level(value, name, cast):
     """An option given once or per level: a scalar, a list/tuple, or a comma-separated string
     ("4,2", "FCF,F"). Returns the scalar, or a list of ``cast`` values (one entry: the scalar).

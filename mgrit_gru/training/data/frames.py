@@ -150,14 +150,53 @@ def resample_indices(n_frames, seq_len):
     return np.minimum((t + 0.5) * n_frames / seq_len, n_frames - 1).astype(np.int64)
 
 
-def _decode_frame(path, size, grayscale):
-    """Decode one image file to a uint8 array (h, w) or (h, w, 3): its resized pixels."""
+def _resize(im, size, grayscale):
+    """A PIL image as uint8 pixels (h, w) or (h, w, 3), resized to ``size`` (bilinear)."""
     from PIL import Image                                    # Pillow: imported only when used
 
+    im = im.convert("L" if grayscale else "RGB")
+    im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)       # PIL takes (w, h)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_frame(path, size, grayscale):
+    """Decode one image file to a uint8 array (h, w) or (h, w, 3): its resized pixels."""
+    from PIL import Image
+
     with Image.open(path) as im:
-        im = im.convert("L" if grayscale else "RGB")
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)   # PIL takes (w, h)
-        return np.asarray(im, dtype=np.uint8)
+        return _resize(im, size, grayscale)
+
+
+class Featurizer:
+    """Frames -> features: pixels in [0, 1], a random projection of them, or an image
+    network's features (`OnnxFeatures`). ``size`` and ``grayscale`` say how frames are resized,
+    ``raw`` is the number of pixel values per frame, ``dim`` of features."""
+
+    def __init__(self, size, grayscale=True, projection_dim=None, seed=0, features=None):
+        self.network = None
+        if features is not None:                             # an ONNX file: its size, RGB
+            from .features import OnnxFeatures
+            self.network = (features if isinstance(features, OnnxFeatures) else
+                            OnnxFeatures(features, size=size))
+            size, grayscale = self.network.size, False
+        self.size, self.grayscale = tuple(size), bool(grayscale)
+        self.raw = size[0] * size[1] * (1 if grayscale else 3)
+        self.Q = (None if projection_dim is None else
+                  _integer_projection(_projection(self.raw, int(projection_dim), seed)))
+        self.dim = (self.network.dim if self.network is not None else
+                    self.raw if self.Q is None else self.Q.shape[1])
+
+    def __call__(self, pixels):
+        """Features (n, dim) float32 of uint8 frames ``pixels`` (n, raw)."""
+        if self.network is not None:
+            return self.network(pixels.reshape(len(pixels), *self.size, 3))
+        if self.Q is not None:
+            return _project(pixels, self.Q)
+        return pixels.astype(np.float32) / np.float32(255)
+
+    def record(self):
+        """What the decoded-frame cache key holds of the feature options."""
+        return None if self.network is None else self.network.record()
 
 
 PROJECTION_GRID = 2.0 ** -20                                  # the projection's entries: k · 2^-20
@@ -220,8 +259,53 @@ def _cache_key(root, videos, options):
     return h.hexdigest()[:24]
 
 
+def check_frame_options(size, projection_dim, features):
+    """``size`` as a (height, width) tuple; ValueError for a bad size or projection_dim, or
+    both a projection and a feature network."""
+    try:
+        size = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be two positive integers (height, width), got {size!r}")
+    if projection_dim is not None and (isinstance(projection_dim, bool) or
+                                       not isinstance(projection_dim, (int, np.integer))
+                                       or projection_dim < 1):
+        raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
+    if projection_dim is not None and features is not None:
+        raise ValueError("projection_dim and features: choose one (a random projection of the "
+                         "pixels, or an image network's features)")
+    return size
+
+
+def read_cache(cache_path, t0, t1):
+    """The arrays of a decoded-frame cache entry, ``x`` cut to steps t0..t1-1 (only those rows
+    read); None where there is no entry, or (with a warning) one that cannot be read."""
+    if not os.path.isfile(cache_path):
+        return None
+    try:
+        with _open_npz(cache_path) as zf:
+            x = _read_rows(zf, t0, t1)                       # only our rows of the cached x
+            if x is None:                                    # (a layout _read_rows leaves)
+                x = np.ascontiguousarray(_member(zf, "x")[:, t0:t1])
+            names = [n[:-4] for n in zf.namelist() if n.endswith(".npy") and n != "x.npy"]
+            return {"x": x, **{k: _member(zf, k) for k in names}}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # not ours:
+        warnings.warn(f"{cache_path}: unreadable cache ({type(e).__name__}), decoding "
+                      "the videos again", stacklevel=3)      # rebuild it
+    return None
+
+
+def _bar(items, progress):
+    """``items`` with a progress bar on stderr (when asked, and stderr is a terminal)."""
+    from tqdm import tqdm                                    # only while decoding
+    return tqdm(items, desc="decoding videos", unit="video",
+                disable=None if progress else True, file=sys.stderr, dynamic_ncols=True)
+
+
 def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_dim=None, seed=0,
-                      cache_dir=None, progress=False, time_window=None, min_classes=2):
+                      cache_dir=None, progress=False, time_window=None, min_classes=2,
+                      features=None):
     """Load videos stored as frame folders (``root/<class>/<video>/<frames>``) as (N, T, F).
 
     Parameters
@@ -239,6 +323,10 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         drawn from ``seed`` and scaled by 1/√projection_dim; F becomes projection_dim.
     seed : int, optional
         Seed of the projection matrix (the same seed gives the same features across runs).
+    features : str, os.PathLike or OnnxFeatures, optional
+        An ONNX image network (`OnnxFeatures`): F becomes its features per frame; frames are
+        resized to its input size, in RGB (``size`` is used only where the model takes any
+        size; ``grayscale`` is ignored). Not with ``projection_dim``.
     cache_dir : str or os.PathLike, optional
         Folder for the decoded-array cache (created if needed; written atomically).
     progress : bool, optional
@@ -254,7 +342,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     Returns
     -------
     x : ndarray (N, seq_len, F) float32 (N, stop - start, F with ``time_window``)
-        F = h·w (grayscale), 3·h·w (RGB) or projection_dim. Videos in class order, then natural
+        F = h·w (grayscale), 3·h·w (RGB), projection_dim or the network's features. Videos in class order, then natural
         name order.
     y : ndarray (N,) int64
         Class index of each video.
@@ -273,16 +361,7 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
     root = os.path.abspath(os.fspath(root))
     positive_int(seq_len, "seq_len")
     positive_int(min_classes, "min_classes")
-    try:
-        size = tuple(int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (height, width), got {size!r}") from None
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be two positive integers (height, width), got {size!r}")
-    if projection_dim is not None and (isinstance(projection_dim, bool) or
-                                       not isinstance(projection_dim, (int, np.integer))
-                                       or projection_dim < 1):
-        raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}")
+    size = check_frame_options(size, projection_dim, features)
     t0, t1 = (0, seq_len) if time_window is None else check_time_window(time_window, seq_len)
     if cache_dir is not None:
         _check_cache_dir(os.fspath(cache_dir))
@@ -291,44 +370,31 @@ def load_frame_folder(root, seq_len, size=(16, 16), grayscale=True, projection_d
         which = "one class folder" if len(class_names) == 1 else f"{len(class_names)} folders"
         raise ValueError(f"{root}: {which} ({', '.join(class_names)}); a classifier needs at "
                          f"least {min_classes} classes (one folder per class)")
+    feat = Featurizer(size, grayscale, projection_dim, seed, features)
     options = {"seq_len": int(seq_len), "size": list(size), "grayscale": bool(grayscale),
                "projection_dim": None if projection_dim is None else int(projection_dim),
-               "seed": int(seed)}
+               "seed": int(seed), "features": feat.record()}
     cache_path = None
     if cache_dir is not None:
         key = _cache_key(root, videos, options)
         cache_path = os.path.join(os.fspath(cache_dir), f"frames-{key}.npz")
-        if os.path.isfile(cache_path):
-            try:
-                with _open_npz(cache_path) as zf:
-                    x = _read_rows(zf, t0, t1)               # only our rows of the cached x
-                    if x is None:                            # (a layout _read_rows leaves)
-                        x = np.ascontiguousarray(_member(zf, "x")[:, t0:t1])
-                    return x, _member(zf, "y"), [str(c) for c in _member(zf, "class_names")]
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # not ours:
-                warnings.warn(f"{cache_path}: unreadable cache ({type(e).__name__}), decoding "
-                              "the videos again", stacklevel=2)              # rebuild it
+        cached = read_cache(cache_path, t0, t1)
+        if cached is not None:
+            return cached["x"], cached["y"], [str(c) for c in cached["class_names"]]
 
-    F_raw = size[0] * size[1] * (1 if grayscale else 3)
-    Q = (None if projection_dim is None else
-         _integer_projection(_projection(F_raw, int(projection_dim), seed)))
     d0, d1 = (0, seq_len) if cache_path is not None else (t0, t1)   # the steps to decode
-    x = np.empty((len(videos), d1 - d0, F_raw if Q is None else Q.shape[1]), np.float32)
+    x = np.empty((len(videos), d1 - d0, feat.dim), np.float32)
     y = np.empty(len(videos), np.int64)
-    from tqdm import tqdm                                    # only while decoding
-    bar = tqdm(videos, desc="decoding videos", unit="video", disable=None if progress else True,
-               file=sys.stderr, dynamic_ncols=True)
-    for i, (label, vdir, frames) in enumerate(bar):
+    for i, (label, vdir, frames) in enumerate(_bar(videos, progress)):
         idx = resample_indices(len(frames), seq_len)[d0:d1]  # the source frames of those steps
         used, step_of = np.unique(idx, return_inverse=True)  # decode each used frame once
-        pixels = np.empty((len(used), F_raw), np.uint8)
+        pixels = np.empty((len(used), feat.raw), np.uint8)
         for u, j in enumerate(used):
             try:
-                pixels[u] = _decode_frame(frames[j], size, grayscale).reshape(-1)
+                pixels[u] = _decode_frame(frames[j], feat.size, feat.grayscale).reshape(-1)
             except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for corrupt files
                 raise ValueError(f"{frames[j]}: cannot read image ({type(e).__name__}: {e})") from None
-        feats = pixels.astype(np.float32) / np.float32(255) if Q is None else _project(pixels, Q)
-        x[i] = feats[step_of]                                # used frame -> its output steps
+        x[i] = feat(pixels)[step_of]                         # used frame -> its output steps
         y[i] = label
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, class_names=np.array(class_names))
