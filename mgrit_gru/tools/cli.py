@@ -15,10 +15,11 @@ import functools
 import json
 import os
 import sys
-import time
 
 from ..mgrit.comm import RankFailed
 from ..mgrit.cycle import MGRITDivergedError
+from .cli_guards import (_check_counts, _check_writable, _end_the_mpi_job, _one_process,
+                         _remove_if_empty)
 
 
 def _per_level(cast):
@@ -273,16 +274,24 @@ def _train_options(p):
     or the checkpoint's with --resume); `mgrit_gru.train.TrainConfig` documents each."""
     g = p.add_argument_group("data")
     g.add_argument("--data", help="synthetic | event | pulse | npz:PATH | frames:ROOT | "
-                                  "uci-har:ROOT (default synthetic)")
+                                  "uci-har:ROOT | hmdb51:ROOT (default synthetic)")
     g.add_argument("--seq-len", type=int, help="time steps T (default 256; npz: the file's)")
     g.add_argument("--num-sequences", type=int, help="built-in tasks: sequences (default 1024)")
     g.add_argument("--num-classes", type=int, help="synthetic: classes (default 4)")
-    g.add_argument("--frame-size", type=int, help="synthetic/frames: frame side (default 16)")
+    g.add_argument("--frame-size", type=int, help="synthetic/videos: frame side (default 16)")
     g.add_argument("--noise", type=float, help="built-in tasks: noise std (default 0.1)")
     g.add_argument("--distractors", type=int,
                    help="event: late look-alike events per sequence (default 4)")
-    g.add_argument("--projection-dim", type=int, help="frames: random projection to D features")
-    g.add_argument("--cache-dir", help="frames: decoded-frame cache folder")
+    g.add_argument("--projection-dim", type=int, help="videos: random projection to D features")
+    g.add_argument("--features", metavar="MODEL.onnx",
+                   help="videos: an image network's features per frame instead of pixels "
+                        "(an ONNX file, run by onnxruntime; the data docs say how to make one)")
+    g.add_argument("--split", type=int, choices=(1, 2, 3),
+                   help="hmdb51: which official train/test split (default 1)")
+    g.add_argument("--splits", dest="splits_dir", metavar="DIR",
+                   help="hmdb51: the folder of the split files (default "
+                        "ROOT/testTrainMulti_7030_splits)")
+    g.add_argument("--cache-dir", help="videos: decoded-frame cache folder")
     g.add_argument("--test-fraction", type=float, help="held-out fraction (default 0.2)")
     g = p.add_argument_group("model and solver")
     g.add_argument("--preset", choices=("torchbraid",),
@@ -500,15 +509,6 @@ def main(argv=None):
         return 130
 
 
-def _remove_if_empty(folder):
-    """Remove ``folder`` if it is an empty folder (another rank may have removed it first)."""
-    try:
-        if os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
-    except OSError:
-        pass
-
-
 # what an interrupted command leaves behind
 _INTERRUPTED = {
     "train": " (--out keeps the last finished epoch, if any: continue with --resume)",
@@ -529,67 +529,6 @@ def _name_the_flag(error, flags):
     if equals and name in flags:                             # cuda needs
         return f"{flags[name]} {value.strip(chr(39))} {rest}"
     return message
-
-
-# integer options that count something (>= 1), by argparse dest (main names the flag)
-_COUNTS = ("seq_len", "batch", "input", "input_size", "hidden", "layers", "num_sequences",
-           "num_classes", "frame_size", "projection_dim", "batch_size", "epochs", "repeat",
-           "levels", "iters", "bwd_iters", "fwd_iters", "directions", "conv_max_iter")
-
-
-def _check_counts(args):
-    """ValueError for a size or count below 1 or a negative seed, before any work (numpy's own
-    message, "negative dimensions are not allowed", names nothing)."""
-    for dest in _COUNTS:
-        v = getattr(args, dest, None)
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"{dest} must be >= 1, got {v}")
-    seed = getattr(args, "seed", None)
-    if isinstance(seed, int) and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-
-
-def _end_the_mpi_job(code):
-    """Under ``mpiexec -n P`` (P > 1), end every rank: an error that only one rank met (rank 0
-    alone writes the checkpoint and metrics) would otherwise leave the others waiting in the
-    solver's next message forever."""
-    from ..training import world_comm
-    comm = world_comm()
-    if comm is not None:
-        sys.stderr.flush()
-        time.sleep(0.2)                   # let mpiexec forward the message before the kill
-        comm.Abort(code)
-
-
-def _one_process(command):
-    """ValueError under ``mpiexec -n P`` (P > 1): every rank would run the same whole job and
-    write the same files at once."""
-    from ..training import world_comm
-    if world_comm() is not None:
-        raise ValueError(f"mgrit-gru {command} runs on one process; under mpiexec use train, "
-                         "evaluate, demo, bench --what forward, train-step or epoch, or the "
-                         "Python API with comm=")
-
-
-def _check_writable(path, flag, image=False):
-    """ValueError naming ``flag`` unless ``path``'s folder exists (or can be made) and is
-    writable, and ``path`` is not a folder; with ``image``, unless matplotlib can write its
-    file type (checked before the work, not after it)."""
-    if image:
-        from matplotlib.figure import Figure
-        kinds = Figure().canvas.get_supported_filetypes()
-        ext = os.path.splitext(path)[1].lstrip(".").lower()
-        if ext not in kinds:
-            raise ValueError(f"{flag} {path}: not an image file name (use one of "
-                             f"{', '.join('.' + k for k in sorted(kinds))})")
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder                                        # the writer makes the rest; a
-    while not os.path.exists(existing):                      # refused run leaves no folder
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"{flag} {path}: cannot create its folder ({existing} is a file)")
-    if os.path.isdir(path) or not os.access(existing, os.W_OK):
-        raise ValueError(f"{flag} {path}: not a writable file path")
 
 
 if __name__ == "__main__":

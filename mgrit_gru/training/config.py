@@ -7,17 +7,20 @@ which holds one `MGRITOptions` for the forward and one for the backward solve.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..checks import choice, int_at_least, positive_int
+from ..checks import choice, int_at_least, int_choice, positive_int
 from .model import SolverOptions
 from .presets import PRESETS, resolve
 
 OPTIMIZERS = ("adam", "sgd")
 SOLVER_FIELDS = tuple(f.name for f in fields(SolverOptions))
 BUILT_IN = ("synthetic", "event", "pulse")
+# the data kinds of videos (frames become features)
+VIDEOS = ("frames", "hmdb51")
 # the data kinds whose number of classes is an option (the others': the data's own)
 CLASSES_GIVEN = ("synthetic", "event")
 
@@ -29,11 +32,14 @@ class TrainConfig:
     with ``distractors`` late events), ``"pulse"`` (`pulse_order`),
     ``"npz:PATH"`` (`load_npz`), ``"frames:ROOT"`` (`load_frame_folder`) or
     ``"uci-har:ROOT"`` (`load_uci_har`: the "UCI HAR Dataset" folder, with its given train/test
-    split). ``seq_len`` is T (default 256 for the built-in tasks; an npz file's or UCI-HAR's own
-    T; required for frame folders).
+    split) or ``"hmdb51:ROOT"`` (`load_hmdb51`: the class folders of .avi videos, trained on
+    official split ``split`` (1, 2 or 3), its files in ``splits_dir``, default
+    ``ROOT/testTrainMulti_7030_splits``). ``seq_len`` is T (default 256 for the built-in tasks;
+    an npz file's or UCI-HAR's own T; required for videos).
     ``num_sequences``, ``num_classes``, ``frame_size`` and ``noise`` shape the built-in tasks
     (``frame_size`` is also the frame size frame folders are resized to; ``projection_dim`` an
-    optional random projection of their frames, ``cache_dir`` their decoded-frame cache). A
+    optional random projection of their frames, ``features`` an ONNX image network whose
+    features replace the pixels (`OnnxFeatures`), ``cache_dir`` their decoded-frame cache). A
     checkpoint's config holds the data's own number of classes as ``num_classes``, whatever
     the kind of data.
     ``test_fraction`` of the sequences (seeded split) is held out.
@@ -55,6 +61,9 @@ class TrainConfig:
     distractors: int = 4
     projection_dim: int | None = None
     cache_dir: str | None = None
+    features: str | None = None
+    split: int = 1
+    splits_dir: str | None = None
     test_fraction: float = 0.2
     hidden: int = 64
     layers: int = 1
@@ -87,7 +96,7 @@ class TrainConfig:
     preset: str | None = None
 
     # options that may change between a run and its resumption
-    RESUMABLE = ("epochs", "cache_dir", "backend")
+    RESUMABLE = ("epochs", "cache_dir", "backend", "splits_dir")
 
     def __post_init__(self):
         for f in fields(self):                               # NumPy scalars (np.arange sweeps)
@@ -108,6 +117,15 @@ class TrainConfig:
             positive_int(self.seq_len, "seq_len")
         if self.projection_dim is not None:
             positive_int(self.projection_dim, "projection_dim")
+        int_choice(self.split, "split", (1, 2, 3))
+        for name in ("features", "splits_dir"):             # paths: str (the config is JSON)
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (str, os.PathLike)) or not os.fspath(v)):
+                raise ValueError(f"{name} must be a path or None, got {v!r}")
+            setattr(self, name, None if v is None else os.fspath(v))
+        if self.projection_dim is not None and self.features is not None:
+            raise ValueError("projection_dim and features: choose one (a random projection of "
+                             "the pixels, or an image network's features)")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
@@ -157,17 +175,18 @@ def _data_kind(spec):
     if spec in BUILT_IN:
         return spec, None
     kind, colon, arg = spec.partition(":")
-    if colon and kind in ("npz", "frames", "uci-har") and arg:
+    if colon and kind in ("npz", "frames", "uci-har", "hmdb51") and arg:
         return kind, arg
     raise ValueError(f"unknown data spec {spec!r}: use 'synthetic', 'event', 'pulse', "
-                     "'npz:PATH', 'frames:ROOT' or 'uci-har:ROOT'")
+                     "'npz:PATH', 'frames:ROOT', 'uci-har:ROOT' or 'hmdb51:ROOT'")
 
 
 # options that only some data kinds use, and those only MGRIT uses
 _DATA_ONLY = {"num_sequences": BUILT_IN, "noise": BUILT_IN, "num_classes": CLASSES_GIVEN,
-              "distractors": ("event",), "frame_size": ("synthetic", "frames"),
-              "projection_dim": ("frames",), "cache_dir": ("frames",),
-              "test_fraction": BUILT_IN + ("npz", "frames")}     # uci-har: its given split
+              "distractors": ("event",), "frame_size": ("synthetic",) + VIDEOS,
+              "projection_dim": VIDEOS, "cache_dir": VIDEOS, "features": VIDEOS,
+              "split": ("hmdb51",), "splits_dir": ("hmdb51",),
+              "test_fraction": BUILT_IN + ("npz", "frames")}     # uci-har, hmdb51: given splits
 _MGRIT_ONLY = ("levels", "cf", "relax", "fwd_iters", "bwd_iters", "tol", "skip", "bwd_skip",
                "bwd_relax", "fwd_rtol", "bwd_rtol", "max_iters", "coarse_input")
 
@@ -187,7 +206,8 @@ def _unused_options(given, cfg, python=False):
             return "only " + " or ".join(f"{name}={v!r}" for v in values)
         return f"only --{name.replace('_', '-')} " + " or ".join(map(str, values))
     kind = _data_kind(cfg.data)[0]
-    spelled = ({"frames": "frames:ROOT", "npz": "npz:PATH", "uci-har": "uci-har:ROOT"}
+    spelled = ({"frames": "frames:ROOT", "npz": "npz:PATH", "uci-har": "uci-har:ROOT",
+                "hmdb51": "hmdb51:ROOT"}
                if python else {})
     unused = [f"{flag(n)} ({only('data', *(spelled.get(k, k) for k in kinds))})"
               for n, kinds in _DATA_ONLY.items() if n in given and kind not in kinds]

@@ -7,10 +7,16 @@ import numpy as np
 
 from ..mgrit import agreed
 from ..solve import TimeSlice, input_rows
-from .config import _data_kind
+from .config import VIDEOS, _data_kind
 from .data import (early_event, load_frame_folder, load_npz, moving_objects, npz_shape, pulse_order,
                    train_test_split)
+from .data.hmdb51 import load_hmdb51
 from .data.uci_har import ACTIVITIES, load_uci_har
+
+
+# data that comes with its own train/test split
+GIVEN_SPLIT = ("uci-har", "hmdb51")
+
 
 @dataclass
 class Dataset:
@@ -30,7 +36,8 @@ class Dataset:
 
 def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=16, noise=0.1,
               projection_dim=None, cache_dir=None, seed=0, time_window=None, progress=False,
-              training=True, distractors=4, dtype=None):
+              training=True, distractors=4, dtype=None, features=None, split=1,
+              splits_dir=None):
     """``(x (N, T, F), y (N,), num_classes, description)`` for a data spec (see `TrainConfig`).
 
     The built-in tasks are generated in float32 (half the memory); batches are cast to the
@@ -43,7 +50,9 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
     output no sequence is labelled with is refused, not remapped); False (data to evaluate a
     trained model on) accepts any non-negative labels.
     ``dtype``: the dtype the data will be cast to ("float32"): an npz file's values beyond its
-    range are refused, naming the file (they would turn into Inf).
+    range are refused, naming the file (they would turn into Inf). ``features``: an ONNX image
+    network for video frames; ``split``, ``splits_dir``: HMDB51's official split. Data with a
+    given split (UCI-HAR, HMDB51) comes back whole here, train then test.
     """
     kind, arg = _data_kind(spec)
     if kind == "synthetic":
@@ -62,6 +71,12 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
         return x, y, num_classes, desc
     if kind == "uci-har":                                    # both splits, train first
         x_tr, y_tr, x_te, y_te, C, desc = _uci_har(arg, seq_len, 0)
+        return x_tr, y_tr, C, desc
+    if kind == "hmdb51":
+        x_tr, y_tr, x_te, y_te, C, desc = _hmdb51(
+            arg, seq_len, 0, split=split, splits_dir=splits_dir, frame_size=frame_size,
+            projection_dim=projection_dim, features=features, seed=seed, cache_dir=cache_dir,
+            progress=progress, time_window=time_window)
         return x_tr, y_tr, C, desc
     if kind == "pulse":
         T = 256 if seq_len is None else seq_len
@@ -92,7 +107,7 @@ def load_data(spec, seq_len=None, num_sequences=1024, num_classes=4, frame_size=
     x, y, names = load_frame_folder(arg, seq_len, size=(frame_size, frame_size),
                                     projection_dim=projection_dim, seed=seed, cache_dir=cache_dir,
                                     progress=progress, time_window=time_window,
-                                    min_classes=2 if training else 1)
+                                    min_classes=2 if training else 1, features=features)
     return x, y, max(len(names), 2), f"{arg}: {x.shape[0]} videos x {seq_len} frames x " \
                                      f"{x.shape[2]} features, classes {names}"
 
@@ -153,7 +168,8 @@ def _prepare_data(cfg, comm, progress, training=True):
     args = dict(seq_len=cfg.seq_len, num_sequences=cfg.num_sequences,
                 num_classes=cfg.num_classes, frame_size=cfg.frame_size, noise=cfg.noise,
                 projection_dim=cfg.projection_dim, cache_dir=cfg.cache_dir, seed=cfg.seed,
-                training=training, distractors=cfg.distractors, dtype=cfg.dtype)
+                training=training, distractors=cfg.distractors, dtype=cfg.dtype,
+                features=cfg.features, split=cfg.split, splits_dir=cfg.splits_dir)
     window = None
     if kind in ("synthetic", "event"):                       # make only our own time rows
         T = 256 if cfg.seq_len is None else cfg.seq_len
@@ -163,22 +179,32 @@ def _prepare_data(cfg, comm, progress, training=True):
         if len(shape) > 1:                                   # (else load_data names the shape)
             T = shape[1]
             window = _time_slice(cfg, T, comm)
-    elif kind == "frames" and cfg.seq_len is not None:       # decode only our own time rows
+    elif kind in VIDEOS and cfg.seq_len is not None:         # decode only our own time rows
         T = cfg.seq_len
         window = _time_slice(cfg, T, comm)
-    x = None
-    if kind == "uci-har":                                    # its own split, by subject
-        x_tr, y_tr, x_te, y_te, C, desc = _uci_har(source, cfg.seq_len, cfg.test_fraction)
-        x = x_tr
-    elif kind == "frames" and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
-        first = agreed(comm, lambda: load_data(cfg.data, time_window=window, progress=progress,
-                                               **args) if rank == 0 else None)
+
+    def load(bar):
+        if kind == "uci-har":                                # its own split, by subject
+            return _uci_har(source, cfg.seq_len, cfg.test_fraction)
+        if kind == "hmdb51":                                 # the official split asked for
+            return _hmdb51(source, cfg.seq_len, cfg.test_fraction, split=cfg.split,
+                           splits_dir=cfg.splits_dir, frame_size=cfg.frame_size,
+                           projection_dim=cfg.projection_dim, features=cfg.features,
+                           seed=cfg.seed, cache_dir=cfg.cache_dir, progress=bar,
+                           time_window=window)
+        return load_data(cfg.data, time_window=window, progress=bar, **args)
+    got = None
+    if kind in VIDEOS and cfg.cache_dir and comm is not None and comm.Get_size() > 1:
+        first = agreed(comm, lambda: load(progress) if rank == 0 else None)
         if rank == 0:                        # a cache miss decodes once, on rank 0; the others
-            x, y, C, desc = first            # wait (and stop with it), then read their rows
-    if x is None:
-        x, y, C, desc = load_data(cfg.data, time_window=window, progress=progress and rank == 0,
-                                  **args)
-    if kind != "uci-har":                                    # (uci-har: split above)
+            got = first                      # wait (and stop with it), then read their rows
+    if got is None:
+        got = load(progress and rank == 0)
+    if kind in GIVEN_SPLIT:
+        x_tr, y_tr, x_te, y_te, C, desc = got
+        x = x_tr
+    else:
+        x, y, C, desc = got
         x_tr, y_tr, x_te, y_te = (train_test_split(x, y, cfg.test_fraction, seed=cfg.seed)
                                   if cfg.test_fraction > 0 else (x, y, x[:0], y[:0]))
     if window is None:                                       # loaded whole: keep only our rows
@@ -209,6 +235,22 @@ def _uci_har(root, seq_len, test_fraction):
     desc = (f"UCI-HAR {root}: {len(y_tr)} train / {len(y_te)} test windows of {T} steps x "
             f"{x_tr.shape[2]} channels, {len(ACTIVITIES)} activities (the given split)")
     return x_tr, y_tr, x_te, y_te, len(ACTIVITIES), desc
+
+
+def _hmdb51(root, seq_len, test_fraction, split=1, frame_size=16, **options):
+    """HMDB51's official split ``split`` (all in train when ``test_fraction`` is 0: an evaluation
+    on all of it); ``options``: `load_hmdb51`'s."""
+    if seq_len is None:
+        raise ValueError(f"{root}: videos need --seq-len (frames per video after resampling)")
+    d = load_hmdb51(root, seq_len, split=split, size=(frame_size, frame_size), **options)
+    x_tr, y_tr, x_te, y_te = d.x_train, d.y_train, d.x_test, d.y_test
+    if test_fraction == 0:
+        x_tr, y_tr = np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+        x_te, y_te = x_te[:0], y_te[:0]
+    desc = (f"HMDB51 {root}, split {split}: {len(y_tr)} train / {len(y_te)} test videos x "
+            f"{seq_len} frames x {x_tr.shape[2]} features, {len(d.class_names)} classes "
+            f"({d.left_out} videos in neither)")
+    return x_tr, y_tr, x_te, y_te, max(len(d.class_names), 2), desc
 
 
 def _as_input(xb, data, dtype):

@@ -244,7 +244,7 @@ def _train(cfg, out, resume, overwrite, comm, progress, verbose, plots):
     t_start = time.perf_counter()
     dtype = np.dtype(cfg.dtype)
     data = prepare_data(cfg, comm, progress)                 # validates the data spec first:
-    data_record = _data_record(data, cfg.data, listing=rank == 0)   # (rank 0 checks, writes)
+    data_record = _data_record(data, cfg.data, listing=rank == 0, cfg=cfg)   # (rank 0 checks, writes)
     if comm is not None:
         same_on_every_rank(comm, "train data", data_identity(data, data_record))
     n_batches = math.ceil(len(data.y_train) / cfg.batch_size)
@@ -269,6 +269,8 @@ def _train(cfg, out, resume, overwrite, comm, progress, verbose, plots):
     writer = RunWriter(out, history, new=ckpt is None, stale=stale) \
         if out is not None and rank == 0 else None
     saved_cfg = replace(cfg, data=_absolute_data(cfg.data),   # (the new path, if it moved)
+                        features=cfg.features and os.path.abspath(cfg.features),
+                        splits_dir=cfg.splits_dir and os.path.abspath(cfg.splits_dir),
                         num_classes=cfg.num_classes if _data_kind(cfg.data)[0] in CLASSES_GIVEN
                         else data.num_classes)                  # the data's own, not the option
     n_ranks = 1 if comm is None else comm.Get_size()
@@ -429,7 +431,7 @@ def evaluate_checkpoint(path, data=None, split=None, comm=None, **solver_overrid
         comm_w = MPIComm(comm)
     d = prepare_data(cfg, comm, training=False)
     if own and split != "all" and ck.data is not None:
-        changes = _data_changes(_data_record(d, cfg.data), ck.data)
+        changes = _data_changes(_data_record(d, cfg.data, cfg=cfg), ck.data)
         if changes:
             raise ValueError(f"{path}: the data in {_data_name(cfg.data)} no longer matches the "
                              f"checkpoint's: {', '.join(changes)}; its {split} split is not the "

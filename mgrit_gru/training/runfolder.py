@@ -8,7 +8,8 @@ import os
 from ..mgrit.hierarchy import Hierarchy
 from .checkpoint import FORMAT, check_metrics, load_checkpoint
 from .config import CLASSES_GIVEN, TrainConfig, _data_kind
-from .data import frame_listing, npz_checksums
+from .data import frame_listing, hmdb51_listing, npz_checksums
+from .data.features import file_digest
 
 def _absolute_data(spec):
     """The data spec with its file or folder as an absolute path: what a checkpoint stores, so
@@ -25,6 +26,9 @@ def _mismatch(a, b, other_file=False):
     (the comparison with the checkpoint's data record decides)."""
     da, db = a.to_dict(), b.to_dict()
     da["data"], db["data"] = _absolute_data(da["data"]), _absolute_data(db["data"])
+    for d in (da, db):
+        if d.get("features") is not None:                    # (the run records it absolute)
+            d["features"] = os.path.abspath(d["features"])
     kind_a, kind_b = _data_kind(da["data"])[0], _data_kind(db["data"])[0]
     free = set(TrainConfig.RESUMABLE)
     if kind_a == kind_b and kind_a not in CLASSES_GIVEN:
@@ -37,11 +41,13 @@ def _mismatch(a, b, other_file=False):
 _DATA_FIELDS = ("T", "F", "classes", "sequences")
 
 
-def _data_record(data, spec, listing=True):
+def _data_record(data, spec, listing=True, cfg=None):
     """What a checkpoint records of its run's data (``meta.data``): T, F, the numbers of classes
-    and sequences, for an npz file the CRC32 and size of ``x`` and ``y`` (`npz_checksums`), and
-    for a frame folder the digest of its frames' paths and sizes (`frame_listing`; only where
-    ``listing``: it stats every frame, which rank 0 alone needs to do)."""
+    and sequences, for an npz file the CRC32 and size of ``x`` and ``y`` (`npz_checksums`), for
+    a frame folder the digest of its frames' paths and sizes (`frame_listing`), for HMDB51 that
+    of its split's videos and marks (`hmdb51_listing`; listings only where ``listing``: they
+    stat every file, which rank 0 alone needs to do), and the digest of a feature network's
+    file (``cfg.features``)."""
     record = {"T": int(data.seq_len), "F": int(data.input_size),
               "classes": int(data.num_classes), "sequences": len(data.y_train) + len(data.y_test)}
     kind, source = _data_kind(spec)
@@ -49,6 +55,10 @@ def _data_record(data, spec, listing=True):
         record["members"] = npz_checksums(source)
     elif kind == "frames" and listing:
         record["listing"] = frame_listing(source)
+    elif kind == "hmdb51" and listing:
+        record["listing"] = hmdb51_listing(source, cfg.split, cfg.splits_dir)
+    if cfg is not None and cfg.features is not None:
+        record["features"] = file_digest(cfg.features)
     return record
 
 
@@ -66,8 +76,13 @@ def _data_changes(now, then):
                            f"{was[0]:08x}, {was[1]} bytes)")
     got, was = now.get("listing"), then.get("listing")
     if got is not None and was is not None and got != was:   # (a rank that skipped it: None)
-        changes.append(f"frame files {got['frames']}, names and sizes {got['sha256']} "
-                       f"(checkpoint: {was['frames']}, {was['sha256']})")
+        what = "frame files" if "frames" in got else "videos of the split"
+        n = (lambda listing: listing.get("frames", listing.get("videos")))
+        changes.append(f"{what} {n(got)}, names and sizes {got['sha256']} "
+                       f"(checkpoint: {n(was)}, {was['sha256']})")
+    if "features" in then and now.get("features") != then["features"]:
+        changes.append(f"feature network {now.get('features')} (checkpoint: "
+                       f"{then['features']})")
     return changes
 
 

@@ -90,7 +90,7 @@ def test_sizes_and_counts_below_one_are_refused_by_flag_before_any_work(argv, fl
 
 @pytest.mark.parametrize("argv, message", [
     (["--data", "mnist"], "mgrit-gru: error: unknown data spec 'mnist': use 'synthetic', "
-                          "'event', 'pulse', 'npz:PATH', 'frames:ROOT' or 'uci-har:ROOT'"),
+                          "'event', 'pulse', 'npz:PATH', 'frames:ROOT', 'uci-har:ROOT' or 'hmdb51:ROOT'"),
     (["--seq-len", "0"], "mgrit-gru: error: --seq-len must be >= 1, got 0"),
     (["--fwd-iters", "0"], "mgrit-gru: error: --fwd-iters must be >= 1, got 0"),
     (["--data", "npz:data/x.npz"], "mgrit-gru: error: data/x.npz: 'y' has negative labels "

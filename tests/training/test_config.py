@@ -61,7 +61,7 @@ def test_numpy_scalar_options_reach_the_checkpoint(tmp_path):
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, message", [
     (["--data", "pulse", "--num-classes", "4"], r"--num-classes \(only --data synthetic or event\)"),
-    (["--projection-dim", "7"], r"--projection-dim \(only --data frames\)"),
+    (["--projection-dim", "7"], r"--projection-dim \(only --data frames or hmdb51\)"),
     (["--momentum", "0.5"], r"--momentum \(only --optimizer sgd\)"),
     (["--solver", "serial", "--levels", "7", "--relax", "F"],
      r"--levels \(only --solver mgrit\); --relax \(only --solver mgrit\)"),
@@ -97,7 +97,7 @@ def test_python_train_warns_of_keywords_the_run_does_not_use(tmp_path):
                     "solver='mgrit'); cf (only solver='mgrit'); fwd_iters (only solver='mgrit'); "
                     "bwd_iters (only solver='mgrit')"]
     assert res.steps["fwd_residual"] and all(np.isnan(res.steps["fwd_residual"]))   # serial
-    with pytest.warns(UserWarning, match=r"projection_dim \(only data='frames:ROOT'\)"):
+    with pytest.warns(UserWarning, match=r"projection_dim \(only data='frames:ROOT' or data='hmdb51:ROOT'\)"):
         tr.train(tr.TrainConfig(**{**TINY, "epochs": 1}), progress=False, verbose=False,
                  projection_dim=3)                         # a config plus keywords: those
     import warnings

@@ -338,3 +338,54 @@ def test_a_frame_rank_0_cannot_decode_for_the_cache_ends_every_rank(tmp_path):
     assert proc.stderr.count("mgrit-gru: error:") == 1, proc.stderr
     assert "f009.png: cannot read image" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+HMDB51_SCRIPT = r'''
+import json, sys, numpy as np
+from mpi4py import MPI
+import mgrit_gru.training.data.hmdb51 as hmdb51
+from mgrit_gru.training import TrainConfig, prepare_data
+comm = MPI.COMM_WORLD
+resized = []                          # the frames this rank resizes and featurises
+resize = hmdb51._resize
+hmdb51._resize = lambda *a: resized.append(1) or resize(*a)
+cache = None if sys.argv[2] == "none" else sys.argv[2]
+cfg = TrainConfig(data="hmdb51:" + sys.argv[1], seq_len=40, frame_size=4, levels=3, cf=4,
+                  cache_dir=cache)
+d = prepare_data(cfg, comm)
+mine = len(resized)
+comm.Barrier()
+full = prepare_data(TrainConfig.from_dict(dict(cfg.to_dict(), cache_dir=None)), None)
+n = d.x_train.shape[1]
+same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
+            and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
+            and np.array_equal(d.y_train, full.y_train) and len(d.y_test) > 0)
+rows = comm.gather([d.start, n, same, mine], root=0)
+if comm.rank == 0:
+    print(json.dumps({"rows": rows, "all": len(resized) - mine}))
+'''
+
+
+@needs_mpi
+@pytest.mark.parametrize("cached", [False, True])
+def test_hmdb51_ranks_featurise_only_their_frames(tmp_path, cached):
+    """HMDB51 .avi videos under MPI: without a cache each rank resizes only the frames its own
+    steps show; with one, rank 0 does every frame once (to write the entry) and rank 1 none.
+    Either way the rows equal those of the one-process data."""
+    pytest.importorskip("av")
+    from _videos import make_hmdb51
+    marks = {c: {f"{c}{v}.avi": ((1, 1, 2, 2)[v],) for v in range(4)} for c in ("a", "b")}
+    lengths = {f"{c}{v}.avi": 40 for c in ("a", "b") for v in range(4)}
+    root = make_hmdb51(tmp_path / "hmdb51", marks, lengths=lengths, splits=(1,))
+    script = tmp_path / "hmdb51_ranks.py"
+    script.write_text(HMDB51_SCRIPT)
+    proc = _mpirun(2, [str(script), root, str(tmp_path / "cache") if cached else "none"])
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rec["rows"]
+    assert same0 and same1 and s0 == 0 and s1 + n1 == 40 and n0 < 40 and n1 < 40
+    assert rec["all"] == 8 * 40                 # 40 frames -> 40 steps, one frame each
+    if cached:
+        assert dec0 == 8 * 40 and dec1 == 0
+    else:
+        assert dec0 == 8 * n0 and dec1 == 8 * n1

@@ -255,3 +255,62 @@ def test_bad_options_are_refused(small, kwargs, message):
     kw = {"seq_len": 4, "size": (4, 6), **kwargs}
     with pytest.raises(ValueError, match=message):
         load_hmdb51(small, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# training on it
+# ----------------------------------------------------------------------------------------------
+def test_train_on_split_1_trains_on_the_videos_marked_1_and_tests_on_those_marked_2(
+        root, tmp_path, capsys):
+    from mgrit_gru.tools import cli
+    from mgrit_gru.training import prepare_data
+    from mgrit_gru.training.checkpoint import load_checkpoint
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", f"hmdb51:{root}", "--split", "1", "--seq-len", "8",
+                     "--frame-size", "4", "--hidden", "4", "--levels", "2", "--cf", "2",
+                     "--epochs", "1", "--batch-size", "3", "--out", str(out),
+                     "--no-progress"]) == 0
+    train, test = expected(root, 1, 1), expected(root, 1, 2)
+    assert (f"split 1: {len(train)} train / {len(test)} test videos x 8 frames x 16 features, "
+            "3 classes (1 videos in neither)") in capsys.readouterr().out
+    ck = load_checkpoint(out / "checkpoint.npz")
+    assert ck.params["weight_ih_l0"].shape == (12, 16) and ck.params["weight_out"].shape == (3, 4)
+    assert ck.data["sequences"] == len(train) + len(test)
+    assert ck.data["listing"] == hmdb51_listing(root, 1)
+    d = prepare_data(ck.config)                              # the run's own data, video by video
+    for x, y, want in ((d.x_train, d.y_train, train), (d.x_test, d.y_test, test)):
+        np.testing.assert_array_equal(y, [label for label, _ in want])
+        for xi, (_, path) in zip(x, want):
+            np.testing.assert_array_equal(xi, direct(path, 8, size=(4, 4)))
+    assert cli.main(["evaluate", str(out / "checkpoint.npz"), "--json"]) == 0
+    import json
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == len(test)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--test-fraction", "0.3"], "--test-fraction (only --data"),
+    (["--split", "2", "--data", "synthetic"], "--split (only --data hmdb51)"),
+    ([], "videos need --seq-len"),
+])
+def test_options_that_do_not_fit_are_refused(root, tmp_path, capsys, flags, message):
+    from mgrit_gru.tools import cli
+    assert cli.main(["train", "--data", f"hmdb51:{root}", "--out", str(tmp_path / "r"),
+                     *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_on_other_marks_is_refused_with_what_changed(tmp_path, capsys):
+    from mgrit_gru.tools import cli
+    root = make_hmdb51(tmp_path / "h", {"a": {"1.avi": (1,), "2.avi": (2,)},
+                                       "b": {"3.avi": (1,), "4.avi": (2,)}}, splits=(1,))
+    out = str(tmp_path / "run")
+    args = ["train", "--data", f"hmdb51:{root}", "--seq-len", "4", "--frame-size", "4",
+            "--hidden", "3", "--levels", "2", "--cf", "2", "--out", out, "--no-progress"]
+    assert cli.main([*args, "--epochs", "1"]) == 0
+    with open(os.path.join(root, "testTrainMulti_7030_splits", "b_test_split1.txt"), "w") as f:
+        f.write("3.avi 2\n4.avi 1\n")                        # the same videos, marks swapped
+    capsys.readouterr()
+    assert cli.main([*args, "--epochs", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "videos of the split 4, names and sizes" in err, err
