@@ -21,6 +21,7 @@ the residual norm per iteration, so the answer does not depend on the number of 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -179,21 +180,19 @@ class MGRIT:
             self.comm.recv(buf, source, tag)
             self.vec.from_host(A[0], buf)
 
+    @contextlib.contextmanager
     def _timed(self, l, phase):
-        solver = self
-
-        class _T:
-            def __enter__(self):
-                if solver._sync:
-                    solver._sync()
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                if solver._sync:
-                    solver._sync()
-                key = (l, phase)
-                solver._timers[key] = solver._timers.get(key, 0.0) + time.perf_counter() - self.t0
-        return _T()
+        """Add the time the block takes (after a device sync) to the (level, phase) timer."""
+        if self._sync:
+            self._sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync:
+                self._sync()
+            key = (l, phase)
+            self._timers[key] = self._timers.get(key, 0.0) + time.perf_counter() - t0
 
     # ------------------------------------------------------------------------------------------
     # setup

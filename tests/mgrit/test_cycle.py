@@ -472,3 +472,30 @@ def test_overflow_raises_diverged_error():
         warnings.simplefilter("ignore", RuntimeWarning)      # NumPy's overflow warnings
         with pytest.raises(MGRITDivergedError, match="diverged"):
             solve(problem, levels=2, cf=2, skip=False, max_iter=20, divergence_factor=np.inf)
+
+
+def test_a_solve_leaves_no_reference_cycle_so_its_arrays_go_at_once():
+    """A forward and a backward solve, and a training step built on them, create no reference
+    cycle: their buffers (the stored gates, every level's points) are freed when the last
+    reference goes, not at some later cyclic garbage collection."""
+    import gc
+
+    import mgrit_gru as mg
+    from mgrit_gru.training import TrainConfig
+    from mgrit_gru.training.model import forward_backward, init_classifier
+    params = mg.init_gru(3, 4, 2, seed=0)
+    x = np.random.default_rng(0).standard_normal((32, 2, 3))
+    cfg = TrainConfig.with_preset("torchbraid", hidden=4)
+    clf = init_classifier(3, 4, 2, 3, seed=0)
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()                                             # only this test's garbage counts
+    try:
+        y, h_T, info = mg.mgrit_forward(params, x, levels=3, cf=2, max_iter=2, tol=0.0)
+        mg.mgrit_backward(params, info, dy=np.ones_like(y), levels=3, cf=2, max_iter=1, tol=0.0)
+        forward_backward(clf, x, np.array([0, 2]), cfg.solver_options())
+        del y, h_T, info
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()
