@@ -373,7 +373,7 @@ def test_hmdb51_ranks_featurise_only_their_frames(tmp_path, cached):
     steps show; with one, rank 0 does every frame once (to write the entry) and rank 1 none.
     Either way the rows equal those of the one-process data."""
     pytest.importorskip("av")
-    from _videos import make_hmdb51
+    from _real_data import make_hmdb51
     marks = {c: {f"{c}{v}.avi": ((1, 1, 2, 2)[v],) for v in range(4)} for c in ("a", "b")}
     lengths = {f"{c}{v}.avi": 40 for c in ("a", "b") for v in range(4)}
     root = make_hmdb51(tmp_path / "hmdb51", marks, lengths=lengths, splits=(1,))

@@ -60,8 +60,14 @@ class OnnxFeatures:
     batch : int, optional
         Frames per call of the model.
 
-    Attributes: ``size`` (H, W) frames are resized to, ``dim`` features per frame, ``digest``
-    of the model file (the frame caches and checkpoints record it).
+    Attributes
+    ----------
+    size : (int, int)
+        (H, W) that frames are resized to.
+    dim : int
+        Features per frame.
+    digest : str
+        Of the model file (the frame caches and checkpoints record it).
     """
 
     def __init__(self, path, size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD, output=None,

@@ -1,5 +1,6 @@
 """Frame features from an ONNX image network (`mgrit_gru.training.data.features`), on a tiny
-network the tests build themselves: conv 3x3 (3 -> 5 channels), ReLU, global average pool."""
+network the tests build themselves (`tiny_cnn`): conv 3x3 (3 -> 5 channels), ReLU, global
+average pool."""
 import os
 
 import numpy as np
@@ -11,30 +12,9 @@ onnx = pytest.importorskip("onnx")
 from mgrit_gru.training.data import load_frame_folder  # noqa: E402
 from mgrit_gru.training.data.features import IMAGENET_MEAN, IMAGENET_STD, OnnxFeatures  # noqa: E402
 
+from _real_data import TINY_B as B, TINY_W as W, tiny_cnn  # noqa: E402
+
 RNG = np.random.default_rng(7)
-W = RNG.standard_normal((5, 3, 3, 3)).astype(np.float32)     # conv weights (out, in, kh, kw)
-B = RNG.standard_normal(5).astype(np.float32)
-
-
-def tiny_cnn(path, size=(8, 8), pooled_4d=True):
-    """Conv(3 -> 5, 3x3, padding 1) -> ReLU -> GlobalAveragePool [-> Flatten] as ONNX.
-    ``size=None``: the model takes images of any size."""
-    from onnx import TensorProto, helper, numpy_helper
-    h, w = size if size is not None else ("H", "W")
-    nodes = [helper.make_node("Conv", ["image", "W", "B"], ["conv"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["conv"], ["relu"]),
-             helper.make_node("GlobalAveragePool", ["relu"], ["pool"])]
-    out = helper.make_tensor_value_info("pool", TensorProto.FLOAT, ["N", 5, 1, 1])
-    if not pooled_4d:                                        # like a classifier's features
-        nodes.append(helper.make_node("Flatten", ["pool"], ["features"]))
-        out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 5])
-    graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, h, w])],
-        [out], initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return str(path)
 
 
 def by_hand(images):
@@ -95,7 +75,7 @@ def test_frame_folder_features_are_the_network_run_on_its_frames(tmp_path):
 def test_video_features_are_the_network_run_on_the_decoded_frames(tmp_path):
     av = pytest.importorskip("av")
     from PIL import Image
-    from _videos import make_hmdb51
+    from _real_data import make_hmdb51
     from mgrit_gru.training.data import load_hmdb51
     root = make_hmdb51(tmp_path / "h", {"a": {"1.avi": (1,)}, "b": {"2.avi": (2,), "3.avi": (1,)}},
                        splits=(1,), lengths={"1.avi": 4, "2.avi": 9, "3.avi": 5})

@@ -11,7 +11,7 @@ from mgrit_gru.training.data import hmdb51 as hmdb51_mod  # noqa: E402
 from mgrit_gru.training.data import load_hmdb51, hmdb51_listing  # noqa: E402
 from mgrit_gru.training.data.frames import resample_indices  # noqa: E402
 
-from _videos import gradient_frames, make_hmdb51, write_avi  # noqa: E402
+from _real_data import gradient_frames, make_hmdb51, write_avi  # noqa: E402
 
 # marks of (split 1, split 2, split 3) per video: 1 = train, 2 = test, 0 = neither
 MARKS = {

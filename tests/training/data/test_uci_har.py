@@ -6,27 +6,16 @@ import pytest
 from mgrit_gru.tools import cli
 from mgrit_gru.training import load_checkpoint
 from mgrit_gru.training.data import load_uci_har
-from mgrit_gru.training.data.uci_har import CHANNELS
+from _real_data import write_uci_har
 
 T = 8
-
-
-def _write(root, split, n, seed):
-    rng = np.random.default_rng(seed)
-    folder = root / split / "Inertial Signals"
-    folder.mkdir(parents=True)
-    x = rng.standard_normal((n, T, len(CHANNELS)))
-    for c, name in enumerate(CHANNELS):
-        np.savetxt(folder / f"{name}_{split}.txt", x[:, :, c], fmt="%.8e")
-    y = 1 + np.arange(n) % 6
-    np.savetxt(root / split / f"y_{split}.txt", y, fmt="%d")
-    return x, y
 
 
 @pytest.fixture
 def har(tmp_path):
     root = tmp_path / "UCI HAR Dataset"
-    return root, _write(root, "train", 12, 0), _write(root, "test", 6, 1)
+    data = write_uci_har(root, 12, 6, T)
+    return root, data["train"], data["test"]
 
 
 def test_a_split_reads_as_windows_of_the_nine_channels_in_order(har):
