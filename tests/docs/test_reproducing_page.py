@@ -31,9 +31,10 @@ def test_the_claims_under_the_tables_hold_for_the_recorded_numbers():
     rows = json.loads((ROOT / "docs/evidence/reproducing/epochs.json").read_text())["rows"]
     for data in {r["data"] for r in rows}:
         t = {(r["solver"], r["ranks"]): r["train_s"] for r in rows if r["data"] == data}
-        # two ranks take less than 3/4 of one rank's MGRIT epoch, within 1.5x of serial BPTT's
-        assert t[("mgrit", 2)] < 0.75 * t[("mgrit", 1)]
-        assert t[("mgrit", 2)] < 1.5 * t[("serial", 1)]
+        # "1.6-1.9x serial BPTT's", "about 40 % off it", "0.9-1.1x" (rounded)
+        assert 1.55 <= t[("mgrit", 1)] / t[("serial", 1)] < 1.95
+        assert 0.5 <= t[("mgrit", 2)] / t[("mgrit", 1)] <= 0.7
+        assert 0.85 <= t[("mgrit", 2)] / t[("serial", 1)] < 1.15
 
 
 def _train_commands():
