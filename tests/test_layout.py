@@ -25,7 +25,7 @@ LAYERS = [
 ]
 # the package's front door and `python -m mgrit_gru` sit above every layer
 TOP = {"mgrit_gru", "mgrit_gru.__main__"}
-HEAVY = {"tqdm", "matplotlib", "PIL", "numba", "mpi4py"}
+HEAVY = {"tqdm", "matplotlib", "PIL", "numba", "mpi4py", "av", "onnxruntime", "onnx"}
 
 
 def _modules():
@@ -133,10 +133,24 @@ def test_no_module_is_over_600_lines(name):
     assert len(MODULES[name].read_text().splitlines()) <= 600
 
 
+def test_the_optional_extras_install_with_pip_and_the_tests_have_them():
+    """The video and features extras name only packages with wheels on PyPI (PyAV bundles
+    FFmpeg), and the test extra holds all of them, so CI runs the tests that need them."""
+    tomllib = pytest.importorskip("tomllib")                # (Python 3.11+)
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    name = (lambda req: req.split(">")[0].split("[")[0].strip())
+    assert [name(r) for r in extras["video"]] == ["av"]
+    assert [name(r) for r in extras["features"]] == ["onnxruntime"]
+    test = {name(r) for r in extras["test"]}
+    assert {"av", "onnxruntime", "onnx"} <= test
+
+
 def test_import_needs_only_numpy():
-    """tqdm, matplotlib, PIL, numba and mpi4py are imported where they are used, never by
-    ``import mgrit_gru`` nor by the serial and MGRIT passes."""
-    code = ("import sys, numpy as np, mgrit_gru as m\n"
+    """tqdm, matplotlib, PIL, numba, mpi4py and the optional extras' PyAV and onnxruntime are
+    imported where they are used, never by ``import mgrit_gru`` (nor by importing the training
+    layer and its data readers) nor by the serial and MGRIT passes."""
+    code = ("import sys, numpy as np, mgrit_gru as m, mgrit_gru.training.data\n"
             "p = m.init_gru(2, 3, seed=0); x = np.ones((8, 1, 2))\n"
             "y, h, c = m.gru_forward(p, x)\n"
             "m.gru_backward(p, c, dy=np.ones_like(y))\n"

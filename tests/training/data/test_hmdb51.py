@@ -314,3 +314,22 @@ def test_resuming_on_other_marks_is_refused_with_what_changed(tmp_path, capsys):
     assert cli.main([*args, "--epochs", "2", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "videos of the split 4, names and sizes" in err, err
+
+
+def test_a_bad_video_stops_training_before_any_file_is_written(small, tmp_path, capsys):
+    """A truncated video is named, no run folder is made, and an existing run is left as it
+    was (its files byte for byte)."""
+    from mgrit_gru.tools import cli
+    args = ["train", "--data", f"hmdb51:{small}", "--seq-len", "4", "--frame-size", "4",
+            "--hidden", "3", "--levels", "2", "--cf", "2", "--epochs", "1", "--no-progress"]
+    run = tmp_path / "run"
+    assert cli.main([*args, "--out", str(run)]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    path = _break_video(small, "truncated")
+    capsys.readouterr()
+    assert cli.main([*args, "--out", str(run), "--overwrite"]) == 2
+    assert cli.main([*args, "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"{path}: truncated or damaged") == 2, err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not (tmp_path / "new").exists()
