@@ -75,8 +75,8 @@ def _scan(root, splits_dir):
     """``{class: [video file names]}`` in natural order; the splits folder is not a class."""
     if not os.path.isdir(root):
         raise ValueError(f"{root}: HMDB51 root does not exist or is not a folder")
-    skip = os.path.realpath(splits_dir)
-    classes = sorted((e.name for e in _entries(root) if e.is_dir()
+    skip = os.path.realpath(splits_dir)                      # split files are not a class
+    classes = sorted((e.name for e in _entries(root) if e.is_dir() and e.name != SPLITS_FOLDER
                       and os.path.realpath(e.path) != skip), key=_natural_key)
     if not classes:
         raise ValueError(f"{root}: no class folders (expected root/<class>/<video>.avi)")

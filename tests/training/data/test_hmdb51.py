@@ -160,6 +160,9 @@ def test_splits_may_live_elsewhere(tmp_path):
                        splits=(2,), splits_dir=str(elsewhere))      # (marks of split 2 only)
     d = load_hmdb51(root, 3, split=2, splits_dir=elsewhere, size=(4, 6))
     assert d.x_train.shape[0] == 2 and d.x_test.shape[0] == 0
+    os.makedirs(os.path.join(root, "testTrainMulti_7030_splits"))     # the usual folder too:
+    d = load_hmdb51(root, 3, split=2, splits_dir=elsewhere, size=(4, 6))   # still no class
+    assert d.class_names == ["a", "b"]
     with pytest.raises(ValueError, match="testTrainMulti_7030_splits/a_test_split2.txt: no such"):
         load_hmdb51(root, 3, split=2, size=(4, 6))
 
