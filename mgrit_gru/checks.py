@@ -11,6 +11,21 @@ import operator
 import numpy as np
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message says which extra brings it."""
+
+
+def optional_import(module, extra, purpose):
+    """``import module``, or MissingExtraError: "{purpose} needs {module}: pip install
+    "mgrit_gru[{extra}]"" (the command line prints it as one line)."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(f"{purpose} needs {module}: pip install "
+                                f'"mgrit_gru[{extra}]"') from None
+
+
 def positive_int(v, name):
     """A Python or NumPy integer >= 1 as an int (bool, floats such as 2.0 and arrays refused).
 

@@ -99,3 +99,22 @@ def test_check_time_window_refuses(w, message):
     with pytest.raises(ValueError, match=re.escape("time_window must ") + ".*" +
                        re.escape(message)):
         check_time_window(w, 10)
+
+
+def test_int_choice_takes_only_the_listed_integers():
+    from mgrit_gru.checks import int_choice
+    assert int_choice(2, "split", (1, 2, 3)) == 2
+    assert int_choice(np.int64(3), "split", (1, 2, 3)) == 3
+    for bad in (4, 0, "1", 1.0, True, None):
+        with pytest.raises(ValueError, match="split must be one of 1, 2, 3"):
+            int_choice(bad, "split", (1, 2, 3))
+
+
+def test_optional_import_names_the_extra_to_install(monkeypatch):
+    import sys
+    from mgrit_gru.checks import MissingExtraError, optional_import
+    assert optional_import("json", "none", "reading JSON") is sys.modules["json"]
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(MissingExtraError, match=r'decoding needs av: pip install "mgrit_gru\[video\]"'):
+        optional_import("av", "video", "decoding")
+    assert issubclass(MissingExtraError, ImportError)

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from ..checks import MissingExtraError
 from ..mgrit.comm import RankFailed
 from ..mgrit.cycle import MGRITDivergedError
 from .cli_guards import (_check_counts, _check_writable, _end_the_mpi_job, _one_process,
@@ -493,8 +494,9 @@ def main(argv=None):
                                 image=args.command != "bench")
         return int(args.handler(args))
     # bad input named by the library, a file that cannot be read or written, a solve that
-    # diverges, a problem too big for the host or the GPU: one line and exit code 2
-    except (ValueError, OSError, MGRITDivergedError, MemoryError) as e:
+    # diverges, a problem too big for the host or the GPU, an optional extra not installed:
+    # one line and exit code 2
+    except (ValueError, OSError, MGRITDivergedError, MemoryError, MissingExtraError) as e:
         # another rank says it: its error failed this one, or this one's reads the same
         if not (isinstance(e, RankFailed) or hasattr(e, "same_as_rank")):
             print(f"mgrit-gru: error: {_name_the_flag(e, parser.flags[args.command])}",

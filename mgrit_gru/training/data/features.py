@@ -21,18 +21,15 @@ import os
 
 import numpy as np
 
+from ...checks import optional_import
+
 # torchvision's and the ONNX model zoo's ImageNet models expect these (RGB order)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError("frame features from an ONNX model need onnxruntime: "
-                          'pip install "mgrit_gru[features]"') from None
-    return onnxruntime
+    return optional_import("onnxruntime", "features", "frame features from an ONNX model")
 
 
 def file_digest(path):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...checks import check_time_window, int_choice, positive_int
+from ...checks import check_time_window, int_choice, optional_import, positive_int
 from .files import atomic_savez
 from .frames import (Featurizer, _bar, _check_cache_dir, _entries, _natural_key, _resize,
                      check_frame_options, read_cache, resample_indices)
@@ -60,12 +60,7 @@ class VideoSplit:
 
 
 def _av():
-    try:
-        import av
-    except ImportError:
-        raise ImportError('reading .avi videos needs PyAV: pip install "mgrit_gru[video]"') \
-            from None
-    return av
+    return optional_import("av", "video", "reading .avi videos (HMDB51)")
 
 
 # ----------------------------------------------------------------------------------------------

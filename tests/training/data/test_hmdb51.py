@@ -336,3 +336,20 @@ def test_a_bad_video_stops_training_before_any_file_is_written(small, tmp_path, 
     assert err.count(f"{path}: truncated or damaged") == 2, err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("missing, flags, message", [
+    ("av", [], 'reading .avi videos (HMDB51) needs av: pip install "mgrit_gru[video]"'),
+    ("onnxruntime", ["--features", "m.onnx"],
+     'frame features from an ONNX model needs onnxruntime: pip install "mgrit_gru[features]"'),
+])
+def test_a_missing_extra_is_one_line_that_says_what_to_install(small, tmp_path, capsys,
+                                                               monkeypatch, missing, flags,
+                                                               message):
+    import sys
+    from mgrit_gru.tools import cli
+    monkeypatch.setitem(sys.modules, missing, None)          # import fails as if not installed
+    assert cli.main(["train", "--data", f"hmdb51:{small}", "--seq-len", "4", *flags,
+                     "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"mgrit-gru: error: {message}\n"
+    assert not (tmp_path / "r").exists()
