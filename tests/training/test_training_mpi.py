@@ -262,30 +262,44 @@ def test_a_nan_in_one_ranks_rows_ends_every_rank_and_touches_no_file(tmp_path):
     assert {f: (run / f).read_bytes() for f in before} == before
 
 
-FRAMES_SCRIPT = r'''
+RANKS_SCRIPT = r'''
 import json, sys, numpy as np
 from mpi4py import MPI
 import mgrit_gru.training.data.frames as frames
+import mgrit_gru.training.data.hmdb51 as hmdb51
 from mgrit_gru.training import TrainConfig, prepare_data
 comm = MPI.COMM_WORLD
-decoded = []                          # the frame files this rank decodes
-decode = frames._decode_frame
-frames._decode_frame = lambda p, *a: decoded.append(p) or decode(p, *a)
-cache = None if sys.argv[2] == "none" else sys.argv[2]
-cfg = TrainConfig(data="frames:" + sys.argv[1], seq_len=40, frame_size=4, levels=3, cf=4,
+kind, root, cache = sys.argv[1], sys.argv[2], None if sys.argv[3] == "none" else sys.argv[3]
+done = []                  # the frames this rank decodes (frames:) or resizes (hmdb51:)
+module, name = (frames, "_decode_frame") if kind == "frames" else (hmdb51, "_resize")
+real = getattr(module, name)
+setattr(module, name, lambda *a: done.append(1) or real(*a))
+cfg = TrainConfig(data=f"{kind}:{root}", seq_len=40, frame_size=4, levels=3, cf=4,
                   test_fraction=0.25, cache_dir=cache)
 d = prepare_data(cfg, comm)
-mine = len(decoded)
+mine = len(done)
 comm.Barrier()
 full = prepare_data(TrainConfig.from_dict(dict(cfg.to_dict(), cache_dir=None)), None)
 n = d.x_train.shape[1]
 same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
             and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
-            and np.array_equal(d.y_train, full.y_train))
+            and np.array_equal(d.y_train, full.y_train) and len(d.y_test) > 0)
 rows = comm.gather([d.start, n, same, mine], root=0)
 if comm.rank == 0:
-    print(json.dumps({"rows": rows, "all": len(decoded) - mine}))
+    print(json.dumps({"rows": rows, "all": len(done) - mine}))
 '''
+
+
+def _ranks_load(tmp_path, kind, root, cached):
+    """Run RANKS_SCRIPT on two ranks: ((start, rows, same as one process, frames done) per
+    rank, frames the one-process load did)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    proc = _mpirun(2, [str(script), kind, str(root),
+                       str(tmp_path / "cache") if cached else "none"])
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    return rec["rows"], rec["all"]
 
 
 @needs_mpi
@@ -303,15 +317,10 @@ def test_ranks_decode_only_their_frames(tmp_path, cached):
             for k in range(40):
                 Image.new("L", (4, 4), (37 * k + 11 * v + 90 * c) % 256).save(
                     folder / f"f{k:03d}.png")
-    script = tmp_path / "frames_ranks.py"
-    script.write_text(FRAMES_SCRIPT)
-    proc = _mpirun(2, [str(script), str(root), str(tmp_path / "cache") if cached else "none"])
-    assert proc.returncode == 0, proc.stderr
-    rec = json.loads(proc.stdout.strip().splitlines()[-1])
-    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rec["rows"]
+    rows, everything = _ranks_load(tmp_path, "frames", root, cached)
+    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rows
     assert same0 and same1 and s0 == 0 and s1 + n1 == 40 and n0 < 40 and n1 < 40
-    everything = rec["all"]                                   # the one-process load: 8 x 40
-    assert everything == 8 * 40
+    assert everything == 8 * 40                              # the one-process load: 8 x 40
     if cached:
         assert dec0 == everything and dec1 == 0
     else:
@@ -340,31 +349,6 @@ def test_a_frame_rank_0_cannot_decode_for_the_cache_ends_every_rank(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-HMDB51_SCRIPT = r'''
-import json, sys, numpy as np
-from mpi4py import MPI
-import mgrit_gru.training.data.hmdb51 as hmdb51
-from mgrit_gru.training import TrainConfig, prepare_data
-comm = MPI.COMM_WORLD
-resized = []                          # the frames this rank resizes and featurises
-resize = hmdb51._resize
-hmdb51._resize = lambda *a: resized.append(1) or resize(*a)
-cache = None if sys.argv[2] == "none" else sys.argv[2]
-cfg = TrainConfig(data="hmdb51:" + sys.argv[1], seq_len=40, frame_size=4, levels=3, cf=4,
-                  cache_dir=cache)
-d = prepare_data(cfg, comm)
-mine = len(resized)
-comm.Barrier()
-full = prepare_data(TrainConfig.from_dict(dict(cfg.to_dict(), cache_dir=None)), None)
-n = d.x_train.shape[1]
-same = bool(np.array_equal(d.x_train, full.x_train[:, d.start:d.start + n])
-            and np.array_equal(d.x_test, full.x_test[:, d.start:d.start + n])
-            and np.array_equal(d.y_train, full.y_train) and len(d.y_test) > 0)
-rows = comm.gather([d.start, n, same, mine], root=0)
-if comm.rank == 0:
-    print(json.dumps({"rows": rows, "all": len(resized) - mine}))
-'''
-
 
 @needs_mpi
 @pytest.mark.parametrize("cached", [False, True])
@@ -377,14 +361,10 @@ def test_hmdb51_ranks_featurise_only_their_frames(tmp_path, cached):
     marks = {c: {f"{c}{v}.avi": ((1, 1, 2, 2)[v],) for v in range(4)} for c in ("a", "b")}
     lengths = {f"{c}{v}.avi": 40 for c in ("a", "b") for v in range(4)}
     root = make_hmdb51(tmp_path / "hmdb51", marks, lengths=lengths, splits=(1,))
-    script = tmp_path / "hmdb51_ranks.py"
-    script.write_text(HMDB51_SCRIPT)
-    proc = _mpirun(2, [str(script), root, str(tmp_path / "cache") if cached else "none"])
-    assert proc.returncode == 0, proc.stderr
-    rec = json.loads(proc.stdout.strip().splitlines()[-1])
-    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rec["rows"]
+    rows, everything = _ranks_load(tmp_path, "hmdb51", root, cached)
+    (s0, n0, same0, dec0), (s1, n1, same1, dec1) = rows
     assert same0 and same1 and s0 == 0 and s1 + n1 == 40 and n0 < 40 and n1 < 40
-    assert rec["all"] == 8 * 40                 # 40 frames -> 40 steps, one frame each
+    assert everything == 8 * 40                 # 40 frames -> 40 steps, one frame each
     if cached:
         assert dec0 == 8 * 40 and dec1 == 0
     else:
