@@ -262,11 +262,10 @@ def load_hmdb51(root, seq_len, split=1, splits_dir=None, size=(16, 16), grayscal
     classes, chosen, left_out = _split_videos(root, split, splits_dir)
     feat = Featurizer(size, grayscale, projection_dim, seed, features)
     marks = np.array([m for m, _, _ in chosen])
+    n_train = int(np.sum(marks == 1))                        # (train videos come first)
 
-    def result(x, y):
-        tr, te = marks == 1, marks == 2
-        return VideoSplit(np.ascontiguousarray(x[tr]), y[tr], np.ascontiguousarray(x[te]),
-                          y[te], classes, left_out)
+    def result(x, y):                                        # views: the features held once
+        return VideoSplit(x[:n_train], y[:n_train], x[n_train:], y[n_train:], classes, left_out)
 
     cache_path = None
     if cache_dir is not None:
@@ -286,5 +285,5 @@ def load_hmdb51(root, seq_len, split=1, splits_dir=None, size=(16, 16), grayscal
         x[i] = _video_features(path, seq_len, slice(d0, d1), feat)
     if cache_path is not None:
         atomic_savez(cache_path, x=x, y=y, marks=marks, class_names=np.array(classes))
-        x = x[:, t0:t1]
+        x = np.ascontiguousarray(x[:, t0:t1])                # (no copy without a window)
     return result(x, y)

@@ -64,6 +64,7 @@ def test_each_split_trains_on_videos_marked_1_and_tests_on_those_marked_2(root, 
             np.testing.assert_array_equal(xi, direct(path, 5))
     n_zero = sum(m[split - 1] == 0 for v in MARKS.values() for m in v.values())
     assert d.left_out == n_zero
+    assert d.x_train.base is not None and d.x_train.base is d.x_test.base   # held once
 
 
 def test_frame_sampling_picks_the_frames_of_the_formula(tmp_path):
